@@ -1,0 +1,279 @@
+"""Exact layer-1/2/3 inference in a `DiscreteSCM` by variable elimination.
+
+Counterfactual queries are answered on the twin (n-world) network: one copy of
+each endogenous variable per world, all copies reading the same exogenous
+variables. Every mechanism becomes a local indicator factor
+1[V = f(inputs)] and every exogenous variable a prior factor P(u); the query is
+a sum over all variables of the product of factors, which funsor contracts with
+an optimised elimination order (the same sum-product engine NumPyro's
+enumeration uses). Cost is exponential in the treewidth of the twin network,
+not in the number of exogenous states: a 30-node chain with 3^30 exogenous
+states is answered in a fraction of a second.
+
+Two reductions keep the network small: only ancestors of the query's terms are
+built, and a variable's copy in world `do(w)` is shared with the factual copy
+(or a smaller world) whenever the interventions that are not its ancestors in
+the mutilated graph are dropped (node merging of the twin network).
+
+All arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Iterable, Mapping, Sequence
+
+import funsor
+import jax
+import jax.numpy as jnp
+import numpy as np
+from funsor import ops
+from funsor.sum_product import sum_product
+
+from ctfjax.causal.discrete import DiscreteSCM, SCMError, Table
+from ctfjax.causal.query import Query, QueryError, Term, Variable, World
+from ctfjax.causal.query import parse_terms, parse_variables
+from ctfjax.causal.query import validate_terms, world_str
+
+funsor.set_backend("jax")
+
+# Largest exogenous posterior table `posterior_exogenous` will build.
+MAX_POSTERIOR_STATES = 2**22
+
+
+class ZeroProbabilityError(QueryError):
+  """Conditioning on evidence of probability zero."""
+
+
+Evidence = str | Sequence[Term] | Mapping[str, int] | None
+
+
+def as_terms(evidence: Evidence) -> tuple[Term, ...]:
+  """Evidence as terms: a string 'X=0, Y_{X=1}=1', terms, or {var: value}."""
+  if evidence is None:
+    return ()
+  if isinstance(evidence, str):
+    return parse_terms(evidence)
+  if isinstance(evidence, Mapping):
+    return tuple(Term(Variable(k), int(v)) for k, v in evidence.items())
+  return tuple(evidence)
+
+
+class _TwinNetwork:
+  """Factors of the n-world network, built on demand for the needed nodes."""
+
+  def __init__(self, scm: DiscreteSCM):
+    self.scm = scm
+    self.factors: dict[object, funsor.Tensor] = {}
+    self.impossible = False  # an event contradicts an intervention
+
+  def node(self, var: str, world: World) -> str | int:
+    """Funsor input name of `var` in `world`, or its constant if intervened."""
+    do = dict(world)
+    if var in do:
+      return do[var]
+    mutilated = self.scm.graph.do(do)
+    anc = mutilated.ancestors(var)
+    world = tuple((k, v) for k, v in world if k in anc)
+    name = var if not world else f"{var}[{world_str(world)}]"
+    if ("mech", name) not in self.factors:
+      self._add_mechanism(var, world, name)
+    return name
+
+  def _add_mechanism(self, var: str, world: World, name: str):
+    mech = self.scm.endogenous[var]
+    table = mech.table
+    inputs = collections.OrderedDict()
+    index = []
+    for i in mech.inputs:
+      if i in self.scm.exogenous:
+        self._add_prior(i)
+        src = i
+      else:
+        src = self.node(i, world)
+      if isinstance(src, str):
+        inputs[src] = funsor.Bint[table.shape[len(index)]]
+        index.append(slice(None))
+      else:
+        index.append(src)
+    sliced = table[tuple(index)]
+    onehot = (sliced[..., None] == np.arange(mech.domain)).astype(np.float64)
+    inputs[name] = funsor.Bint[mech.domain]
+    self.factors[("mech", name)] = funsor.Tensor(jnp.asarray(onehot), inputs)
+
+  def _add_prior(self, u: str):
+    if ("prior", u) not in self.factors:
+      probs = jnp.asarray(self.scm.exogenous[u])
+      self.factors[("prior", u)] = funsor.Tensor(
+          probs, collections.OrderedDict([(u, funsor.Bint[len(probs)])]))
+
+  def observe(self, terms: Iterable[Term]) -> list[funsor.Tensor]:
+    """Indicator factors of the events `terms` (added to the network)."""
+    out = []
+    for t in terms:
+      node = self.node(t.name, t.world)
+      if isinstance(node, int):
+        self.impossible |= node != t.value
+        continue
+      domain = self.scm.endogenous[t.name].domain
+      onehot = np.zeros(domain)
+      onehot[t.value] = 1.0
+      out.append(funsor.Tensor(
+          jnp.asarray(onehot),
+          collections.OrderedDict([(node, funsor.Bint[domain])])))
+    return out
+
+  def contract(self, extra: Sequence[funsor.Tensor] = (),
+               keep: Sequence[str] = ()) -> np.ndarray:
+    """Sums the product of all factors over every input not in `keep`.
+
+    Returns an array with one axis per name in `keep`, in that order.
+    """
+    factors = list(self.factors.values()) + list(extra)
+    if not factors:
+      return np.ones(())
+    names = frozenset().union(*(f.inputs for f in factors))
+    with funsor.interpretations.lazy:
+      result = sum_product(ops.add, ops.mul, factors,
+                           eliminate=names - frozenset(keep),
+                           plates=frozenset())
+    result = funsor.optimizer.apply_optimizer(result)
+    data = np.asarray(result.data, dtype=np.float64)
+    order = list(result.inputs)
+    return np.transpose(data, [order.index(k) for k in keep])
+
+
+def _validate(scm: DiscreteSCM, terms: Iterable[Term]):
+  validate_terms(terms, scm.domains)
+
+
+def _probability(scm: DiscreteSCM, terms: Sequence[Term]) -> float:
+  with jax.enable_x64(True):
+    net = _TwinNetwork(scm)
+    extra = net.observe(terms)
+    if net.impossible:
+      return 0.0
+    return float(net.contract(extra))
+
+
+def probability(scm: DiscreteSCM, event: Evidence) -> float:
+  """P(event) for a conjunction of (counterfactual) terms."""
+  terms = as_terms(event)
+  _validate(scm, terms)
+  return _probability(scm, terms)
+
+
+def query(scm: DiscreteSCM, q: str | Query) -> float:
+  """Exact value of a query such as 'P(Y_{X=1}=1 | X=0, Y=0)'."""
+  q = Query.parse(q)
+  q.validate(scm.domains)
+  den = _probability(scm, q.evidence) if q.evidence else 1.0
+  if den <= 0.0:
+    raise ZeroProbabilityError(
+        f"evidence {', '.join(map(str, q.evidence))} has probability zero")
+  return _probability(scm, q.terms) / den
+
+
+def _variables(spec: str | Variable | Sequence) -> tuple[Variable, ...]:
+  if isinstance(spec, Variable):
+    return (spec,)
+  if isinstance(spec, str):
+    return parse_variables(spec)
+  return tuple(v if isinstance(v, Variable) else Variable.parse(v)
+               for v in spec)
+
+
+def distribution(scm: DiscreteSCM, variables: str | Sequence,
+                 given: Evidence = None) -> dict:
+  """Exact P(variables | given) as {value: prob}, zero entries left out.
+
+  Args:
+    scm: the model.
+    variables: 'I_{X=1}' or several, 'Y, Y_{X=1}' (keys are then tuples).
+    given: evidence terms, e.g. 'I=5'.
+
+  Returns:
+    {value or tuple of values: probability}, in increasing order of value.
+  """
+  variables = _variables(variables)
+  evidence = as_terms(given)
+  _validate(scm, evidence)
+  for v in variables:
+    _validate(scm, [Term(v, 0)])
+  with jax.enable_x64(True):
+    net = _TwinNetwork(scm)
+    extra = net.observe(evidence)
+    nodes = [net.node(v.name, v.world) for v in variables]
+    if net.impossible:
+      raise ZeroProbabilityError(
+          f"evidence {', '.join(map(str, evidence))} has probability zero")
+    names = list(dict.fromkeys(n for n in nodes if isinstance(n, str)))
+    table = net.contract(extra, keep=names)
+  total = table.sum()
+  if total <= 0.0:
+    raise ZeroProbabilityError(
+        f"evidence {', '.join(map(str, evidence))} has probability zero")
+  table = table / total
+  out = {}
+  for idx in zip(*np.nonzero(table)) if names else [()]:
+    p = float(table[idx])
+    value = tuple(n if isinstance(n, int) else int(idx[names.index(n)])
+                  for n in nodes)
+    out[value[0] if len(value) == 1 else value] = p
+  return dict(sorted(out.items()))
+
+
+def joint(scm: DiscreteSCM, variables: Sequence[str],
+          do: Mapping[str, int] | None = None) -> Table:
+  """The exact joint table of `variables` (factual, or under `do`)."""
+  world = tuple(sorted((do or {}).items()))
+  for v in variables:
+    _validate(scm, [Term(Variable(v, world), 0)])
+  with jax.enable_x64(True):
+    net = _TwinNetwork(scm)
+    nodes = [net.node(v, world) for v in variables]
+    names = [n for n in nodes if isinstance(n, str)]
+    table = net.contract(keep=names)
+  full = np.zeros([scm.endogenous[v].domain for v in variables])
+  index = tuple(slice(None) if isinstance(n, str) else n for n in nodes)
+  full[index] = table
+  return Table(tuple(variables), full)
+
+
+def posterior_exogenous(scm: DiscreteSCM, evidence: Evidence) -> Table:
+  """Exact P(U_rel | evidence) over the exogenous variables the evidence reads.
+
+  Exogenous variables that no evidence term depends on keep their prior and
+  are left out of the table.
+  """
+  terms = as_terms(evidence)
+  _validate(scm, terms)
+  with jax.enable_x64(True):
+    net = _TwinNetwork(scm)
+    extra = net.observe(terms)
+    if net.impossible:
+      raise ZeroProbabilityError(
+          f"evidence {', '.join(map(str, terms))} has probability zero")
+    rel = [u for u in scm.exogenous if ("prior", u) in net.factors]
+    size = int(np.prod([len(scm.exogenous[u]) for u in rel]))
+    if size > MAX_POSTERIOR_STATES:
+      raise SCMError(
+          f"the exogenous posterior has {size} states (more than "
+          f"{MAX_POSTERIOR_STATES}); condition on fewer variables")
+    table = net.contract(extra, keep=rel)
+  total = table.sum()
+  if total <= 0.0:
+    raise ZeroProbabilityError(
+        f"evidence {', '.join(map(str, terms))} has probability zero")
+  return Table(tuple(rel), table / total)
+
+
+def sample_posterior(scm: DiscreteSCM, evidence: Evidence,
+                     rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+  """n exact draws of every exogenous variable from P(U | evidence)."""
+  post = posterior_exogenous(scm, evidence)
+  flat = rng.choice(post.probs.size, size=n, p=post.probs.ravel())
+  idx = np.unravel_index(flat, post.probs.shape)
+  out = scm.sample_exogenous(rng, n)
+  out.update({u: i.astype(np.int64) for u, i in zip(post.variables, idx)})
+  return out
