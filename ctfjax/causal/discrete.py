@@ -25,12 +25,13 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from ctfjax.causal.graph import Graph, GraphError
+from ctfjax.errors import UserError
 
 # Probabilities must sum to one within this tolerance.
 PROB_TOL = 1e-6
 
 
-class SCMError(ValueError):
+class SCMError(UserError):
   """An invalid SCM spec: bad probabilities, table shapes, names or values."""
 
 

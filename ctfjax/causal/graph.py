@@ -11,16 +11,18 @@ import dataclasses
 import re
 from typing import Iterable, Mapping
 
+from ctfjax.errors import UserError
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _EDGE = re.compile(rf"^\s*({_NAME})\s*(->|<->|<-)\s*({_NAME})\s*$")
 _NODE = re.compile(rf"^\s*({_NAME})\s*$")
 
 
-class GraphError(ValueError):
+class GraphError(UserError):
   """An invalid causal diagram (cycle, self-loop, bad syntax, unknown node)."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Graph:
   """A causal diagram over named nodes.
 
@@ -56,6 +58,17 @@ class Graph:
     cycle = _find_cycle(self.nodes, self.directed)
     if cycle:
       raise GraphError("cycle " + " -> ".join(cycle + [cycle[0]]))
+
+  def __eq__(self, other):
+    # Node order is presentation only: equal graphs have equal structure.
+    if not isinstance(other, Graph):
+      return NotImplemented
+    return (set(self.nodes) == set(other.nodes) and
+            self.directed == other.directed and
+            self.bidirected == other.bidirected)
+
+  def __hash__(self):
+    return hash((frozenset(self.nodes), self.directed, self.bidirected))
 
   # Construction ---------------------------------------------------------------
 

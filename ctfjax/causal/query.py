@@ -18,6 +18,8 @@ import dataclasses
 import re
 from typing import Iterable, Mapping
 
+from ctfjax.errors import UserError
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _INT = r"-?\d+"
 _ASSIGN = re.compile(rf"^\s*({_NAME})\s*=\s*({_INT})\s*$")
@@ -26,7 +28,7 @@ _TERM = re.compile(rf"^\s*({_NAME}\s*(?:_\s*\{{[^}}]*\}})?)\s*=\s*({_INT})\s*$")
 _QUERY = re.compile(r"^\s*P\s*\((.*)\)\s*$", re.S)
 
 
-class QueryError(ValueError):
+class QueryError(UserError):
   """A malformed query, or one that names unknown variables or values."""
 
 

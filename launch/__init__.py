@@ -1,0 +1,1 @@
+"""Thin absl entry points: parse flags, call the library."""
