@@ -1,0 +1,58 @@
+"""Shared launcher plumbing: one-line errors and exit code 2 for bad input.
+
+Every launcher calls `run(main)`. Flag errors and `UserError`s raised by the
+library are printed as a single `error: ...` line on stderr with exit code 2;
+any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+
+from ctfjax.errors import UserError
+
+# JAX reports at INFO level that it found no TPU on every CPU/GPU machine;
+# that line is noise on a command's stderr.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+
+
+def fail(message: str) -> None:
+  """Prints one line to stderr and exits with status 2."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+
+
+def run(main: Callable[[], None]) -> None:
+  """Runs `main()` under absl with the project's bad-input behaviour."""
+
+  def wrapped(argv):
+    if len(argv) > 1:
+      fail(f"unexpected argument {argv[1]!r} (flags look like --name=value)")
+    try:
+      main()
+    except UserError as e:
+      fail(str(e))
+    except FileNotFoundError as e:
+      fail(f"no such file: {e.filename}")
+
+  app.run(wrapped, flags_parser=_parse)
+
+
+def require(name: str) -> str:
+  """The value of a required string flag, or a one-line error."""
+  value = flags.FLAGS[name].value
+  if not value:
+    fail(f"--{name} is required")
+  return value
