@@ -16,14 +16,8 @@ from ctfjax import causal as cc
 from ctfjax.causal import examples
 from launch import cli
 
-EXAMPLES = {
-    "four_pixel": examples.four_pixel_ascm,
-    "witness_b1": lambda: examples.witness_b()[0],
-    "witness_b2": lambda: examples.witness_b()[1],
-}
-
 flags.DEFINE_string("scm", None, "Path of a DiscreteSCM JSON spec.")
-flags.DEFINE_enum("example", None, list(EXAMPLES),
+flags.DEFINE_enum("example", None, list(examples.BY_NAME),
                   "A built-in model instead of --scm.")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0)'.")
 flags.DEFINE_string("distribution", None,
@@ -39,7 +33,7 @@ def load_model() -> cc.DiscreteSCM:
   if bool(FLAGS.scm) == bool(FLAGS.example):
     cli.fail("give exactly one of --scm=spec.json or --example=NAME")
   if FLAGS.example:
-    return EXAMPLES[FLAGS.example]()
+    return examples.BY_NAME[FLAGS.example]()
   return cc.DiscreteSCM.from_json(FLAGS.scm)
 
 

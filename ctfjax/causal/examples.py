@@ -116,3 +116,15 @@ def exogenous_table(scm: DiscreteSCM, order: Sequence[str] | None = None):
           tuple(int(v[n][k]) for n in scm.endogenous) + (float(p[k]),)
           for k in range(len(p))]
   return columns, rows
+
+
+# Built-in models by name (the CLIs' --example flag).
+BY_NAME = {
+    "four_pixel": four_pixel_ascm,
+    "witness_a1": lambda: witness_a()[0],
+    "witness_a2": lambda: witness_a()[1],
+    "witness_b1": lambda: witness_b()[0],
+    "witness_b2": lambda: witness_b()[1],
+    "witness_c1": lambda: witness_c()[0],
+    "witness_c2": lambda: witness_c()[1],
+}
