@@ -145,13 +145,16 @@ def _colored(name, split, size, seed, source, params):
 def _morpho(name, split, size, seed, source, params):
   module = _module(name)
   resolved = _params(params)
+  if resolved:
+    raise DataError(f"{name} takes no generator parameters, got "
+                    f"{', '.join(sorted(resolved))}")
   spec = {"seed": seed, "source": mnist.source_id(source, split),
           "params": resolved, "version": getattr(module, "VERSION", 0)}
 
   def build():
     images, labels = mnist.load(source, split)
     return module.generate(images, labels, seed=_seed(name, split, seed),
-                           n=size, **resolved)
+                           n=size)
 
   return spec, build
 

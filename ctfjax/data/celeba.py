@@ -1,0 +1,266 @@
+"""CelebA at 64x64 from the official manual download, with 3 attribute graphs.
+
+CelebA cannot be downloaded here: fetch it by hand from the official page
+(`OFFICIAL_PAGE`) and lay it out as the download unpacks:
+
+    <data_dir>/img_align_celeba/000001.jpg ...   "Align&Cropped Images"
+                                                 (img_align_celeba.zip),
+                                                 178 x 218 JPEGs
+    <data_dir>/list_attr_celeba.txt              Anno/: a count line, a line
+                                                 of 40 attribute names, then
+                                                 `filename  1 -1 ...` rows
+    <data_dir>/list_eval_partition.txt           Eval/: `filename 0|1|2`
+                                                 (train / valid / test)
+
+Images are centre-cropped to 150 x 150 and resized to 64 x 64 with PIL's
+bilinear filter, which antialiases when shrinking (torchvision's
+CenterCrop(150) + Resize(64) on PIL images, as the peers preprocess).
+Attributes are mapped from {-1, 1} to {0, 1}.
+
+Graphs over the attributes (ctfjax.causal.Graph.parse syntax); the image is a
+child of every attribute of its graph:
+
+    simple:  Smiling, Eyeglasses (independent)
+    complex: Young, Male -> No_Beard, Bald
+    paper:   Male <-> Young, Young -> Gray_Hair
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from ctfjax.data.errors import DataError
+
+OFFICIAL_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+IMAGE_DIR = "img_align_celeba"
+ATTRIBUTE_FILE = "list_attr_celeba.txt"
+PARTITION_FILE = "list_eval_partition.txt"
+
+SPLITS = {"train": 0, "valid": 1, "test": 2}
+CROP = 150
+IMAGE_SIZE = 64
+
+GRAPHS = {
+    "simple": "Smiling; Eyeglasses",
+    "complex": ("Young -> No_Beard; Young -> Bald; "
+                "Male -> No_Beard; Male -> Bald"),
+    "paper": "Male <-> Young; Young -> Gray_Hair",
+}
+# Each graph's attributes, parents before children: the keys `load` returns.
+ATTRIBUTES = {
+    "simple": ("Smiling", "Eyeglasses"),
+    "complex": ("Young", "Male", "No_Beard", "Bald"),
+    "paper": ("Male", "Young", "Gray_Hair"),
+}
+
+# Display hook read by `ctfjax.data.show`: panel titles for values 0 and 1.
+VALUE_NAMES = {
+    "Smiling": ("Not Smiling", "Smiling"),
+    "Eyeglasses": ("No Eyeglasses", "Eyeglasses"),
+    "Young": ("Old", "Young"),
+    "Male": ("Female", "Male"),
+    "No_Beard": ("Beard", "No Beard"),
+    "Bald": ("Not Bald", "Bald"),
+    "Gray_Hair": ("No Gray Hair", "Gray Hair"),
+}
+
+# Threads decoding JPEGs (PIL releases the GIL while decoding and resizing),
+# each taking blocks of images: one task per image would queue 160k futures.
+_WORKERS = min(os.cpu_count() or 1, 8)
+_BLOCK = 64
+
+
+def load(data_dir: str | os.PathLike, split: str = "train",
+         graph: str = "simple", limit: int | None = None) -> dict:
+  """Loads one split of CelebA at 64x64 with one graph's attributes.
+
+  Args:
+    data_dir: the directory holding the manual download (layout above).
+    split: "train", "valid" or "test" (the official partition).
+    graph: "simple", "complex" or "paper"; selects the attributes returned.
+    limit: keep only the first `limit` images of the split (file order).
+
+  Returns:
+    {"image": uint8 [N, 64, 64, 3], attribute: int32 [N] in {0, 1} for each
+    name in ATTRIBUTES[graph]}.
+
+  Raises:
+    DataError: unknown split or graph, bad limit, missing or malformed
+      download files, an unreadable image.
+  """
+  if split not in SPLITS:
+    raise DataError(f"unknown CelebA split {split!r}; expected one of "
+                    f"{', '.join(SPLITS)}")
+  if graph not in GRAPHS:
+    raise DataError(f"unknown CelebA graph {graph!r}; expected one of "
+                    f"{', '.join(GRAPHS)}")
+  if limit is not None and (isinstance(limit, bool) or not isinstance(
+      limit, (int, np.integer)) or limit < 1):
+    raise DataError(f"limit must be a positive integer or None, got {limit!r}")
+  root = check_download(data_dir)
+  files = [f for f, s in read_partition(root / PARTITION_FILE)
+           if s == SPLITS[split]]
+  files = files[:limit]
+  names, listed, values = read_attributes(root / ATTRIBUTE_FILE)
+  wanted = ATTRIBUTES[graph]
+  missing = [a for a in wanted if a not in names]
+  if missing:
+    raise DataError(
+        f"{root / ATTRIBUTE_FILE} has no attribute {missing[0]!r} (graph "
+        f"{graph!r} needs {', '.join(wanted)}); is it the official file?")
+  row_of = {f: k for k, f in enumerate(listed)}
+  unlisted = [f for f in files if f not in row_of]
+  if unlisted:
+    raise DataError(f"{unlisted[0]} is in {PARTITION_FILE} but has no row in "
+                    f"{root / ATTRIBUTE_FILE}")
+  values = values[[row_of[f] for f in files]]
+  out = {"image": _read_images(root / IMAGE_DIR, files)}
+  for a in wanted:
+    out[a] = values[:, names.index(a)].astype(np.int32)
+  return out
+
+
+def check_download(data_dir: str | os.PathLike) -> pathlib.Path:
+  """The download directory, or a one-line DataError naming what to put where.
+
+  Raises:
+    DataError: the directory, the image folder or an annotation file is
+      missing.
+  """
+  root = pathlib.Path(data_dir).expanduser()
+  need = {IMAGE_DIR + "/": root / IMAGE_DIR,
+          ATTRIBUTE_FILE: root / ATTRIBUTE_FILE,
+          PARTITION_FILE: root / PARTITION_FILE}
+  missing = [n for n, p in need.items()
+             if not (p.is_dir() if n.endswith("/") else p.is_file())]
+  if missing:
+    raise DataError(
+        f"CelebA not found in {str(root)!r} (missing {', '.join(missing)}): "
+        f"put the aligned JPEGs (img_align_celeba.zip) in "
+        f"{root / IMAGE_DIR}/ and {ATTRIBUTE_FILE} (Anno) and "
+        f"{PARTITION_FILE} (Eval) in {root}/; nothing is downloaded here, "
+        f"get them manually from {OFFICIAL_PAGE}")
+  return root
+
+
+def read_partition(path: str | os.PathLike) -> list[tuple[str, int]]:
+  """Parses list_eval_partition.txt into [(filename, 0|1|2)], file order.
+
+  Raises:
+    DataError: a malformed line.
+  """
+  out = []
+  for n, line in enumerate(_lines(path), start=1):
+    parts = line.split()
+    if not parts:
+      continue
+    if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+      raise DataError(f"{path}:{n}: expected 'filename 0|1|2', got "
+                      f"{line.strip()[:60]!r}")
+    out.append((parts[0], int(parts[1])))
+  return out
+
+
+def read_attributes(path: str | os.PathLike
+                    ) -> tuple[list[str], list[str], np.ndarray]:
+  """Parses list_attr_celeba.txt, mapping -1 -> 0.
+
+  Returns:
+    (attribute names, filenames, int8 [n_files, n_names] values), both in
+    file order.
+
+  Raises:
+    DataError: a malformed header, row or value, or a row count that does not
+      match the count line (a truncated download).
+  """
+  lines = _lines(path)
+  if len(lines) < 2 or not lines[0].strip().isdigit():
+    raise DataError(f"{path}:1: expected the image count, then a line of "
+                    "attribute names")
+  names = lines[1].split()
+  files, rows = [], []
+  for n, line in enumerate(lines[2:], start=3):
+    parts = line.split()
+    if not parts:
+      continue
+    if len(parts) != len(names) + 1:
+      raise DataError(f"{path}:{n}: expected a filename and {len(names)} "
+                      f"values, got {len(parts)} fields")
+    bad = set(parts[1:]) - {"1", "-1"}
+    if bad:
+      raise DataError(f"{path}:{n}: attribute values must be 1 or -1, got "
+                      f"{sorted(bad)[0]!r}")
+    files.append(parts[0])
+    # One string per row; decoded below in a single vectorised pass.
+    rows.append(" ".join(parts[1:]))
+  count = int(lines[0])
+  if count != len(files):
+    raise DataError(f"{path} announces {count} images but lists "
+                    f"{len(files)}; the file looks truncated")
+  signs = np.fromstring(" ".join(rows), dtype=np.int8, sep=" ")
+  values = (signs.reshape(len(files), len(names)) > 0).astype(np.int8)
+  return names, files, values  # 1 -> 1, -1 -> 0
+
+
+def preprocess(image: Image.Image) -> np.ndarray:
+  """Centre crop 150 and resize to 64: uint8 [64, 64, 3].
+
+  Raises:
+    DataError: the image is smaller than 150 pixels on a side.
+  """
+  w, h = image.size
+  if min(w, h) < CROP:
+    raise DataError(f"CelebA image of size {w}x{h} is smaller than the "
+                    f"{CROP}-pixel centre crop; expected 178x218")
+  # torchvision's CenterCrop rounds the offsets the same way.
+  left = int(round((w - CROP) / 2.0))
+  top = int(round((h - CROP) / 2.0))
+  image = image.convert("RGB").crop((left, top, left + CROP, top + CROP))
+  image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+  return np.asarray(image, np.uint8)
+
+
+def _lines(path) -> list[str]:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return f.read().splitlines()
+  except (OSError, UnicodeDecodeError) as e:
+    raise DataError(f"cannot read {path}: {e}") from None
+
+
+def _read_images(folder: pathlib.Path, files: list[str]) -> np.ndarray:
+  """Decodes and preprocesses `files` in order: uint8 [N, 64, 64, 3]."""
+  out = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+
+  def one(k):
+    path = folder / files[k]
+    if not path.is_file():
+      raise DataError(
+          f"CelebA image {path} (listed in {PARTITION_FILE}) is missing; "
+          f"unpack all of img_align_celeba.zip from {OFFICIAL_PAGE} there")
+    try:
+      with Image.open(path) as image:
+        out[k] = preprocess(image)
+    except DataError as e:
+      raise DataError(f"{path}: {e}") from None
+    except (OSError, ValueError) as e:
+      raise DataError(f"cannot decode CelebA image {path}: {e}") from None
+
+  def block(start):
+    for k in range(start, min(start + _BLOCK, len(files))):
+      one(k)
+
+  starts = range(0, len(files), _BLOCK)
+  if _WORKERS < 2 or len(starts) < 2:
+    for start in starts:
+      block(start)
+  else:
+    with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+      # list() re-raises the first error of any block.
+      list(pool.map(block, starts))
+  return out
