@@ -1,4 +1,4 @@
-"""Optimal bounds (ctfjax.causal.bounds) against closed forms and brute force.
+"""Optimal bounds (ctfjax.causal.optimal_bounds) against closed forms and brute force.
 
 Independent checks: the Frechet closed form of science.md section 3, the
 natural (Manski) bounds, witness pair B, a brute-force LP over the full joint
@@ -13,8 +13,8 @@ import pytest
 import scipy.optimize
 
 from ctfjax import causal as cc
-from ctfjax.causal import bounds as cb
-from ctfjax.causal.bounds import BoundsError, bounds
+from ctfjax.causal import optimal_bounds as cb
+from ctfjax.causal.optimal_bounds import BoundsError, bounds
 
 TOL = 1e-7
 
