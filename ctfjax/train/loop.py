@@ -1,0 +1,335 @@
+"""The generic loop: resume, train, evaluate, checkpoint and log one model.
+
+A model plugs in as a `Task` of pure functions; the loop knows nothing else
+about it. For example, an ANCM trains its label NCM and its VAE image
+mechanism as one params dict:
+
+  ncm, vae = PureModule(make_ncm), PureModule(make_vae)
+
+  def loss(params, batch, rng):
+    k1, k2 = jax.random.split(rng)
+    l_ncm, m_ncm = ncm_loss(ncm.merge(params["ncm"]), batch["labels"], k1)
+    l_vae, m_vae = vae_loss(vae.merge(params["vae"]), batch, k2)
+    return l_ncm + l_vae, {"ncm": l_ncm, "vae": l_vae, **m_vae}
+
+  task = Task(
+      init=lambda key: {"ncm": ncm.init(jax.random.fold_in(key, 0)),
+                        "vae": vae.init(jax.random.fold_in(key, 1))},
+      loss=loss,
+      train_batches=batches_from_fn(batch_at),  # batch_at(step) -> batch
+      eval=eval_fn, eval_batches=lambda: eval_set)
+  result = train_and_evaluate(config, workdir, task)
+
+Stages trained one after another use one workdir each, the later one with
+`ckpt.init_from` or by closing over the earlier stage's restored params.
+
+Resume order: this workdir's newest checkpoint > `ckpt.init_from` (params
+only) > fresh init. Batches come from `task.train_batches(start_step)`, so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+import dataclasses
+import functools
+import itertools
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from absl import logging
+from jax.sharding import Mesh
+
+from ctfjax.errors import UserError
+from ctfjax.train import sharding
+from ctfjax.train.checkpoint import CHECKPOINT_DIR, Checkpoints
+from ctfjax.train.checkpoint import find_checkpoints
+from ctfjax.train.config import check_train_config
+from ctfjax.train.metrics_log import MetricsLog, read_metrics
+from ctfjax.train.state import Params, TrainState, create_train_state
+from ctfjax.train.state import make_optimizer
+from ctfjax.train.step import Batch, EvalFn, LossFn, UpdateExtraFn
+from ctfjax.train.step import make_eval_step, make_train_step
+
+
+class TrainingDivergedError(UserError):
+  """A loss or metric became NaN or infinite; names the step and metric."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the loop needs to know about a model: pure functions and data.
+
+  Attributes:
+    init: key -> params (a pytree; see `PureModule` for nnx models).
+    loss: (params, batch, rng) -> (scalar loss, {name: scalar}), pure.
+    train_batches: start step -> iterator of batches for steps start,
+      start + 1, ...; must give the same batch for a step on every call so
+      that a resumed run matches an uninterrupted one. Every batch leaf has
+      the global batch as its leading axis (see `batches_from_fn`).
+    eval: (params, batch, rng) -> {name: scalar}, pure; None skips eval.
+    eval_batches: () -> the eval set as an iterable of batches (the same at
+      every evaluation); metrics are averaged over its batches.
+    optimizer: overrides the optimizer built from `config.train`, e.g.
+      `optax.multi_transform` for per-component learning rates.
+    init_extra: params -> extra state (`TrainState.extra`); None for {}.
+    update_extra: (extra, new params, new step) -> extra after each update,
+      e.g. an EMA of params.
+    eval_params: state -> the params to evaluate (e.g. the EMA); None for
+      `state.params`.
+    loss_takes_step: `loss` is (params, batch, rng, step) -> ..., for
+      losses with schedules such as a KL warm-up.
+  """
+
+  init: Callable[[jax.Array], Params]
+  loss: LossFn
+  train_batches: Callable[[int], Iterator[Batch]]
+  eval: EvalFn | None = None
+  eval_batches: Callable[[], Iterable[Batch]] | None = None
+  optimizer: optax.GradientTransformation | None = None
+  init_extra: Callable[[Params], Any] | None = None
+  update_extra: UpdateExtraFn | None = None
+  eval_params: Callable[[TrainState], Params] | None = None
+  loss_takes_step: bool = False
+
+
+def batches_from_fn(
+    batch_at: Callable[[int], Batch]) -> Callable[[int], Iterator[Batch]]:
+  """Turns `step -> batch` (e.g. drawn with fold_in(data_key, step)) into the
+  `train_batches` of a Task."""
+  return lambda start: map(batch_at, itertools.count(start))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a training run hands back.
+
+  Attributes:
+    state: the final train state (replicated on the mesh).
+    steps: optimizer steps completed.
+    seconds: wall-clock training time, summed over resumed runs.
+    eval_metrics: the last evaluation's {name: value}; {} if none ran.
+  """
+
+  state: TrainState
+  steps: int
+  seconds: float
+  eval_metrics: dict[str, float]
+
+
+def _abstract_and_init(config, task, optimizer, mesh):
+  """(abstract state with shardings, state-from-params function)."""
+  root = jax.random.key(config.train.seed)
+  rep = sharding.replicated(mesh)
+  init = functools.partial(create_train_state, root, task.init, optimizer,
+                           task.init_extra)
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
+      jax.eval_shape(init))
+  # Building the state around given params serves fresh init and init_from.
+  from_params = jax.jit(
+      lambda params: create_train_state(
+          root, lambda _: params, optimizer, task.init_extra),
+      out_shardings=rep)
+  return abstract, init, from_params
+
+
+def load_state(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+               task: Task, *, mesh: Mesh | None = None) -> TrainState:
+  """The newest checkpointed state of a run, e.g. to edit images with it.
+
+  Args:
+    config: the run's config.
+    workdir: the run's folder (or its checkpoints/ folder).
+    task: the run's task (only its init, optimizer and init_extra are used,
+      for the state's structure).
+    mesh: where to place the arrays; None for `config.mesh`.
+
+  Returns:
+    The state.
+
+  Raises:
+    UserError: no checkpoint, or an unreadable one.
+  """
+  mesh = mesh or sharding.make_mesh(config.mesh)
+  optimizer = task.optimizer or make_optimizer(config.train)
+  abstract, _, _ = _abstract_and_init(config, task, optimizer, mesh)
+  ckpts = Checkpoints(find_checkpoints(workdir), read_only=True)
+  try:
+    return ckpts.restore(abstract)[0]
+  finally:
+    ckpts.close()
+
+
+def _resume(config, task, optimizer, mesh, ckpts):
+  """(state, seconds already trained, where it came from)."""
+  abstract, init, from_params = _abstract_and_init(config, task, optimizer,
+                                                   mesh)
+  step = ckpts.latest_step()
+  if step is not None:
+    state, meta = ckpts.restore(abstract, step)
+    return state, float(meta.get("seconds", 0.0)), f"checkpoint {step}"
+  if config.ckpt.init_from:
+    other = Checkpoints(find_checkpoints(config.ckpt.init_from),
+                        read_only=True)
+    try:
+      params = other.restore_fields({"params": abstract.params})["params"]
+    finally:
+      other.close()
+    return from_params(params), 0.0, f"params of {other.directory}"
+  state = jax.jit(init, out_shardings=sharding.replicated(mesh))()
+  return state, 0.0, "fresh init"
+
+
+def _check_finite(pending: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+  """Fetches step metrics to the host and stops at the first bad one.
+
+  Metrics are fetched only when the loop logs, evaluates or checkpoints, so
+  steps are dispatched without waiting; every fetched step is still checked,
+  so the error names the exact step, and no NaN state is ever checkpointed.
+  """
+  fetched = jax.device_get([metrics for _, metrics in pending])
+  for (step, _), metrics in zip(pending, fetched, strict=True):
+    # "loss" first: when everything is NaN it is the most telling name.
+    for name in sorted(metrics, key=lambda n: (n != "loss", n)):
+      value = np.asarray(metrics[name])
+      if not np.all(np.isfinite(value)):
+        raise TrainingDivergedError(
+            f"training diverged at step {step}: {name} is "
+            f"{value.ravel()[~np.isfinite(value.ravel())][0]}; lower "
+            "train.learning_rate or set train.grad_clip")
+  return fetched
+
+
+def _evaluate(eval_step, state, batches, mesh) -> dict[str, float]:
+  """Eval metrics averaged over the eval set's batches."""
+  per_batch = [eval_step(state, sharding.shard_batch(batch, mesh), np.int32(i))
+               for i, batch in enumerate(batches)]
+  per_batch = jax.device_get(per_batch)
+  if not per_batch:
+    return {}
+  return {name: float(np.mean([m[name] for m in per_batch]))
+          for name in per_batch[0]}
+
+
+def _format(record: dict[str, Any]) -> str:
+  return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in record.items())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | pathlib.Path, task: Task, *,
+                       mesh: Mesh | None = None) -> TrainResult:
+  """Trains `task` to `config.train.steps`, resuming from `workdir`.
+
+  Writes `workdir/checkpoints/` (orbax) and `workdir/metrics.jsonl`. A run
+  that already reached `train.steps` only restores and returns.
+
+  Args:
+    config: a config built on `base_train_config()`.
+    workdir: the run's folder; created if missing.
+    task: the model to train.
+    mesh: overrides the mesh from `config.mesh`.
+
+  Returns:
+    The final state, steps, training seconds and last eval metrics.
+
+  Raises:
+    UserError: bad config, unreadable checkpoint, or (as
+      TrainingDivergedError) a NaN/inf metric, naming the step.
+  """
+  check_train_config(config)
+  train_cfg = config.train
+  mesh = mesh or sharding.make_mesh(config.mesh)
+  n_data = mesh.shape[sharding.DATA_AXIS]
+  if train_cfg.batch_size % n_data:
+    raise UserError(f"config key 'train.batch_size' ({train_cfg.batch_size}) "
+                    f"must be divisible by the {n_data} data-parallel devices")
+  workdir = pathlib.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a folder")
+  workdir.mkdir(parents=True, exist_ok=True)
+  optimizer = task.optimizer or make_optimizer(train_cfg)
+  primary = jax.process_index() == 0
+  total = train_cfg.steps
+
+  ckpts = Checkpoints(workdir / CHECKPOINT_DIR,
+                      max_to_keep=config.ckpt.max_to_keep,
+                      async_save=config.ckpt.async_save)
+  log = None
+  try:
+    state, seconds0, origin = _resume(config, task, optimizer, mesh, ckpts)
+    start = int(jax.device_get(state.step))
+    logging.info("Training from step %d (%s) to %d in %s.", start, origin,
+                 total, workdir)
+    log = MetricsLog(workdir, start, enabled=primary)
+    evals = [r for r in read_metrics(log.path)
+             if any(k.startswith("eval/") for k in r)]
+    eval_metrics = {k[len("eval/"):]: v for k, v in evals[-1].items()
+                    if k.startswith("eval/")} if evals else {}
+
+    train_step = make_train_step(task.loss, optimizer, mesh=mesh,
+                                 update_extra=task.update_extra,
+                                 loss_takes_step=task.loss_takes_step)
+    eval_step = None if task.eval is None else make_eval_step(
+        task.eval, mesh=mesh, params_of=task.eval_params)
+    batches = iter(task.train_batches(start) if start < total else ())
+    show_bar = train_cfg.progress and primary and sys.stderr.isatty()
+    t0 = t_log = time.perf_counter()
+    seconds = seconds0  # Ends as the final checkpoint's training time.
+    step_log = start
+    pending, window = [], []
+
+    with tqdm.tqdm(total=total, initial=start, unit="step", file=sys.stderr,
+                   disable=not show_bar, dynamic_ncols=True) as bar:
+      for step in range(start + 1, total + 1):  # Steps done after the update.
+        batch = next(batches, None)
+        if batch is None:
+          raise RuntimeError(f"train_batches ran out before step {step}")
+        state, metrics = train_step(state, sharding.shard_batch(batch, mesh))
+        pending.append((step, metrics))
+        bar.update()
+
+        last = step == total
+        do_ckpt = last or (config.ckpt.every and
+                           step % config.ckpt.every == 0)
+        # Checkpoint steps are logged too: averaging windows then never span
+        # a resume point, so a resumed run logs what an unbroken one does.
+        do_log = do_ckpt or step % train_cfg.log_every == 0
+        do_eval = eval_step is not None and (
+            last or (train_cfg.eval_every and step % train_cfg.eval_every == 0))
+        if not (do_log or do_eval):
+          continue
+        window += _check_finite(pending)
+        pending = []
+        seconds = seconds0 + time.perf_counter() - t0
+
+        record = {}
+        if do_log:
+          now = time.perf_counter()
+          record = {f"train/{name}": np.mean([m[name] for m in window])
+                    for name in window[-1]}
+          record["steps_per_sec"] = (step - step_log) / (now - t_log)
+          window, t_log, step_log = [], now, step
+        if do_eval:
+          eval_metrics = _evaluate(eval_step, state, task.eval_batches(), mesh)
+          record.update({f"eval/{k}": v for k, v in eval_metrics.items()})
+        if record:
+          record["seconds"] = seconds
+          record = log.write(step, record)
+          logging.info("step %d/%d: %s", step, total, _format(record))
+          bar.set_postfix({k: v for k, v in record.items()
+                           if k in ("train/loss",) or k.startswith("eval/")})
+        if do_ckpt:
+          ckpts.save(step, state, {"seconds": seconds})
+  finally:
+    ckpts.close()  # Waits for a background save still in flight.
+    if log is not None:
+      log.close()
+  return TrainResult(state=state, steps=int(jax.device_get(state.step)),
+                     seconds=seconds, eval_metrics=eval_metrics)

@@ -1,0 +1,119 @@
+"""Pure train and eval step factories, jitted once on a mesh.
+
+A model supplies pure functions of its parameters:
+
+  loss_fn(params, batch, rng) -> (scalar loss, {name: scalar metric})
+  eval_fn(params, batch, rng) -> {name: scalar metric}
+
+and the factories return steps that fold the step's key out of the state,
+so no caller ever threads randomness by hand. The steps do no I/O: the loop
+fetches their metrics when it logs.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+from jax.sharding import Mesh
+
+from ctfjax.train import sharding
+from ctfjax.train.state import Params, TrainState, stream_key
+
+Batch = Any
+Metrics = dict[str, jax.Array]
+LossFn = Callable[[Params, Batch, jax.Array], tuple[jax.Array, Metrics]]
+EvalFn = Callable[[Params, Batch, jax.Array], Metrics]
+UpdateExtraFn = Callable[[Any, Params, jax.Array], Any]
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: Mesh | None = None,
+    update_extra: UpdateExtraFn | None = None,
+    loss_takes_step: bool = False,
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """Builds the jitted `(state, batch) -> (state, metrics)` training step.
+
+  Args:
+    loss_fn: (params, batch, rng) -> (loss, metrics), pure. rng is
+      `fold_in(stream_key(state.rng, "train"), state.step)`.
+    optimizer: the optax transformation `state.opt_state` belongs to.
+    mesh: with a mesh the batch is split along 'data' and the state
+      replicated; None leaves placement to jit.
+    update_extra: (extra, new params, new step) -> extra, run after the
+      update, e.g. an EMA of params; None keeps `state.extra` unchanged.
+    loss_takes_step: call `loss_fn(params, batch, rng, step)` with step the
+      int32 [] count of earlier updates, for losses with schedules (KL
+      warm-up, annealed penalties).
+
+  Returns:
+    The step. It donates the incoming state (its buffers are reused for the
+    new one, halving peak state memory), so callers must not reuse it. The
+    metrics are the loss function's plus "loss" and "grad_norm".
+  """
+
+  def train_step(state: TrainState, batch: Batch):
+    rng = jax.random.fold_in(stream_key(state.rng, "train"), state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    step_arg = (state.step,) if loss_takes_step else ()
+    (loss, metrics), grads = grad_fn(state.params, batch, rng, *step_arg)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    step = state.step + 1
+    extra = state.extra if update_extra is None else update_extra(
+        state.extra, params, step)
+    # The gradient norm turns the step where training blows up into a logged
+    # number before the loss itself becomes NaN.
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    new_state = state.replace(
+        step=step, params=params, opt_state=opt_state, extra=extra)
+    return new_state, metrics
+
+  if mesh is None:
+    return jax.jit(train_step, donate_argnums=0)
+  rep = sharding.replicated(mesh)
+  return jax.jit(
+      train_step,
+      in_shardings=(rep, sharding.data_sharded(mesh)),
+      out_shardings=(rep, rep),
+      donate_argnums=0,
+  )
+
+
+def make_eval_step(
+    eval_fn: EvalFn,
+    *,
+    mesh: Mesh | None = None,
+    params_of: Callable[[TrainState], Params] | None = None,
+) -> Callable[[TrainState, Batch, jax.Array], Metrics]:
+  """Builds the jitted `(state, batch, index) -> metrics` evaluation step.
+
+  Args:
+    eval_fn: (params, batch, rng) -> metrics, pure.
+    mesh: as in `make_train_step`.
+    params_of: which params to evaluate, e.g. `lambda s: s.extra["ema"]`;
+      None for `state.params`.
+
+  Returns:
+    The step. `index` (int32 []) is the batch's position in the eval set; the
+    rng is folded from it and not from the train step, so every evaluation
+    draws the same noise and curves compare params, not noise.
+  """
+  params_of = params_of or (lambda s: s.params)
+
+  def eval_step(state: TrainState, batch: Batch, index: jax.Array):
+    rng = jax.random.fold_in(stream_key(state.rng, "eval"), index)
+    return eval_fn(params_of(state), batch, rng)
+
+  if mesh is None:
+    return jax.jit(eval_step)
+  rep = sharding.replicated(mesh)
+  return jax.jit(
+      eval_step,
+      in_shardings=(rep, sharding.data_sharded(mesh), rep),
+      out_shardings=rep,
+  )
+

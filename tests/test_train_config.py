@@ -1,0 +1,71 @@
+"""The training config: defaults, validation and overrides with one-line
+errors."""
+
+import pytest
+
+from ctfjax.errors import UserError
+from ctfjax.train import config as train_config
+
+
+def test_base_config_has_every_section_and_passes_its_own_check():
+  config = train_config.base_train_config()
+  for section in ("data", "model", "train", "eval", "ckpt", "mesh"):
+    assert section in config
+  train_config.check_train_config(config)
+
+
+def test_overrides_from_mapping_and_strings():
+  base = train_config.base_train_config()
+  config = train_config.apply_overrides(
+      base, {"train.steps": 7, "train.learning_rate": 1})
+  assert config.train.steps == 7
+  assert config.train.learning_rate == 1.0
+  assert isinstance(config.train.learning_rate, float)
+  assert base.train.steps == 1000  # The base is left alone.
+  config = train_config.apply_overrides(
+      base, ["train.optimizer=adamw", "ckpt.init_from=/tmp/run",
+             "train.progress=False", "mesh.data=2"])
+  assert config.train.optimizer == "adamw"
+  assert config.ckpt.init_from == "/tmp/run"
+  assert config.train.progress is False
+  assert config.mesh.data == 2
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"train.stpes": 3}, "unknown config key 'train.stpes'; did you mean "
+                         "'train.steps'?"),
+    ({"trian.steps": 3}, "unknown config key 'trian.steps'; did you mean "
+                         "'train.steps'?"),
+    ({"train.steps.x": 3}, "unknown config key 'train.steps.x'"),
+    ({"train.steps": "ten"}, "config key 'train.steps' expects int, got 'ten'"),
+    ({"train.steps": 2.5}, "config key 'train.steps' expects int, got 2.5"),
+    ({"train.progress": 1}, "config key 'train.progress' expects bool"),
+    ({"train": 1}, "config key 'train' is a section, not a field"),
+    (["train.steps"], "config override 'train.steps' is not of the form"),
+])
+def test_bad_overrides_are_one_line_user_errors(overrides, expected):
+  with pytest.raises(UserError) as info:
+    train_config.apply_overrides(train_config.base_train_config(), overrides)
+  message = str(info.value)
+  assert message.startswith(expected)
+  assert "\n" not in message
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.steps", 0, "config key 'train.steps' must be > 0"),
+    ("train.log_every", 0, "config key 'train.log_every' must be > 0"),
+    ("train.optimizer", "adagrad", "config key 'train.optimizer' must be one"),
+    ("mesh.data", 0, "config key 'mesh.data' must be > 0 or -1"),
+])
+def test_check_rejects_bad_values(key, value, expected):
+  config = train_config.apply_overrides(train_config.base_train_config(),
+                                        {key: value})
+  with pytest.raises(UserError, match=expected):
+    train_config.check_train_config(config)
+
+
+def test_check_names_a_missing_field():
+  config = train_config.base_train_config()
+  del config.ckpt["every"]
+  with pytest.raises(UserError, match="config has no key 'ckpt.every'"):
+    train_config.check_train_config(config)
