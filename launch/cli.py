@@ -13,6 +13,7 @@ from typing import Callable
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 from ctfjax.errors import UserError
 
@@ -38,6 +39,11 @@ def run(main: Callable[[], None]) -> None:
   """Runs `main()` under absl with the project's bad-input behaviour."""
 
   def wrapped(argv):
+    # Orbax logs every checkpoint step at INFO and a read-only restore at
+    # WARNING; a user wants the progress bar and errors. --verbosity=0 brings
+    # the log lines back.
+    if not flags.FLAGS["verbosity"].present:
+      absl_logging.set_verbosity(absl_logging.ERROR)
     if len(argv) > 1:
       fail(f"unexpected argument {argv[1]!r} (flags look like --name=value)")
     try:

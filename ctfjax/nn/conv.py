@@ -24,6 +24,26 @@ def _resize2x(x):  # [B, H, W, C] -> [B, 2H, 2W, C], nearest neighbour
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def _conv_trunk(image_shape, convs, rngs):
+  """Strided conv layers and the flattened size of their output."""
+  h, w, c = image_shape
+  layers = []
+  for features, kernel, stride, pad in convs:
+    layers.append(nnx.Conv(c, features, (kernel, kernel),
+                           strides=(stride, stride),
+                           padding=((pad, pad), (pad, pad)), rngs=rngs))
+    h = (h + 2 * pad - kernel) // stride + 1
+    w = (w + 2 * pad - kernel) // stride + 1
+    c = features
+  return nnx.List(layers), h * w * c
+
+
+def _apply_trunk(convs, x):  # [B, H, W, C] -> [B, flat]
+  for conv in convs:
+    x = jax.nn.relu(conv(x))
+  return x.reshape(x.shape[0], -1)
+
+
 class ConvEncoder(nnx.Module):
   """q(z | image, cond): [B, H, W, C], [B, K] -> mean, log-variance [B, Z]."""
 
@@ -32,25 +52,13 @@ class ConvEncoder(nnx.Module):
                convs: Sequence[tuple[int, int, int, int]] = (
                    (32, 5, 2, 1), (32, 3, 2, 1), (32, 3, 2, 1)),
                hidden: int = 128):
-    h, w, c = image_shape
-    layers = []
-    for features, kernel, stride, pad in convs:
-      layers.append(nnx.Conv(c, features, (kernel, kernel),
-                             strides=(stride, stride),
-                             padding=((pad, pad), (pad, pad)), rngs=rngs))
-      h = (h + 2 * pad - kernel) // stride + 1
-      w = (w + 2 * pad - kernel) // stride + 1
-      c = features
-    self.convs = nnx.List(layers)
-    self.dense1 = nnx.Linear(h * w * c, hidden, rngs=rngs)
+    self.convs, flat = _conv_trunk(image_shape, convs, rngs)
+    self.dense1 = nnx.Linear(flat, hidden, rngs=rngs)
     self.dense2 = nnx.Linear(hidden + cond_dim, hidden, rngs=rngs)
     self.head = nnx.Linear(hidden, 2 * latent_dim, rngs=rngs)
 
   def __call__(self, image: jax.Array, cond: jax.Array):
-    x = image
-    for conv in self.convs:
-      x = jax.nn.relu(conv(x))
-    x = jax.nn.relu(self.dense1(x.reshape(x.shape[0], -1)))
+    x = jax.nn.relu(self.dense1(_apply_trunk(self.convs, image)))
     # Parents join after the first dense layer (seed 004, A.2).
     x = jax.nn.relu(self.dense2(jnp.concatenate([x, cond], axis=-1)))
     mean, logvar = jnp.split(self.head(x), 2, axis=-1)
@@ -90,3 +98,24 @@ class ConvDecoder(nnx.Module):
       x = jax.nn.relu(conv(_resize2x(x)))
     mean, log_std = jnp.split(self.head(x), 2, axis=-1)
     return mean, log_std
+
+
+class ConvClassifier(nnx.Module):
+  """Anti-causal label reader h(image): [B, H, W, C] -> logits per variable.
+
+  One shared conv trunk and one linear head per variable; the heads' logits
+  are returned concatenated in `num_classes` order, [B, sum(num_classes)].
+  """
+
+  def __init__(self, image_shape: Sequence[int], num_classes: Sequence[int],
+               *, rngs: nnx.Rngs,
+               convs: Sequence[tuple[int, int, int, int]] = (
+                   (32, 3, 2, 1), (64, 3, 2, 1), (64, 3, 2, 1)),
+               hidden: int = 128):
+    self.convs, flat = _conv_trunk(image_shape, convs, rngs)
+    self.dense = nnx.Linear(flat, hidden, rngs=rngs)
+    self.out = nnx.Linear(hidden, int(sum(num_classes)), rngs=rngs)
+
+  def __call__(self, image: jax.Array) -> jax.Array:
+    x = jax.nn.relu(self.dense(_apply_trunk(self.convs, image)))
+    return self.out(x)

@@ -1,0 +1,57 @@
+r"""Base config of the VAE-ANCM family (NCM over features + VAE image mechanism).
+
+Experiment files import this and override a few fields; they never copy it.
+CPU-sized defaults; on an accelerator raise train.batch_size to 256,
+train.steps to 50_000 and model.image_latent_dim to 32.
+
+    python -m launch.train --config=configs/ancm_colored_mnist_backdoor.py \
+        --workdir=runs/ancm_backdoor
+"""
+
+import ml_collections
+
+from ctfjax.train import base_train_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = base_train_config()
+  config.family = "ancm"  # Model family: "ancm".
+
+  data = config.data
+  # A dataset name of ctfjax.data.NAMES with discrete features.
+  data.name = "colored_mnist_bars/backdoor"
+  # MNIST source: "" = the bundled 5,000 digits; else a folder of IDX files.
+  data.source = ""
+  data.size = 0  # Training examples to generate; 0 = the split's default.
+  data.seed = 0  # Generator seed (the sample of features and styles).
+
+  model = config.model
+  # The diagram the model assumes over the features: "" = the dataset's true
+  # diagram. Baselines override it: "D; C; B" (no edges: a non-causal
+  # conditional model, an edit changes only the intervened label) or
+  # "D -> C; D -> B; C -> B" (Markovian: confounding read as causation).
+  model.graph = ""
+  model.ncm_latent_dim = 2  # Width of every NCM latent U_C, U_i.
+  model.ncm_hidden = (64, 64)  # Hidden widths of each NCM mechanism MLP.
+  model.image_latent_dim = 16  # Dimension of the VAE latent z (part of U_I).
+  model.learned_sigma = True  # Learned per-pixel scale; False = sqrt(e^-5).
+  # Keep the standardised pixel residual in U_I: exact null edits, but the
+  # old features' residual detail is copied into every edit.
+  model.pixel_noise = False
+  model.beta = 1.0  # KL weight of the ELBO.
+  # Decoder (features, kernel) blocks after each 2x upsampling, 4x4 -> 32x32.
+  model.decoder_convs = ((32, 3), (32, 3), (16, 3))
+  model.faithful_weight = 1.0  # Label-faithfulness weight [ours]; 0 = off.
+  model.num_particles = 256  # Prior particles for feature-level abduction.
+  model.likelihood_particles = 64  # Latent draws for -log P^(v) in training.
+
+  config.train.steps = 2000
+  config.train.batch_size = 64
+  config.train.learning_rate = 1e-3
+  config.train.log_every = 50
+  config.train.eval_every = 500
+  config.ckpt.every = 250
+
+  config.eval.batch_size = 250  # Test images per evaluation batch.
+  config.eval.num_examples = 500  # Test images used by in-training eval.
+  return config

@@ -1,0 +1,136 @@
+r"""Edits a user's image with a trained model: factual and edits side by side.
+
+    python -m launch.edit --workdir=runs/ancm_backdoor --image=in.png \
+        --do="C=1" --out=out.png [--num_samples=4] [--labels="D=3,C=0,B=0"]
+
+The image must have the model's size and mode (32x32 RGB for Colored MNIST).
+Its features are read by the model's label reader unless --labels gives them.
+Each of the --num_samples edits comes from its own feature-level abduction:
+descendants of the intervened factor are not identified, so the edits form a
+distribution. The output PNG is the factual image followed by the edits,
+enlarged --scale times; the features of each are printed.
+"""
+
+import os
+import pathlib
+
+import jax
+import numpy as np
+from absl import flags
+from PIL import Image, UnidentifiedImageError
+
+from ctfjax.ancm import train as ancm_train
+from ctfjax.errors import UserError
+from launch import cli
+
+flags.DEFINE_string("workdir", None, "A trained run's folder.")
+flags.DEFINE_string("model", "ancm", "Which of the run's models edits.")
+flags.DEFINE_string("image", None, "PNG (or any PIL-readable) input image.")
+flags.DEFINE_string("do", None, "Intervention, e.g. 'C=1' or 'C=1,B=0'.")
+flags.DEFINE_string("labels", "", "The image's features, e.g. 'D=3,C=0,B=0'; "
+                    "read from the image when empty.")
+flags.DEFINE_string("out", None, "Output PNG path.")
+flags.DEFINE_integer("num_samples", 4, "Edits to draw (feature abductions).")
+flags.DEFINE_integer("scale", 4, "Enlargement of the output (nearest).")
+flags.DEFINE_integer("seed", 0, "Seed of the abduction draws.")
+FLAGS = flags.FLAGS
+
+
+def parse_assignments(text: str, what: str) -> dict[str, int]:
+  """'C=1, B=0' -> {'C': 1, 'B': 0}."""
+  out = {}
+  for item in text.split(","):
+    name, eq, value = item.partition("=")
+    name, value = name.strip(), value.strip()
+    if not eq or not name or not value.lstrip("-").isdigit():
+      raise UserError(f"cannot parse {what} item {item.strip()!r}; expected "
+                      "NAME=INTEGER")
+    if name in out:
+      raise UserError(f"{what} names {name!r} twice")
+    out[name] = int(value)
+  return out
+
+
+def read_image(path: str, shape) -> np.ndarray:
+  """The image as uint8 [H, W, C], checked against the model's shape."""
+  h, w, c = shape
+  mode = {1: "L", 3: "RGB"}[c]
+  try:
+    with Image.open(path) as img:
+      img.load()
+      got = img
+  except FileNotFoundError:
+    raise UserError(f"image {path} does not exist") from None
+  except (UnidentifiedImageError, OSError) as e:
+    raise UserError(f"image {path} cannot be read as an image ({e})") from None
+  if got.size != (w, h):
+    raise UserError(f"image {path} is {got.size[0]}x{got.size[1]}; this model "
+                    f"edits {w}x{h} {mode} images")
+  if got.mode != mode:
+    raise UserError(f"image {path} has mode {got.mode}; this model edits "
+                    f"{w}x{h} {mode} images")
+  arr = np.asarray(got, dtype=np.uint8)
+  return arr.reshape(h, w, c)
+
+
+def write_strip(images: np.ndarray, path: str, scale: int):
+  """[N, H, W, C] uint8 side by side with a 1-pixel gap, atomically."""
+  n, h, w, c = images.shape
+  strip = np.full((h, n * (w + 1) - 1, c), 128, np.uint8)
+  for i, img in enumerate(images):
+    strip[:, i * (w + 1):i * (w + 1) + w] = img
+  strip = np.repeat(np.repeat(strip, scale, 0), scale, 1)
+  out = Image.fromarray(strip[..., 0] if c == 1 else strip)
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  out.save(tmp, format="PNG")
+  os.replace(tmp, path)
+
+
+def model_dir(workdir: str, model: str) -> pathlib.Path:
+  """A launch.train workdir is the model; a launch.run workdir holds several."""
+  root = pathlib.Path(workdir)
+  if not root.is_dir():
+    raise UserError(f"workdir {workdir} does not exist")
+  if (root / ancm_train.CONFIG_FILE).is_file():
+    return root
+  sub = root / "models" / model
+  if (sub / ancm_train.CONFIG_FILE).is_file():
+    return sub
+  raise UserError(f"no trained model {model!r} in {workdir}")
+
+
+def main():
+  cli.require("image")
+  out = cli.require("out")
+  if FLAGS.num_samples < 1 or FLAGS.scale < 1:
+    cli.fail("--num_samples and --scale must be positive")
+  do = parse_assignments(cli.require("do"), "--do")
+  _, model, params = ancm_train.load(model_dir(cli.require("workdir"),
+                                               FLAGS.model))
+  image = read_image(FLAGS.image, model.image_shape)
+  labels = None
+  if FLAGS.labels:
+    given = parse_assignments(FLAGS.labels, "--labels")
+    missing = [k for k in model.order if k not in given]
+    if missing or set(given) - set(model.order):
+      raise UserError(f"--labels must give exactly {', '.join(model.order)}")
+    model.check_do(given)
+    labels = {k: np.array([v]) for k, v in given.items()}
+  result = model.edit(params, image[None], do, jax.random.key(FLAGS.seed),
+                      num_samples=FLAGS.num_samples, labels=labels)
+  factual = labels or model.read_labels(params, image[None])
+  fmt = lambda v, i: ", ".join(f"{k}={int(np.asarray(v[k]).reshape(-1)[i])}"
+                               for k in model.order)
+  print(f"factual: {fmt(factual, 0)}" +
+        (" (given)" if labels else " (read from the image)"))
+  for s in range(FLAGS.num_samples):
+    print(f"edit {s + 1}: {fmt(result, s)}")
+  write_strip(np.concatenate([image[None], np.asarray(result["image"][0])]),
+              out, FLAGS.scale)
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

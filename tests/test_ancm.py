@@ -1,0 +1,213 @@
+"""ANCM: objective, stages, edits, the training entry point and launch.edit."""
+
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctfjax.ancm import model as ancm_model
+from ctfjax.ancm import train as ancm_train
+from configs import ancm_colored_mnist_backdoor
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def tiny_config():
+  config = ancm_colored_mnist_backdoor.get_config()
+  config.data.size = 64
+  config.model.ncm_hidden = (16,)
+  config.model.image_latent_dim = 4
+  config.model.decoder_convs = ((8, 3), (8, 3), (8, 3))
+  config.model.num_particles = 32
+  config.model.likelihood_particles = 16
+  config.train.steps = 4
+  config.train.batch_size = 16
+  config.train.log_every = 2
+  config.train.eval_every = 4
+  config.train.progress = False
+  config.ckpt.every = 2
+  config.ckpt.async_save = False
+  config.eval.batch_size = 16
+  config.eval.num_examples = 32
+  return config
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = tiny_config()
+  model, params = ancm_train.build(config, 0)
+  ds = ancm_train.load_split(config, "train", 64)
+  return config, model, params, ds
+
+
+def test_loss_parts_and_gradients_reach_every_component(setup):
+  _, model, params, ds = setup
+  batch = {k: ds[k][:16] for k in ds}
+  loss, metrics = jax.jit(model.loss)(params, batch, jax.random.key(0))
+  assert np.isfinite(float(loss))
+  assert set(metrics) == {"nll_v", "neg_elbo_per_dim", "kl", "recon_l1",
+                          "reader_ce", "faithful_ce"}
+  grads = jax.grad(lambda p: model.loss(p, batch, jax.random.key(0))[0])(
+      params)
+  for part in ("ncm", "image", "reader"):
+    norm = sum(float(np.abs(g).sum()) for g in jax.tree.leaves(grads[part]))
+    assert norm > 0, part
+
+
+def test_edit_shapes_intervened_value_and_non_descendants(setup):
+  _, model, params, ds = setup
+  labels = {k: ds[k][:8] for k in model.order}
+  out = model.edit(params, ds["image"][:8], {"C": 1}, jax.random.key(1),
+                   num_samples=3, labels=labels)
+  assert out["image"].shape == (8, 3, 32, 32, 3)
+  assert out["image"].dtype == np.uint8
+  np.testing.assert_array_equal(out["C"], 1)
+  # D is a (confounded) non-descendant of C: preserved exactly in every draw.
+  np.testing.assert_array_equal(out["D"], np.repeat(labels["D"][:, None], 3,
+                                                    1))
+  # Per-image interventions: flip each image's colour.
+  out = model.edit(params, ds["image"][:8], {"C": 1 - labels["C"]},
+                   jax.random.key(2), num_samples=2, labels=labels)
+  np.testing.assert_array_equal(out["C"][:, 0], 1 - labels["C"])
+
+
+def test_null_intervention_keeps_features_and_pixel_noise_is_exact(setup):
+  config, _, _, ds = setup
+  config = tiny_config()
+  config.model.pixel_noise = True
+  model, params = ancm_train.build(config, 0)
+  labels = {k: ds[k][:6] for k in model.order}
+  out = model.edit(params, ds["image"][:6], {}, jax.random.key(3),
+                   num_samples=2, labels=labels)
+  for k in model.order:
+    np.testing.assert_array_equal(out[k], np.repeat(labels[k][:, None], 2, 1))
+  # U_I holds the residual, so the factual image comes back (to rounding).
+  diff = np.abs(out["image"][:, 0].astype(int) - ds["image"][:6].astype(int))
+  assert diff.max() <= 1
+
+
+def test_stages_compile_once(setup):
+  _, model, params, ds = setup
+  v = {k: ds[k][:4] for k in model.order}
+
+  @chex.assert_max_traces(n=1)
+  def stages(params, images, v, rng):
+    u = model.image_module(params).abduct(
+        ancm_model.to_unit(images), model.encode(v), rng)
+    return model.image_module(params).predict(model.encode(v), u)
+
+  f = jax.jit(stages)
+  a = f(params, ds["image"][:4], v, jax.random.key(0))
+  b = f(params, ds["image"][4:8], {k: ds[k][4:8] for k in model.order},
+        jax.random.key(1))
+  assert a.shape == b.shape == (4, 32, 32, 3)
+
+
+def test_bad_interventions(setup):
+  _, model, params, ds = setup
+  with pytest.raises(ancm_model.ANCMError, match="unknown factor 'Q'"):
+    model.edit(params, ds["image"][:2], {"Q": 1}, jax.random.key(0))
+  with pytest.raises(ancm_model.ANCMError, match="outside its domain 0..1"):
+    model.edit(params, ds["image"][:2], {"C": 2}, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("ancm") / "run"
+  config = tiny_config()
+  _, result = ancm_train.train_and_evaluate(config, workdir)
+  return config, workdir, result
+
+
+def test_train_and_evaluate_then_load(trained):
+  config, workdir, result = trained
+  assert result.steps == 4
+  assert "recon_l1" in result.eval_metrics
+  cfg, model, params = ancm_train.load(workdir)
+  assert cfg.data.name == config.data.name
+  ref = jax.device_get(result.state.params)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(a, b)
+  changed = config.copy_and_resolve_references()
+  changed.model.image_latent_dim = 8
+  with pytest.raises(Exception, match="another model config"):
+    ancm_train.train_and_evaluate(changed, workdir)
+
+
+def test_loss_goes_down():
+  config = tiny_config()
+  model, params = ancm_train.build(config, 0)
+  ds = ancm_train.load_split(config, "train", 64)
+  batch = {k: ds[k][:32] for k in ds}
+  import optax  # pylint: disable=g-import-not-at-top
+  opt = optax.adam(3e-3)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state, rng):
+    (loss, _), g = jax.value_and_grad(model.loss, has_aux=True)(
+        params, batch, rng)
+    updates, state = opt.update(g, state, params)
+    return optax.apply_updates(params, updates), state, loss
+
+  losses = []
+  for i in range(30):
+    params, state, loss = step(params, state, jax.random.key(0))
+    losses.append(float(loss))
+  assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+
+
+def run_edit(*args):
+  return subprocess.run([sys.executable, "-m", "launch.edit", *args],
+                        capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def test_edit_cli(trained, tmp_path):
+  _, workdir, _ = trained
+  ds = ancm_train.load_split(tiny_config(), "test", 32)
+  good = tmp_path / "in.png"
+  Image.fromarray(ds["image"][0]).save(good)
+  out = tmp_path / "out.png"
+  res = run_edit(f"--workdir={workdir}", f"--image={good}", "--do=C=1",
+                 f"--out={out}", "--num_samples=2", "--scale=2")
+  assert res.returncode == 0, res.stderr
+  assert "edit 2: " in res.stdout and "C=1" in res.stdout
+  with Image.open(out) as img:
+    assert img.size == (2 * (3 * 33 - 1), 2 * 32)
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (lambda p: Image.new("RGB", (28, 28)).save(p), ["--do=C=1"],
+     "is 28x28; this model edits 32x32 RGB images"),
+    (lambda p: Image.new("L", (32, 32)).save(p), ["--do=C=1"], "has mode L"),
+    (lambda p: p.write_bytes(b"not a png"), ["--do=C=1"], "cannot be read"),
+    (lambda p: Image.new("RGB", (32, 32)).save(p), ["--do=Q=1"],
+     "unknown factor 'Q'"),
+    (lambda p: Image.new("RGB", (32, 32)).save(p), ["--do=C=5"],
+     "outside its domain"),
+    (lambda p: Image.new("RGB", (32, 32)).save(p), ["--do=C"],
+     "cannot parse --do item 'C'"),
+])
+def test_edit_cli_bad_input(trained, tmp_path, make, args, message):
+  _, workdir, _ = trained
+  path = tmp_path / "in.png"
+  make(path)
+  out = tmp_path / "out.png"
+  res = run_edit(f"--workdir={workdir}", f"--image={path}", f"--out={out}",
+                 *args)
+  assert res.returncode == 2
+  lines = res.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], res.stderr
+  assert not out.exists()
+
+
+def test_edit_cli_missing_run(tmp_path):
+  res = run_edit(f"--workdir={tmp_path}", "--image=x.png", "--do=C=1",
+                 f"--out={tmp_path / 'o.png'}")
+  assert res.returncode == 2
+  assert "no trained model 'ancm'" in res.stderr
