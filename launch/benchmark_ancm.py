@@ -1,0 +1,165 @@
+r"""Speed of the ANCM and of the seed-004 conditional VAE, written as JSON.
+
+    python -m launch.benchmark_ancm --out=runs/benchmark_ancm.json
+
+Two models, each timed for training (one optimizer step, jitted) and editing
+(abduction + prediction), after compilation, on whatever backend JAX finds:
+
+* `ancm_colored_mnist`: the VAE-ANCM of configs/ancm_colored_mnist_backdoor.py
+  on 32x32x3 images (train step = NCM likelihood + ELBO + label reader +
+  faithfulness; edit = label-conditioned feature abduction, image abduction,
+  prediction).
+* `cvae_seed004_morphomnist`: the conditional VAE image mechanism of seed 004
+  (Appendix A.2, Tables 7-8): 32x32x1 images, 12-dim parents, latent 16,
+  learned-sigma Gaussian likelihood, AdamW(1e-3, b1=b2=0.9, wd=0.01); trained
+  at batch 128, abduct + predict at batch 256, so it can be compared side by
+  side with the published PyTorch implementation.
+
+Reported: compile seconds, steady-state seconds per step (median of repeats),
+images per second, and peak memory (device peak bytes where the backend
+reports it, else the process's peak resident set).
+"""
+
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import flags
+from flax import nnx
+
+from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm.image_vae import VAEImageMechanism
+from configs import ancm_colored_mnist_backdoor
+from launch import cli
+
+flags.DEFINE_string("out", "runs/benchmark_ancm.json", "JSON output.")
+flags.DEFINE_integer("repeats", 10, "Timed calls per measurement.")
+flags.DEFINE_integer("ancm_batch", 64, "ANCM training batch.")
+flags.DEFINE_integer("ancm_edit_batch", 256, "ANCM edit batch.")
+FLAGS = flags.FLAGS
+
+
+def timed(fn, repeats):
+  """(compile+first-call seconds, median steady seconds) of fn()."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return first, statistics.median(times)
+
+
+def peak_memory():
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return {"device_peak_bytes": int(stats["peak_bytes_in_use"])}
+  return {"process_peak_rss_bytes":
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def train_step_fn(loss, optimizer):
+  @jax.jit
+  def step(params, opt_state, batch, rng):
+    grads = jax.grad(lambda p: loss(p, batch, rng)[0])(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+  return step
+
+
+def bench_ancm(repeats):
+  config = ancm_colored_mnist_backdoor.get_config()
+  model, params = ancm_train.build(config, 0)
+  ds = ancm_train.load_split(config, "train", 1000)
+  b = FLAGS.ancm_batch
+  batch = {k: jnp.asarray(ds[k][:b]) for k in ds}
+  optimizer = optax.adam(1e-3)
+  opt_state = optimizer.init(params)
+  step = train_step_fn(model.loss, optimizer)
+  compile_train, train_s = timed(
+      lambda: step(params, opt_state, batch, jax.random.key(0)), repeats)
+  e = FLAGS.ancm_edit_batch
+  images = ds["image"][:e]
+  labels = {k: ds[k][:e] for k in model.order}
+  edit = lambda: model.edit(params, images, {"C": 1 - labels["C"]},
+                            jax.random.key(1), num_samples=1,
+                            labels=labels)["image"]
+  compile_edit, edit_s = timed(edit, repeats)
+  return {"model": "ancm_colored_mnist", "image_shape": [32, 32, 3],
+          "train_batch": b, "edit_batch": e,
+          "compile_train_s": compile_train, "train_step_s": train_s,
+          "train_images_per_s": b / train_s,
+          "compile_edit_s": compile_edit, "edit_s": edit_s,
+          "edit_images_per_s": e / edit_s,
+          "params": int(sum(x.size for x in jax.tree.leaves(params)))}
+
+
+def bench_cvae(repeats):
+  cond_dim, train_b, edit_b = 12, 128, 256
+  vae = VAEImageMechanism(
+      (32, 32, 1), cond_dim, 16, rngs=nnx.Rngs(0), learned_sigma=True,
+      decoder_kwargs={"convs": ((32, 3), (32, 3), (16, 5))})
+  graphdef, params = nnx.split(vae)
+  loss = lambda p, batch, rng: (nnx.merge(graphdef, p).loss(
+      batch["x"], batch["pa"], rng)[0].mean(), {})
+  optimizer = optax.adamw(1e-3, b1=0.9, b2=0.9, weight_decay=0.01)
+  opt_state = optimizer.init(params)
+  rng = np.random.default_rng(0)
+  data = lambda n: {
+      "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),
+      "pa": jnp.asarray(rng.random((n, cond_dim), np.float32))}
+  batch = data(train_b)
+  step = train_step_fn(loss, optimizer)
+  compile_train, train_s = timed(
+      lambda: step(params, opt_state, batch, jax.random.key(0)), repeats)
+  ebatch = data(edit_b)
+  pa_new = jnp.roll(ebatch["pa"], 1, axis=0)
+
+  @jax.jit
+  def abduct_predict(params, x, pa, pa_new):
+    m = nnx.merge(graphdef, params)
+    return m.predict(pa_new, m.abduct(x, pa, jax.random.key(0)))
+
+  compile_edit, edit_s = timed(
+      lambda: abduct_predict(params, ebatch["x"], ebatch["pa"], pa_new),
+      repeats)
+  return {"model": "cvae_seed004_morphomnist", "image_shape": [32, 32, 1],
+          "parents_dim": cond_dim, "latent_dim": 16,
+          "train_batch": train_b, "edit_batch": edit_b,
+          "compile_train_s": compile_train, "train_step_s": train_s,
+          "train_images_per_s": train_b / train_s,
+          "compile_edit_s": compile_edit, "edit_s": edit_s,
+          "edit_images_per_s": edit_b / edit_s,
+          "params": int(sum(x.size for x in jax.tree.leaves(params)))}
+
+
+def main():
+  rows = []
+  for bench in (bench_ancm, bench_cvae):
+    row = bench(FLAGS.repeats)
+    row.update(peak_memory())
+    rows.append(row)
+    print(json.dumps(row))
+  out = {"benchmark": "ancm_speed", "backend": jax.default_backend(),
+         "devices": [str(d) for d in jax.devices()],
+         "machine": platform.machine(), "cpus": os.cpu_count(),
+         "rows": rows}
+  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
+  tmp = FLAGS.out + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(out, f, indent=1)
+  os.replace(tmp, FLAGS.out)
+  print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  cli.run(main)
