@@ -39,7 +39,7 @@ class VAEImageMechanism(nnx.Module):
   """Conditional VAE image mechanism (science.md §4, VAE-ANCM)."""
 
   def __init__(self, image_shape, cond_dim: int, latent_dim: int = 16, *,
-               rngs: nnx.Rngs, learned_sigma: bool = True,
+               rngs: nnx.Rngs, learned_sigma: bool = False,
                pixel_noise: bool = False, beta: float = 1.0,
                encoder_kwargs=None, decoder_kwargs=None):
     self.image_shape = tuple(image_shape)
