@@ -1,4 +1,4 @@
-r"""Base config of the VAE-ANCM family (NCM over features + VAE image mechanism).
+r"""Base config of the VAE-ANCM family (NCM over features + VAE images).
 
 Experiment files import this and override a few fields; they never copy it.
 CPU-sized defaults; on an accelerator raise train.batch_size to 256,

@@ -153,12 +153,7 @@ def main():
          "devices": [str(d) for d in jax.devices()],
          "machine": platform.machine(), "cpus": os.cpu_count(),
          "rows": rows}
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  tmp = FLAGS.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=1)
-  os.replace(tmp, FLAGS.out)
-  print(f"wrote {FLAGS.out}")
+  cli.write_json(FLAGS.out, out)
 
 
 if __name__ == "__main__":

@@ -81,11 +81,12 @@ def main():
   for n in map(int, FLAGS.lengths):
     scm = chain(n)
     q = cc.Query.parse(f"P(V{n-1}_{{V0=1}}=1 | V{n-1}=0)")
-    value, first, median = timed(lambda: cc.query(scm, q), FLAGS.repeats)
+    value, first, median = timed(lambda: cc.query(scm, q),  # noqa: B023
+                                 FLAGS.repeats)
     row = {"length": n, "exogenous_states": 3**n, "value": value,
            "exact_first_s": first, "exact_median_s": median}
     if 3**n <= FLAGS.max_brute_force_states:
-      brute, bfirst, bmedian = timed(lambda: dense(scm, q),
+      brute, _, bmedian = timed(lambda: dense(scm, q),  # noqa: B023
                                      max(1, FLAGS.repeats // 2))
       row.update(brute_force_value=brute, brute_force_median_s=bmedian,
                  abs_difference=abs(brute - value))
@@ -94,12 +95,7 @@ def main():
   out = {"benchmark": "enumeration_chain", "machine": platform.machine(),
          "processor": platform.processor(), "cpus": os.cpu_count(),
          "rows": rows}
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  tmp = FLAGS.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=1)
-  os.replace(tmp, FLAGS.out)
-  print(f"wrote {FLAGS.out}")
+  cli.write_json(FLAGS.out, out)
 
 
 if __name__ == "__main__":

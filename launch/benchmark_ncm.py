@@ -13,7 +13,6 @@ TV < 0.02 and bounds within 0.05 of the exact ones.
 """
 
 import json
-import os
 import platform
 import time
 
@@ -106,9 +105,7 @@ def main():
       "machine": {"platform": platform.platform(),
                   "devices": [str(d) for d in jax.devices()]},
   }
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(out, f, indent=1)
+  cli.write_json(FLAGS.out, out)
 
 
 if __name__ == "__main__":

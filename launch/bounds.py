@@ -34,7 +34,8 @@ def load_table(path: str) -> cc.Table:
     with open(path) as f:
       spec = json.load(f)
   except json.JSONDecodeError as e:
-    raise cc.SCMError(f"table file {path!r} is not valid JSON: {e.msg}") from None
+    raise cc.SCMError(
+        f"table file {path!r} is not valid JSON: {e.msg}") from None
   if not isinstance(spec, dict) or set(spec) != {"variables", "probs"}:
     raise cc.SCMError(f"table file {path!r} must hold exactly 'variables' "
                       "and 'probs'")

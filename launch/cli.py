@@ -7,7 +7,9 @@ any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -62,3 +64,15 @@ def require(name: str) -> str:
   if not value:
     fail(f"--{name} is required")
   return value
+
+
+def write_json(path: str, obj) -> None:
+  """Writes `obj` as indented JSON atomically (temp file, then rename)."""
+  folder = os.path.dirname(path)
+  if folder:
+    os.makedirs(folder, exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+  print(f"wrote {path}")

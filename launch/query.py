@@ -1,7 +1,8 @@
 r"""Exact queries on a discrete SCM given as a JSON spec (design.md).
 
     python -m launch.query --scm=spec.json --query="P(Y_{X=1}=1 | X=0, Y=0)"
-    python -m launch.query --scm=spec.json --distribution="I_{X=1}" --given="I=5"
+    python -m launch.query --scm=spec.json --distribution="I_{X=1}" \
+        --given="I=5"
     python -m launch.query --example=four_pixel --distribution="I_{X=1}" \
         --given="I=5"
 

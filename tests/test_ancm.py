@@ -156,7 +156,7 @@ def test_loss_goes_down():
     return optax.apply_updates(params, updates), state, loss
 
   losses = []
-  for i in range(30):
+  for _ in range(30):
     params, state, loss = step(params, state, jax.random.key(0))
     losses.append(float(loss))
   assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5

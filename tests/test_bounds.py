@@ -1,4 +1,4 @@
-"""Optimal bounds (ctfjax.causal.optimal_bounds) against closed forms and brute force.
+"""Optimal bounds (causal.optimal_bounds) vs closed forms and brute force.
 
 Independent checks: the Frechet closed form of science.md section 3, the
 natural (Manski) bounds, witness pair B, a brute-force LP over the full joint

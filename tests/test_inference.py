@@ -10,7 +10,7 @@ from ctfjax import causal as cc
 SPEC = {
     "exogenous": {"u_x": [0.4, 0.6], "u_xy": [0.5, 0.5], "u_y": [0.7, 0.3]},
     "endogenous": {
-        "X": {"domain": 2, "inputs": ["u_x", "u_xy"], "table": [[0, 1], [1, 0]]},
+        "X": {"domain": 2, "inputs": ["u_x", "u_xy"], "table": [[0, 1], [1, 0]]},  # noqa: E501
         "Y": {"domain": 2, "inputs": ["X", "u_y"], "table": [[0, 1], [1, 1]]},
     },
 }
@@ -44,7 +44,7 @@ def random_scm(rng, n_nodes=4):
   names = [f"V{i}" for i in range(n_nodes)]
   exo = {}
   endo = {}
-  for i, v in enumerate(names):
+  for i in range(len(names)):
     exo[f"u{i}"] = rng.dirichlet(np.ones(rng.integers(2, 4))).tolist()
   exo["c0"] = rng.dirichlet(np.ones(2)).tolist()
   exo["c1"] = rng.dirichlet(np.ones(3)).tolist()

@@ -94,7 +94,8 @@ class Graph:
   def parse(cls, text: str) -> Graph:
     """Parses `"D <-> C; D -> B; C -> B"` (';' or newlines between items)."""
     if not isinstance(text, str):
-      raise GraphError(f"graph text must be a string, got {type(text).__name__}")
+      raise GraphError("graph text must be a string, got "
+                       f"{type(text).__name__}")
     nodes, directed, bidirected = [], [], []
     for item in re.split(r"[;\n]", text):
       if not item.strip():

@@ -53,7 +53,9 @@ class Variable:
   world: World = ()
 
   def __str__(self) -> str:
-    return f"{self.name}_{{{world_str(self.world)}}}" if self.world else self.name
+    if not self.world:
+      return self.name
+    return f"{self.name}_{{{world_str(self.world)}}}"
 
   @classmethod
   def parse(cls, text: str) -> Variable:

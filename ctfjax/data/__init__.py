@@ -35,7 +35,7 @@ from ctfjax import causal as cc
 from ctfjax.data import colored_mnist_bars, mnist, storage
 from ctfjax.data.errors import DataError
 from ctfjax.data.pipeline import batches, num_examples  # re-exported
-from ctfjax.data.storage import data_dir
+from ctfjax.data.storage import data_dir  # noqa: F401 (re-exported)
 
 COLORED = {"colored_mnist_bars/backdoor": "backdoor",
            "colored_mnist_bars/frontdoor": "frontdoor"}
@@ -83,7 +83,8 @@ def _seed(name: str, split: str, seed: int) -> int:
 
 def load(name: str, split: str = "train", *, size: int | None = None,
          seed: int = 0, source: str | None = None, params: Any = None,
-         data_dir: str | None = None, cache: bool = True) -> dict[str, Any]:
+         data_dir: str | None = None, cache: bool = True  # noqa: F811
+         ) -> dict[str, Any]:
   """Loads (generating and caching if needed) one split of a dataset.
 
   Args:
