@@ -51,6 +51,17 @@ def parse_assignments(text: str, what: str) -> dict[str, int]:
   return out
 
 
+def check_values(values: dict[str, int], domains: dict[str, int], what: str):
+  """Each named factor exists and each value is inside its domain."""
+  for k, v in values.items():
+    if k not in domains:
+      raise UserError(f"{what}: unknown factor {k!r}; the model has "
+                      f"{', '.join(domains)}")
+    if not 0 <= v < domains[k]:
+      raise UserError(f"{what}: {k}={v} is outside its domain "
+                      f"0..{domains[k] - 1}")
+
+
 def read_image(path: str, shape) -> np.ndarray:
   """The image as uint8 [H, W, C], checked against the model's shape."""
   h, w, c = shape
@@ -107,17 +118,21 @@ def main():
   if FLAGS.num_samples < 1 or FLAGS.scale < 1:
     cli.fail("--num_samples and --scale must be positive")
   do = parse_assignments(cli.require("do"), "--do")
-  _, model, params = ancm_train.load(model_dir(cli.require("workdir"),
-                                               FLAGS.model))
-  image = read_image(FLAGS.image, model.image_shape)
+  run = model_dir(cli.require("workdir"), FLAGS.model)
+  # Check the user's input against the run's config before the (slow)
+  # restore and compilation of the model.
+  config = ancm_train.read_config(run)
+  _, domains = ancm_train.features(config.data.name)
+  image = read_image(FLAGS.image, ancm_train.image_shape(config.data.name))
+  check_values(do, domains, "--do")
   labels = None
   if FLAGS.labels:
     given = parse_assignments(FLAGS.labels, "--labels")
-    missing = [k for k in model.order if k not in given]
-    if missing or set(given) - set(model.order):
-      raise UserError(f"--labels must give exactly {', '.join(model.order)}")
-    model.check_do(given)
+    if set(given) != set(domains):
+      raise UserError(f"--labels must give exactly {', '.join(domains)}")
+    check_values(given, domains, "--labels")
     labels = {k: np.array([v]) for k, v in given.items()}
+  _, model, params = ancm_train.load(run)
   result = model.edit(params, image[None], do, jax.random.key(FLAGS.seed),
                       num_samples=FLAGS.num_samples, labels=labels)
   factual = labels or model.read_labels(params, image[None])

@@ -61,9 +61,9 @@ def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
     if set(graph.nodes) != set(domains):
       raise UserError(f"config model.graph {m.graph!r} must have exactly the "
                       f"dataset's features {', '.join(domains)}")
-  image_shape = _image_shape(config.data.name)
+  shape = image_shape(config.data.name)
   return ANCM.create(
-      graph, domains, image_shape, rng,
+      graph, domains, shape, rng,
       ncm_kwargs={"latent_dim": m.ncm_latent_dim,
                   "hidden": tuple(m.ncm_hidden)},
       image_kwargs={"latent_dim": m.image_latent_dim,
@@ -75,7 +75,8 @@ def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
       likelihood_particles=m.likelihood_particles)
 
 
-def _image_shape(name: str) -> tuple[int, int, int]:
+def image_shape(name: str) -> tuple[int, int, int]:
+  """(H, W, C) of a dataset's images."""
   if name.startswith("colored_mnist_bars/"):
     return (32, 32, 3)
   if name.startswith("celeba/"):
@@ -137,17 +138,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return model, train.train_and_evaluate(config, workdir, task)
 
 
-def load(workdir: str | os.PathLike):
-  """(config, model, params) of a trained run, from its newest checkpoint."""
+def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with."""
   workdir = pathlib.Path(workdir)
   path = workdir / CONFIG_FILE
   if not path.is_file():
     raise UserError(f"{workdir} is not a trained run: {CONFIG_FILE} is "
                     "missing (train it with python -m launch.train)")
   try:
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
   except json.JSONDecodeError as e:
     raise UserError(f"{path} is not valid JSON: {e.msg}") from None
+
+
+def load(workdir: str | os.PathLike):
+  """(config, model, params) of a trained run, from its newest checkpoint."""
+  config = read_config(workdir)
   model, _ = build(config)
   state = train.load_state(config, workdir, make_task(config, model, None))
   params = jax.device_get(state.params)
