@@ -1,0 +1,117 @@
+"""The benchmark: a models x datasets x metrics grid in one set of tables.
+
+Each dataset of `config.benchmark.datasets` is one run of the main job
+(`job.run`, all of `config.run.models`) in its own workdir, so a dataset
+whose run is already trained is only re-evaluated, and one whose report is
+current is taken as it is. The tables follow seed 004's layout (one row per
+model and dataset): composition (its Table 1), effectiveness (Table 3),
+realism (Table 5), plus ctf-consistency and ground-truth error, which the
+seed does not have. Outputs, in `config.benchmark.out`: benchmark.md,
+benchmark.csv (every cell in long form) and benchmark.json (the reports).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from ctfjax.errors import UserError
+from ctfjax.evaluate import core
+from ctfjax.evaluate import job
+from ctfjax.evaluate.reference import reference
+from ctfjax.report import files
+from ctfjax.report import schema
+from ctfjax.report import tables
+
+
+def _check(config: ml_collections.ConfigDict):
+  b = config.get("benchmark")
+  if b is None:
+    raise UserError("the config has no 'benchmark' section; use "
+                    "configs/benchmark.py or build on it")
+  if len(b.datasets) != len(b.workdirs):
+    raise UserError(f"config keys 'benchmark.datasets' ({len(b.datasets)}) "
+                    f"and 'benchmark.workdirs' ({len(b.workdirs)}) must "
+                    "have the same length")
+  for name in b.tables:
+    if name not in tables.TABLES or name in ("models", "summary"):
+      raise UserError(f"config key 'benchmark.tables': unknown table "
+                      f"{name!r}; known: ctf_consistency, effectiveness, "
+                      "composition, realism, ground_truth")
+  for dataset in b.datasets:
+    reference(dataset)  # Real data fails before any training.
+
+
+def _dataset_config(config: ml_collections.ConfigDict,
+                    dataset: str) -> ml_collections.ConfigDict:
+  out = config.copy_and_resolve_references()
+  with out.unlocked():
+    del out["benchmark"]
+  out.data.name = dataset
+  return out
+
+
+def _current_report(config: ml_collections.ConfigDict,
+                    workdir: pathlib.Path) -> dict | None:
+  """The workdir's report if it matches the config exactly, else None."""
+  path, run_config = workdir / "report.json", workdir / job.RUN_CONFIG
+  if not (path.is_file() and run_config.is_file()):
+    return None
+  saved = json.loads(run_config.read_text())
+  wanted = json.loads(config.to_json())
+  if any(saved.get(k) != wanted.get(k) for k in ("data", "model", "train")):
+    return None
+  try:
+    report = schema.read(path)
+  except UserError:
+    return None
+  config = core.with_eval_defaults(config)
+  same = (
+      report.get("dataset") == config.data.name
+      and [e["model"] for e in report["models"]] == list(config.run.models)
+      and all(e["train"]["steps"] == config.train.steps
+              for e in report["models"])
+      and report.get("eval") == {k: config.eval[k]
+                                 for k in core.EVAL_DEFAULTS})
+  return report if same else None
+
+
+def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Runs (or reuses) every dataset's run and writes the benchmark tables.
+
+  Args:
+    config: a main-job config with a `benchmark` section (datasets,
+      workdirs, tables, out, reuse_reports); see configs/benchmark.py.
+
+  Returns:
+    {"reports": [report per dataset], "paths": {name: path}}.
+  """
+  _check(config)
+  b = config.benchmark
+  reports = []
+  for dataset, workdir in zip(b.datasets, b.workdirs):
+    cfg = _dataset_config(config, dataset)
+    report = _current_report(cfg, pathlib.Path(workdir)) \
+        if b.reuse_reports else None
+    if report is None:
+      job.log(f"benchmark: {dataset} in {workdir}")
+      report = job.run(cfg, workdir)
+    else:
+      job.log(f"benchmark: {dataset}: reusing {workdir}/report.json")
+    reports.append(report)
+  out = pathlib.Path(b.out)
+  names = list(b.tables)
+  rows = tables.long_rows(reports, names)
+  paths = {
+      "benchmark.md": files.write_text(
+          out / "benchmark.md", tables.benchmark_markdown(
+              reports, names, title="Benchmark: models x datasets")),
+      "benchmark.csv": tables.write_csv(rows, out / "benchmark.csv"),
+      "benchmark.json": files.write_text(
+          out / "benchmark.json",
+          json.dumps(schema.clean({"reports": reports}), indent=1) + "\n"),
+  }
+  return {"reports": reports, "paths": {k: str(v) for k, v in paths.items()}}

@@ -1,0 +1,441 @@
+"""The main job: train (or resume) a run's models, evaluate, report.
+
+A run is one dataset and several models that differ only in the diagram
+they assume (`MODELS`), each trained by `ctfjax.ancm.train` in its own
+workdir:
+
+    <workdir>/run_config.json        the run's config
+    <workdir>/models/<name>/         one training workdir per model
+    <workdir>/evaluators/digit_cnn/  the feature reader (trained once)
+    <workdir>/report.json, report.md, edits.png, bounds.png
+
+`run(config, workdir)` trains what is missing (resuming from checkpoints),
+then evaluates every model and writes the outputs; a finished run only
+re-evaluates and re-reports. `evaluate_workdir(workdir)` does the second
+half for any trained run: a `launch.run` workdir as above or a single-model
+`launch.train` workdir (its `config.json` at the top).
+
+The baselines are the same ANCM with another diagram over the features:
+
+* ancm_vae: the dataset's true diagram (the paper's estimator);
+* cvae_noncausal: no edges, a conditional VAE: an edit changes only the
+  intervened label, descendants never follow;
+* deepscm_markovian: every bidirected edge read as a directed one (in the
+  true diagram's topological order), the Markovian Deep-SCM reading of
+  confounding as causation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from ctfjax import train
+from ctfjax.ancm import train as ancm_train
+from ctfjax.causal.graph import Graph
+from ctfjax.errors import UserError
+from ctfjax.evaluate import core
+from ctfjax.evaluate import readers
+from ctfjax.evaluate.reference import reference
+from ctfjax.report import figures
+from ctfjax.report import files
+from ctfjax.report import schema
+from ctfjax.report import tables
+
+RUN_CONFIG = "run_config.json"
+MODELS_DIR = "models"
+CONFIG_PREFIX = "--config."
+
+
+def split_config_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """Separates `--config.a.b=value` overrides from the other arguments.
+
+  Returns:
+    (the other arguments, ["a.b=value", ...]) for `load_config`.
+  """
+  rest, overrides = [], []
+  for arg in argv:
+    if arg.startswith(CONFIG_PREFIX):
+      overrides.append(arg[len(CONFIG_PREFIX):])
+    else:
+      rest.append(arg)
+  return rest, overrides
+
+
+def load_config(path: str | os.PathLike,
+                overrides: Sequence[str] | Mapping[str, Any] = ()
+                ) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, with overrides of existing keys.
+
+  Args:
+    path: a configs/*.py file.
+    overrides: ["train.steps=200", ...] or {"train.steps": 200}.
+
+  Raises:
+    UserError: missing or broken file, no get_config(), unknown key or a
+      value of the wrong type (`train.apply_overrides`).
+  """
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise UserError(f"config file {path} does not exist")
+  spec = importlib.util.spec_from_file_location(
+      f"_ctfjax_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # A broken file is the user's, not a bug here.
+    raise UserError(f"config file {path} fails to load: "
+                    f"{type(e).__name__}: {e}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise UserError(f"config file {path} has no get_config()")
+  config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"get_config() of {path} must return a ConfigDict")
+  return train.apply_overrides(config, overrides)
+
+
+def _noncausal(graph: Graph) -> str:
+  return "; ".join(graph.topological_order())
+
+
+def _markovian(graph: Graph) -> str:
+  pos = {n: i for i, n in enumerate(graph.topological_order())}
+  directed = set(graph.directed)
+  for pair in graph.bidirected:
+    a, b = sorted(pair, key=pos.get)
+    directed.add((a, b))
+  return str(Graph.from_edges(directed, nodes=graph.topological_order()))
+
+
+# Report name -> the diagram the model assumes, from the true diagram
+# ("" = the true diagram itself).
+MODELS: dict[str, Callable[[Graph], str]] = {
+    "ancm_vae": lambda graph: "",
+    "cvae_noncausal": _noncausal,
+    "deepscm_markovian": _markovian,
+}
+
+
+def model_graph(name: str, true_graph: Graph | str) -> str:
+  """The `model.graph` config value of model `name` on a dataset.
+
+  Raises:
+    UserError: unknown model name.
+  """
+  if name not in MODELS:
+    raise UserError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+  g = true_graph if isinstance(true_graph, Graph) else Graph.parse(true_graph)
+  return MODELS[name](g)
+
+
+def model_name(config: ml_collections.ConfigDict) -> str:
+  """The report name of a single-model config, from the diagram it assumes."""
+  true_graph = Graph.parse(reference(config.data.name).graph)
+  assumed = config.model.get("graph") or ""
+  for name in MODELS:
+    want = model_graph(name, true_graph)
+    if (not assumed and not want) or (
+        assumed and want and Graph.parse(assumed) == Graph.parse(want)):
+      return name
+  return "ancm_custom"
+
+
+def _models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  names = tuple(config.get("run", {}).get("models", ())) or ("ancm_vae",)
+  for name in names:
+    if name not in MODELS:  # Fails before any training.
+      raise UserError(f"config key 'run.models': unknown model {name!r}; "
+                      f"known: {', '.join(MODELS)}")
+  if len(set(names)) != len(names):
+    raise UserError(f"config key 'run.models' names a model twice: {names}")
+  return names
+
+
+def model_config(config: ml_collections.ConfigDict,
+                 name: str) -> ml_collections.ConfigDict:
+  """The training config of model `name`: `config` with its diagram set."""
+  out = config.copy_and_resolve_references()
+  out.model.graph = model_graph(name, reference(config.data.name).graph)
+  return out
+
+
+def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
+  """The diagram model `name` assumes, as the report writes it."""
+  if name not in MODELS:
+    return None  # A custom diagram: the model's own spelling.
+  return (model_config(config, name).model.graph or
+          reference(config.data.name).graph)
+
+
+def log(message: str):
+  """One progress line on stderr (stdout is for results)."""
+  print(message, file=sys.stderr, flush=True)
+
+
+def _train_info(workdir: pathlib.Path) -> dict[str, Any]:
+  records = [r for r in train.read_metrics(workdir) if "seconds" in r]
+  if not records:
+    return {"steps": 0, "seconds": 0.0}
+  return {"steps": int(records[-1]["step"]),
+          "seconds": float(records[-1]["seconds"] or 0.0)}
+
+
+def _caption(values: Mapping[str, Any], i: int) -> str:
+  d, c, b = (int(values[k][i]) for k in ("D", "C", "B"))
+  return f"{d} {'red' if c else 'green'}{' bar' if b else ''}"
+
+
+def _column_title(family: str, domains: Mapping[str, int]) -> str:
+  x = family[3:-1]
+  k = domains[x]
+  v = x.lower()
+  change = f"1-{v}" if k == 2 else f"{v}+{k // 2} mod {k}"
+  return f"do({x}={change})"
+
+
+def _edit_blocks(evalset: core.EvalSet, per_model
+                 ) -> list[figures.EditBlock]:
+  idx = evalset.figure_index
+  fams = list(evalset.interventions)
+  columns = [_column_title(f, evalset.reference.domains) for f in fams]
+  test = evalset.test
+  rows = range(len(idx))
+  factual = {k: evalset.labels[k][idx] for k in ("D", "C", "B")}
+  blocks = [figures.EditBlock(
+      "factual (test)", np.asarray(test["image"])[idx][:, None],
+      [[_caption(factual, i)] for i in rows], ["image"])]
+  true_imgs = np.stack([np.asarray(evalset.truth[f]["image"])[idx]
+                        for f in fams], 1)
+  true_v = {f: {k: np.asarray(evalset.truth[f][k])[idx] for k in factual}
+            for f in fams}
+  blocks.append(figures.EditBlock(
+      "true counterfactual\n(data generator)", true_imgs,
+      [[_caption(true_v[f], i) for f in fams] for i in rows], columns))
+  for name, graph, fig in per_model:
+    imgs = np.stack([fig["images"][f] for f in fams], 1)
+    blocks.append(figures.EditBlock(
+        f"{name}\n{graph}", imgs,
+        [[_caption(fig["read"][f], i) for f in fams] for i in rows],
+        columns))
+  return blocks
+
+
+def write_outputs(workdir: str | pathlib.Path, report: Mapping[str, Any],
+                  blocks: Sequence[figures.EditBlock]) -> dict[str, str]:
+  """Writes report.json, report.md, edits.png and bounds.png atomically.
+
+  The report is validated first, so a schema error writes nothing.
+
+  Returns:
+    {file name: path}.
+  """
+  workdir = pathlib.Path(workdir)
+  text = schema.dumps(report)
+  clean = json.loads(text)
+  title = f"{clean['dataset']}  (true diagram: {clean['graph']})"
+  paths = {
+      "edits.png": figures.edits_figure(
+          blocks, workdir / "edits.png",
+          title=f"Edits of test images, {title}; captions: factors read "
+                "from each image"),
+      "bounds.png": figures.bounds_figure(
+          clean, workdir / "bounds.png",
+          title=f"Ctf-consistency, {title}; rows with bounds [0, 1] "
+                "left out"),
+      "report.md": files.write_text(workdir / "report.md",
+                                    tables.markdown(clean)),
+      "report.json": files.write_text(workdir / "report.json", text),
+  }
+  return {k: str(v) for k, v in paths.items()}
+
+
+def evaluate_models(config: ml_collections.ConfigDict,
+                    workdir: str | pathlib.Path,
+                    trained: Sequence[tuple[str, Any, Any, Mapping]]
+                    ) -> dict[str, Any]:
+  """Evaluates trained models of one dataset and writes the run's outputs.
+
+  Args:
+    config: the run's config (data and eval sections are read).
+    workdir: where the evaluators are cached and the outputs go.
+    trained: (name, model, params, {"steps", "seconds"}) per model.
+
+  Returns:
+    The report.
+  """
+  config = core.with_eval_defaults(config)
+  workdir = pathlib.Path(workdir)
+  t0 = time.perf_counter()
+  log("evaluation: feature reader")
+  reader = readers.feature_reader(workdir, source=config.data.source or None,
+                                  steps=config.eval.reader_steps)
+  evalset = core.prepare(config, reader)
+  stages = len(trained) * (len(evalset.interventions) + 1)
+  show = sys.stderr.isatty()
+  entries, per_model = [], []
+  with tqdm.tqdm(total=stages, unit="stage", file=sys.stderr,
+                 disable=not show, desc="evaluate") as bar:
+    def tick(stage):
+      bar.set_postfix_str(stage)
+      bar.update()
+      if not show:
+        log(f"evaluation: {stage} done")
+    for name, model, params, info in trained:
+      entry, fig = core.evaluate_model(
+          evalset, reader, model, params, name=name, train_info=info,
+          graph=_assumed_graph(config, name),
+          seed=config.eval.seed, progress=tick)
+      entries.append(entry)
+      per_model.append((name, entry["graph"], fig))
+  oracle = core.evaluate_truth(evalset, reader)
+  ev = config.eval
+  report = {
+      "version": schema.VERSION,
+      "dataset": evalset.dataset,
+      "graph": evalset.reference.graph,
+      "models": entries,
+      "oracle": oracle,
+      "evaluators": {reader.name: dict(reader.info),
+                     "C, B": "pixel rules of the data generator "
+                             "(colored_mnist_bars.read_labels)"},
+      "eval": {k: ev[k] for k in core.EVAL_DEFAULTS},
+      "notes": [
+          f"Test images: {len(evalset.labels['D'])} per intervention "
+          f"family, one edit each; digit reader {reader.name} "
+          f"(test accuracy {reader.info.get('test_accuracy', float('nan')):.3f}"
+          " on real MNIST digits); colour and bar by pixel rules.",
+          "The row 'true counterfactuals' scores the generator's own "
+          "counterfactual images through the same readers: what the "
+          "readers alone cost.",
+      ],
+      "seconds": {"evaluation": time.perf_counter() - t0},
+  }
+  blocks = _edit_blocks(evalset, per_model)
+  write_outputs(workdir, report, blocks)
+  return json.loads(schema.dumps(report))
+
+
+def _save_run_config(config: ml_collections.ConfigDict,
+                     workdir: pathlib.Path):
+  """Records the run's config; a resumed run must keep its data and model."""
+  if (workdir / ancm_train.CONFIG_FILE).is_file():
+    raise UserError(f"{workdir} is a single-model launch.train workdir; "
+                    "evaluate it with python -m launch.evaluate or use a new "
+                    "--workdir")
+  path = workdir / RUN_CONFIG
+  if path.is_file():
+    old = json.loads(path.read_text())
+    new = json.loads(config.to_json())
+    for section in ("data", "model"):
+      if old.get(section) != new.get(section):
+        raise UserError(f"{workdir} holds a run with another {section} "
+                        f"config; use a new --workdir")
+  files.write_text(path, config.to_json(indent=1) + "\n")
+
+
+def run(config: ml_collections.ConfigDict,
+        workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains (or resumes) every model of `config.run.models`, then reports.
+
+  Args:
+    config: an ANCM config with a `run` section (`run.models`: names of
+      `MODELS`) and optional `eval` fields (`core.EVAL_DEFAULTS`).
+    workdir: the run's folder.
+
+  Returns:
+    The report (also written to `workdir`, with report.md and figures).
+  """
+  names = _models(config)
+  config = core.with_eval_defaults(config)
+  reference(config.data.name)  # Real data fails here, before training.
+  workdir = pathlib.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a folder")
+  workdir.mkdir(parents=True, exist_ok=True)
+  _save_run_config(config, workdir)
+  trained = []
+  for i, name in enumerate(names, 1):
+    log(f"[{i}/{len(names)}] {name} ({_assumed_graph(config, name)}): "
+        f"training to {config.train.steps} steps")
+    model, result = ancm_train.train_and_evaluate(
+        model_config(config, name), workdir / MODELS_DIR / name)
+    log(f"[{i}/{len(names)}] {name}: {result.steps} steps, "
+        f"{result.seconds:.0f} s of training")
+    trained.append((name, model, jax.device_get(result.state.params),
+                    {"steps": result.steps, "seconds": result.seconds}))
+  return evaluate_models(config, workdir, trained)
+
+
+def load_run(workdir: str | pathlib.Path) -> tuple[ml_collections.ConfigDict,
+                                                   list[tuple]]:
+  """The config and trained models of a workdir, for re-evaluation.
+
+  Args:
+    workdir: a `launch.run` workdir (models/<name>/) or a single-model
+      `launch.train` workdir (config.json at the top).
+
+  Returns:
+    (config, [(name, model, params, {"steps", "seconds"})]).
+
+  Raises:
+    UserError: the folder is missing or holds no trained model.
+  """
+  root = pathlib.Path(workdir)
+  if not root.is_dir():
+    raise UserError(f"workdir {workdir} does not exist")
+  if (root / ancm_train.CONFIG_FILE).is_file():
+    config, model, params = ancm_train.load(root)
+    return config, [(model_name(config), model, params, _train_info(root))]
+  if not (root / RUN_CONFIG).is_file():
+    raise UserError(f"{workdir} is not a trained run: it has neither "
+                    f"{ancm_train.CONFIG_FILE} nor {RUN_CONFIG}")
+  try:
+    config = ml_collections.ConfigDict(json.loads(
+        (root / RUN_CONFIG).read_text()))
+  except json.JSONDecodeError as e:
+    raise UserError(f"{root / RUN_CONFIG} is not valid JSON: {e.msg}"
+                    ) from None
+  trained = []
+  for name in _models(config):
+    sub = root / MODELS_DIR / name
+    if not (sub / ancm_train.CONFIG_FILE).is_file():
+      raise UserError(f"model {name!r} of {workdir} was never trained "
+                      f"({sub} is missing); run python -m launch.run again")
+    _, model, params = ancm_train.load(sub)
+    trained.append((name, model, params, _train_info(sub)))
+  return config, trained
+
+
+def evaluate_workdir(workdir: str | pathlib.Path,
+                     overrides: Mapping[str, Any] | Sequence[str] = ()
+                     ) -> dict[str, Any]:
+  """Re-evaluates a trained run and rewrites its outputs.
+
+  Args:
+    workdir: see `load_run`.
+    overrides: eval settings, e.g. {"eval.test_size": 200} or
+      ["eval.test_size=200"]; only `eval.*` keys.
+
+  Returns:
+    The report.
+  """
+  config, trained = load_run(workdir)
+  config = core.with_eval_defaults(config)
+  items = overrides.items() if isinstance(overrides, Mapping) else [
+      tuple(o.split("=", 1)) if "=" in o else (o, None) for o in overrides]
+  for key, _ in items:
+    if not str(key).startswith("eval."):
+      raise UserError(f"only eval.* settings can change at evaluation, got "
+                      f"{key!r}")
+  config = train.apply_overrides(config, overrides)
+  return evaluate_models(config, workdir, trained)

@@ -1,0 +1,357 @@
+"""Tables of a report: markdown (report.md), a console summary, and CSV.
+
+One set of column definitions (`TABLES`) serves every output: report.md
+puts a run's models side by side, the benchmark stacks (dataset, model) rows
+from many runs in tables shaped like seed 004's (composition, effectiveness,
+realism) plus this project's own (ctf-consistency, ground-truth error), and
+the CSV holds the same cells in long form.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pathlib
+from typing import Any, Callable, Mapping, Sequence
+
+from ctfjax.report import files
+
+Entry = Mapping[str, Any]
+Column = tuple[str, Callable[[Entry], Any]]
+
+NONE = "—"
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+  """A table cell: numbers to `digits` decimals, None as a dash."""
+  if value is None:
+    return NONE
+  if isinstance(value, bool):
+    return "yes" if value else "no"
+  if isinstance(value, float):
+    return f"{value:.{digits}f}"
+  return str(value)
+
+
+def _get(entry: Entry, *path: str) -> Any:
+  for key in path:
+    if not isinstance(entry, Mapping) or key not in entry:
+      return None
+    entry = entry[key]
+  return entry
+
+
+def _ordered(items) -> list:
+  return list(dict.fromkeys(items))
+
+
+def interventions(entries: Sequence[Entry]) -> list[str]:
+  """The "do(X)" keys of the entries' effectiveness, in first-seen order."""
+  return _ordered(k for e in entries for k in e.get("effectiveness", {}))
+
+
+def factors(entries: Sequence[Entry]) -> list[str]:
+  """The factors scored under any intervention, in first-seen order."""
+  return _ordered(v for e in entries for s in e.get("effectiveness", {})
+                  .values() for v in s)
+
+
+def ctf_counts(entry: Entry, descendants_only: bool = False
+               ) -> tuple[int, int]:
+  """(rows whose interval meets the bounds, rows that could be judged).
+
+  Args:
+    entry: a report entry.
+    descendants_only: count only rows with non-degenerate bounds (the
+      descendant rows; [1, 1] rows are preservation and effectiveness).
+  """
+  rows = [r for r in entry.get("ctf_consistency", [])
+          if r.get("consistent") is not None]
+  if descendants_only:
+    rows = [r for r in rows if r["bounds"][0] < 1.0]
+  return sum(bool(r["consistent"]) for r in rows), len(rows)
+
+
+def _ratio(counts: tuple[int, int]) -> str | None:
+  k, n = counts
+  return f"{k}/{n}" if n else None
+
+
+def _mean(values) -> float | None:
+  values = [v for v in values if v is not None]
+  return sum(values) / len(values) if values else None
+
+
+def _intervened(entry: Entry) -> float | None:
+  """Mean accuracy of the intervened factor over the interventions."""
+  eff = entry.get("effectiveness", {})
+  return _mean(eff[do].get(do[3:-1]) for do in eff)
+
+
+# Column definitions per table. Each is (header, entry -> cell value).
+
+
+def _model_columns(entries):
+  return [
+      ("assumed diagram", lambda e: f"`{e['graph']}`"),
+      ("train steps", lambda e: _get(e, "train", "steps")),
+      ("train s", lambda e: _get(e, "train", "seconds")),
+  ]
+
+
+def _ctf_columns(entries):
+  return [
+      ("ctf-consistent rows", lambda e: _ratio(ctf_counts(e))),
+      ("descendant rows", lambda e: _ratio(ctf_counts(e, True))),
+      ("preservation/effect rows", lambda e: _ratio(
+          tuple(a - b for a, b in zip(ctf_counts(e), ctf_counts(e, True))))),
+      ("mean |estimate - truth|", lambda e: _mean(
+          abs(r["estimate"] - r["truth"]) for r in e["ctf_consistency"]
+          if r["estimate"] is not None and r["truth"] is not None)),
+  ]
+
+
+def _effectiveness_columns(entries):
+  return [(f"{var}: {do}", lambda e, do=do, var=var:
+           _get(e, "effectiveness", do, var))
+          for var in factors(entries) for do in interventions(entries)]
+
+
+def _composition_columns(entries):
+  cols = [("l1 1 cycle", lambda e: _get(e, "composition", "l1_1")),
+          ("l1 10 cycles", lambda e: _get(e, "composition", "l1_10"))]
+  if any(_get(e, "composition", "embedding_l1_1") is not None
+         for e in entries):
+    cols += [("emb l1 1 cycle",
+              lambda e: _get(e, "composition", "embedding_l1_1")),
+             ("emb l1 10 cycles",
+              lambda e: _get(e, "composition", "embedding_l1_10"))]
+  return cols
+
+
+def _realism_columns(entries):
+  metric = next((_get(e, "realism", "metric") for e in entries
+                 if _get(e, "realism", "metric")), "FD")
+  cols = [(f"{metric} {do}", lambda e, do=do:
+           _get(e, "realism", "per_intervention", do))
+          for do in interventions(entries)]
+  cols.append(("real test (floor)",
+               lambda e: _get(e, "realism", "real_test")))
+  return cols
+
+
+def _ground_truth_columns(entries):
+  cols = []
+  for do in interventions(entries):
+    cols.append((f"L1 {do}", lambda e, do=do:
+                 _get(e, "ground_truth_error", do)))
+    cols.append((f"features {do}", lambda e, do=do:
+                 _get(e, "ground_truth_features", do, "all")))
+  return cols
+
+
+def _summary_columns(entries):
+  return [
+      ("ctf-consistent", lambda e: _ratio(ctf_counts(e))),
+      ("descendants", lambda e: _ratio(ctf_counts(e, True))),
+      ("intervened acc", _intervened),
+      ("comp l1 1/10", lambda e: (
+          f"{fmt(_get(e, 'composition', 'l1_1'), 1)}/"
+          f"{fmt(_get(e, 'composition', 'l1_10'), 1)}")),
+      ("GT L1", lambda e: _mean((e.get("ground_truth_error") or {})
+                                .values())),
+      ("FD", lambda e: _mean((_get(e, "realism", "per_intervention") or {})
+                             .values())),
+  ]
+
+
+# name -> (title, note, column factory).
+TABLES: dict[str, tuple[str, str, Callable]] = {
+    "models": ("Models", "", _model_columns),
+    "ctf_consistency": (
+        "Ctf-consistency",
+        "Rows of the section 6 protocol whose 95% Wilson interval meets the "
+        "exact optimal bounds, out of the rows with an estimate and bounds; "
+        "descendant rows have non-degenerate bounds, the rest are [1, 1].",
+        _ctf_columns),
+    "effectiveness": (
+        "Effectiveness",
+        "Accuracy of each factor read from the edited images (C and B by "
+        "pixel rules, D by the digit classifier) against the value the "
+        "model drew for the edit: intervened, propagated or preserved.",
+        _effectiveness_columns),
+    "composition": (
+        "Composition",
+        "The null intervention applied 1 and 10 times: mean L1 to the "
+        "original on 0-255 pixels, and L1 of embeddings.",
+        _composition_columns),
+    "realism": (
+        "Realism",
+        "Frechet distance of the edits to real training images on the "
+        "named feature network (not Inception: not comparable with "
+        "published FIDs); the real test images give the floor.",
+        _realism_columns),
+    "ground_truth": (
+        "Ground-truth error",
+        "Mean L1 (0-255) between each edit and the true counterfactual "
+        "image from the generator (same exogenous values), and the "
+        "fraction of edits whose read features all match the true ones. "
+        "The true image is one member of the compatible set, so pixel "
+        "error is not by itself a failure.",
+        _ground_truth_columns),
+    "summary": ("Summary", "", _summary_columns),
+}
+
+
+def table(entries: Sequence[Entry], name: str, *,
+          with_dataset: bool = False) -> tuple[list[str], list[list[Any]]]:
+  """(header, rows of raw cell values) of one table over report entries.
+
+  Args:
+    entries: report entries (one per row).
+    name: a key of `TABLES`.
+    with_dataset: start each row with the entry's dataset.
+  """
+  columns = TABLES[name][2](entries)
+  header = (["dataset"] if with_dataset else []) + ["model"] + [
+      c[0] for c in columns]
+  rows = []
+  for e in entries:
+    row = ([e.get("dataset")] if with_dataset else []) + [e.get("model")]
+    rows.append(row + [get(e) for _, get in columns])
+  return header, rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+                   digits: int = 3) -> str:
+  """A GitHub-markdown table; numbers right-aligned."""
+  cells = [[fmt(v, digits).replace("|", "\\|") for v in r] for r in rows]
+  numeric = [all(isinstance(r[i], (int, float)) or r[i] is None
+                 for r in rows) for i in range(len(header))]
+  lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
+           "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in cells]
+  return "\n".join(lines)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+               digits: int = 3) -> str:
+  """A fixed-width plain-text table (for a terminal)."""
+  cells = [[fmt(v, digits) for v in r] for r in rows]
+  widths = [max(len(h), *(len(r[i]) for r in cells))
+            for i, h in enumerate(header)]
+  line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+  return "\n".join([line(header), line(["-" * w for w in widths]),
+                    *map(line, cells)])
+
+
+def _consistency_cell(row: Mapping[str, Any] | None) -> str:
+  if row is None or row.get("estimate") is None:
+    return f"{NONE} (n=0)" if row is not None else NONE
+  mark = {True: " ✓", False: " ✗", None: ""}[row.get("consistent")]
+  lo, hi = row["ci"]
+  return f"{row['estimate']:.3f} [{lo:.2f}, {hi:.2f}]{mark}"
+
+
+def consistency_rows(entries: Sequence[Entry]) -> tuple[list[str],
+                                                        list[list[Any]]]:
+  """Every ctf-consistency query with each model's estimate side by side."""
+  queries = _ordered((r["intervention"], r["query"])
+                     for e in entries for r in e["ctf_consistency"])
+  by_model = [{(r["intervention"], r["query"]): r
+               for r in e["ctf_consistency"]} for e in entries]
+  reference = {}
+  for e in entries:
+    for r in e["ctf_consistency"]:
+      reference.setdefault((r["intervention"], r["query"]), r)
+  header = ["do", "query", "bounds", "truth", *(e["model"] for e in entries)]
+  rows = []
+  for key in queries:
+    ref = reference[key]
+    b = ref.get("bounds")
+    rows.append([f"do({key[0]})", f"`{key[1]}`",
+                 NONE if b is None else f"[{b[0]:.3f}, {b[1]:.3f}]",
+                 ref.get("truth"),
+                 *(_consistency_cell(m.get(key)) for m in by_model)])
+  return header, rows
+
+
+def _with_oracle(report: Mapping[str, Any]) -> list[Entry]:
+  """The models, then the report's "oracle" entry (the true counterfactual
+  images through the same readers) when it has one."""
+  return list(report["models"]) + ([report["oracle"]]
+                                   if report.get("oracle") else [])
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+  """report.md: every table of a run's report, models side by side."""
+  entries = _with_oracle(report)
+  datasets = _ordered(e["dataset"] for e in entries)
+  out = [f"# Counterfactual image editing: {', '.join(datasets)}", ""]
+  if report.get("graph"):
+    out.append(f"True diagram: `{report['graph']}`.")
+  for line in report.get("notes", []):
+    out.append(f"{line}")
+  out.append("")
+  for name in ("models", "ctf_consistency", "effectiveness", "composition",
+               "realism", "ground_truth"):
+    title, note, _ = TABLES[name]
+    out += [f"## {title}", ""]
+    if note:
+      out += [note, ""]
+    rows = report["models"] if name in ("models", "composition") else entries
+    out += [markdown_table(*table(rows, name)), ""]
+  out += ["## Ctf-consistency rows", "",
+          "Estimate [95% Wilson interval] per model; ✓ the interval meets "
+          "the bounds, ✗ it does not; n=0 no test sample matches the "
+          "evidence.", ""]
+  out += [markdown_table(*consistency_rows(entries)), ""]
+  return "\n".join(out)
+
+
+def summary(report: Mapping[str, Any]) -> str:
+  """A short plain-text table of a run for the terminal."""
+  return text_table(*table(report["models"], "summary"))
+
+
+def long_rows(reports: Sequence[Mapping[str, Any]],
+              names: Sequence[str]) -> list[dict[str, Any]]:
+  """Every cell of the named tables as {dataset, model, table, column,
+  value} rows (the benchmark CSV)."""
+  entries = [e for r in reports for e in r["models"]]
+  out = []
+  for name in names:
+    header, rows = table(entries, name, with_dataset=True)
+    for row in rows:
+      for col, value in zip(header[2:], row[2:]):
+        out.append({"dataset": row[0], "model": row[1], "table": name,
+                    "column": col, "value": value})
+  return out
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]],
+              path: str | os.PathLike) -> pathlib.Path:
+  """Writes dict rows (keys of the first row as header) atomically."""
+  buf = io.StringIO()
+  fields = list(rows[0]) if rows else ["dataset", "model", "table", "column",
+                                       "value"]
+  writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: "" if v is None else v for k, v in row.items()})
+  return files.write_text(path, buf.getvalue())
+
+
+def benchmark_markdown(reports: Sequence[Mapping[str, Any]],
+                       names: Sequence[str], title: str = "Benchmark") -> str:
+  """The benchmark's tables: one per metric, a row per (dataset, model)."""
+  entries = [e for r in reports for e in r["models"]]
+  out = [f"# {title}", ""]
+  for i, name in enumerate(names, 1):
+    head, note, _ = TABLES[name]
+    out += [f"## Table {i}: {head}", ""]
+    if note:
+      out += [note, ""]
+    out += [markdown_table(*table(entries, name, with_dataset=True)), ""]
+  return "\n".join(out)

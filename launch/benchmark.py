@@ -1,0 +1,35 @@
+r"""Benchmark: models x datasets x metrics in one table (markdown and CSV).
+
+    python -m launch.benchmark --config=configs/benchmark.py \
+        [--config.benchmark.out=runs/benchmark] [--config.train.steps=...]
+
+Runs the main job for every dataset of config.benchmark.datasets in its
+workdir (training what is missing, reusing finished runs and current
+reports), then writes benchmark.md, benchmark.csv and benchmark.json to
+config.benchmark.out and prints the markdown.
+"""
+
+import sys
+
+from absl import flags
+
+from ctfjax import evaluate
+from launch import cli
+
+flags.DEFINE_string("config", None, "A benchmark config, e.g. "
+                    "configs/benchmark.py; override fields with "
+                    "--config.SECTION.KEY=VALUE.")
+FLAGS = flags.FLAGS
+OVERRIDES: list[str] = []
+
+
+def main():
+  config = evaluate.load_config(cli.require("config"), OVERRIDES)
+  result = evaluate.benchmark(config)
+  print(open(result["paths"]["benchmark.md"]).read())
+  print("wrote " + ", ".join(result["paths"].values()))
+
+
+if __name__ == "__main__":
+  sys.argv, OVERRIDES[:] = evaluate.split_config_args(sys.argv)
+  cli.run(main)

@@ -1,0 +1,34 @@
+r"""Re-evaluates a trained run and rewrites its report and figures.
+
+    python -m launch.evaluate --workdir=runs/quickstart \
+        [--config.eval.test_size=1000]
+
+The workdir is a `launch.run` workdir (models/<name>/) or a single-model
+`launch.train` workdir. Writes report.json, report.md, edits.png and
+bounds.png there, as `launch.run` does, and prints the summary table; only
+eval.* settings (ctfjax.evaluate.EVAL_DEFAULTS) can be overridden.
+"""
+
+import sys
+
+from absl import flags
+
+from ctfjax import evaluate
+from ctfjax.report import tables
+from launch import cli
+
+flags.DEFINE_string("workdir", None, "A trained run's folder.")
+FLAGS = flags.FLAGS
+OVERRIDES: list[str] = []
+
+
+def main():
+  workdir = cli.require("workdir")
+  report = evaluate.evaluate_workdir(workdir, OVERRIDES)
+  print(tables.summary(report))
+  print(f"wrote report.json, report.md, edits.png, bounds.png to {workdir}")
+
+
+if __name__ == "__main__":
+  sys.argv, OVERRIDES[:] = evaluate.split_config_args(sys.argv)
+  cli.run(main)

@@ -1,0 +1,259 @@
+"""Evaluation: exact reference rows, editing plumbing, a tiny trained model."""
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from ctfjax import evaluate
+from ctfjax.ancm import train as ancm_train
+from ctfjax.errors import UserError
+from ctfjax.evaluate import core
+from ctfjax.report import schema
+from test_ancm import tiny_config
+from test_report import make_report
+
+BACKDOOR = "colored_mnist_bars/backdoor"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_reference_rows_have_exact_bounds_and_truth():
+  ref = evaluate.reference(BACKDOOR)
+  assert ref.graph == "D <-> C; D -> B; C -> B"
+  assert [len(ref.queries[f]) for f in ("do(D)", "do(C)", "do(B)")] == \
+      [60, 8, 6]
+  # Closed form (science.md section 3): per digit d, p = P(B=1 | d, C=0),
+  # p' = P(B=1 | d, C=1), Frechet bounds [max(0, p - p') / p,
+  # min(1 - p', p) / p], averaged over P(d | C=0, B=1) (B's response
+  # function is free per (d, c), so the LP separates over digits). The
+  # generator's thresholds make the truth the lower end: (p - p') / p.
+  d = np.arange(10)
+  p, p_new = 0.9 - 0.05 * d, 0.6 - 0.05 * d
+  p_dc0 = np.where(d < 5, 0.5 * 0.2 * 0.8, 0.5 * 0.2 * 0.2)  # P(d, C=0)
+  w = p_dc0 * p / np.sum(p_dc0 * p)  # P(d | C=0, B=1)
+  lo = np.sum(w * np.maximum(0, p - p_new) / p)
+  hi = np.sum(w * np.minimum(1 - p_new, p) / p)
+  assert (lo, hi) == pytest.approx((0.4, 0.68))  # by hand: 0.15/0.375 ...
+  q = "P(B_{C=1}=0 | C=0, B=1)"
+  assert q in ref.queries["do(C)"]
+  assert ref.bounds[q] == pytest.approx((lo, hi), abs=1e-9)
+  assert ref.truth[q] == pytest.approx(lo, abs=1e-9)
+  # Non-descendants and the intervened factor: [1, 1], truth 1, no LP.
+  assert ref.bounds["P(D_{C=1} = D | C=0)"] == (1.0, 1.0)
+  assert ref.bounds["P(C_{D=5} = C | D=0)"] == (1.0, 1.0)
+  assert ref.truth["P(B_{B=1}=1 | B=0)"] == 1.0
+
+
+def test_baseline_diagrams_derive_from_the_true_one():
+  back, front = "D <-> C; D -> B; C -> B", "D -> C; C -> B; D <-> B"
+  assert evaluate.model_graph("ancm_vae", back) == ""
+  assert evaluate.model_graph("cvae_noncausal", back) == "D; C; B"
+  assert evaluate.model_graph("deepscm_markovian", back) == \
+      "D -> C; D -> B; C -> B"
+  assert evaluate.model_graph("deepscm_markovian", front) == \
+      "D -> C; D -> B; C -> B"
+  with pytest.raises(UserError, match="unknown model 'vae'"):
+    evaluate.model_graph("vae", back)
+  config = tiny_config()
+  assert evaluate.model_name(config) == "ancm_vae"
+  config.model.graph = "C -> B; D -> B; D -> C"  # any spelling
+  assert evaluate.model_name(config) == "deepscm_markovian"
+  config.model.graph = "D -> B; C -> B"
+  assert evaluate.model_name(config) == "ancm_custom"
+  assert evaluate.model_config(tiny_config(), "cvae_noncausal") \
+      .model.graph == "D; C; B"
+
+
+def test_eval_defaults_and_bad_values():
+  config = evaluate.with_eval_defaults(tiny_config())
+  assert config.eval.test_size == core.EVAL_DEFAULTS["test_size"]
+  assert config.eval.batch_size == 16  # existing fields stay
+  bad = tiny_config()
+  bad.eval.cycles = 3
+  with pytest.raises(UserError,
+                     match="'eval.cycles' must be an integer >= 10, got 3"):
+    evaluate.with_eval_defaults(bad)
+  bad = tiny_config()
+  bad.eval.test_size = -1
+  with pytest.raises(UserError,
+                     match="'eval.test_size' must be an integer >= 1"):
+    evaluate.with_eval_defaults(bad)
+
+
+def test_relative_reading_cancels_reader_errors_on_the_factual():
+  factual = {"D": np.array([3, 3, 3, 5])}
+  factual_read = {"D": np.array([3, 8, 8, 5])}  # misread the 2nd and 3rd
+  read = {"D": np.array([3, 8, 3, 7])}
+  out = evaluate.relative_reading(read, factual_read, factual)
+  # Same reading as the factual image -> the factual digit; else as read.
+  np.testing.assert_array_equal(out["D"], [3, 3, 3, 7])
+
+
+class FakeModel:
+  """Records edit calls; the edit writes do()'s value into the pixels."""
+
+  def __init__(self):
+    self.calls = []
+
+  def edit(self, params, images, do, rng, num_samples=1, labels=None):
+    del params, rng
+    self.calls.append((len(images), dict(do)))
+    value = do.get("D", 0)
+    out = np.asarray(images).copy()
+    out[:, 0, 0, 0] = value
+    return {"image": out[:, None],
+            "D": np.full((len(images), num_samples), value),
+            "C": np.asarray(labels["C"])[:, None]}
+
+
+def test_edit_images_groups_by_value_and_pads_chunks():
+  model = FakeModel()
+  images = np.zeros((7, 4, 4, 3), np.uint8)
+  images[:, 1, 1, 1] = np.arange(7)  # identifies each image
+  labels = {"D": np.arange(7), "C": np.array([0, 1, 0, 1, 0, 1, 0])}
+  do = {"D": np.array([2, 5, 2, 2, 5, 2, 2])}
+  out, drawn = evaluate.edit_images(model, None, images, labels, do,
+                                    jax.random.key(0), chunk=3)
+  # Value 2: five images in two chunks of 3; value 5: one chunk.
+  assert model.calls == [(3, {"D": 2}), (3, {"D": 2}), (3, {"D": 5})]
+  np.testing.assert_array_equal(out[:, 0, 0, 0], do["D"])
+  np.testing.assert_array_equal(out[:, 1, 1, 1], np.arange(7))
+  np.testing.assert_array_equal(drawn["D"], do["D"])
+  np.testing.assert_array_equal(drawn["C"], labels["C"])
+  model.calls.clear()
+  evaluate.edit_images(model, None, images, labels, {}, jax.random.key(0),
+                       chunk=4)
+  assert model.calls == [(4, {}), (4, {})]
+
+
+def test_benchmark_tables_from_current_reports(tmp_path):
+  workdirs = (tmp_path / "back", tmp_path / "front")
+  config = evaluate.load_config(ROOT / "configs" / "benchmark.py", [
+      f"benchmark.workdirs=('{workdirs[0]}', '{workdirs[1]}')",
+      f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
+      "run.models=('ancm_vae', 'cvae_noncausal')"])
+  # Reports that match the config are reused: nothing trains here.
+  for dataset, workdir in zip(config.benchmark.datasets, workdirs):
+    report = make_report()
+    report["dataset"] = dataset
+    for e in report["models"]:
+      e["dataset"] = dataset
+    report["eval"] = {k: config.eval[k] for k in core.EVAL_DEFAULTS}
+    schema.write(report, workdir / "report.json")
+    cfg = config.copy_and_resolve_references()
+    cfg.data.name = dataset
+    (workdir / "run_config.json").write_text(cfg.to_json())
+  result = evaluate.benchmark(config)
+  md = (tmp_path / "out" / "benchmark.md").read_text()
+  assert "## Table 3: Composition" in md
+  assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
+  csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
+  # ctf 4 + effectiveness 9 + composition 4 + realism 4 + ground truth 6.
+  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 27
+  assert len(result["reports"]) == 2
+  bad = config.copy_and_resolve_references()
+  bad.benchmark.workdirs = (str(workdirs[0]),)
+  with pytest.raises(UserError, match="must have the same length"):
+    evaluate.benchmark(bad)
+
+
+# A tiny trained model, evaluated end to end (in process) ---------------------
+
+
+def tiny_eval(config):
+  config.eval.test_size = 48
+  config.eval.composition_size = 8
+  config.eval.real_size = 64
+  config.eval.edit_chunk = 16
+  config.eval.reader_steps = 20
+  config.eval.figure_rows = 4
+  return config
+
+
+def test_tiny_trained_model(tmp_path):
+  # One test, not a module fixture shared by several: under pytest-xdist
+  # every worker would train and evaluate its own copy.
+  workdir = tmp_path / "run"
+  config = tiny_eval(evaluate.with_eval_defaults(tiny_config()))
+  model, result = ancm_train.train_and_evaluate(config, workdir)
+  reader = evaluate.feature_reader(workdir, steps=config.eval.reader_steps)
+  evalset = evaluate.prepare(config, reader)
+  entry, fig = evaluate.evaluate_model(
+      evalset, reader, model, jax.device_get(result.state.params),
+      name="ancm_vae", train_info={"steps": result.steps,
+                                   "seconds": result.seconds})
+  check_entry(evalset, entry, fig)
+  check_ctf_rows(evalset, entry)
+  check_oracle(evalset, evaluate.evaluate_truth(evalset, reader))
+  check_evaluate_workdir(workdir, config)
+
+
+def check_entry(evalset, entry, fig):
+  schema.validate_entry(json.loads(json.dumps(schema.clean(entry))))
+  assert entry["model"] == "ancm_vae" and entry["train"]["steps"] == 4
+  assert entry["graph"] == "D -> B; C -> B; D <-> C"  # str(model.graph)
+  assert set(entry["effectiveness"]) == {"do(D)", "do(C)", "do(B)"}
+  assert set(entry["effectiveness"]["do(C)"]) == {"D", "C", "B"}
+  assert {"l1_1", "l1_10", "embedding_l1_1", "embedding_l1_10"} <= \
+      set(entry["composition"])
+  assert entry["composition"]["n"] == 8
+  assert entry["realism"]["metric"] == "FD[digit_cnn]"
+  assert set(entry["ground_truth_error"]) == {"do(D)", "do(C)", "do(B)"}
+  assert all(v >= 0 for v in entry["ground_truth_error"].values())
+  assert fig["images"]["do(C)"].shape == (4, 32, 32, 3)
+  assert len(evalset.figure_index) == 4
+
+
+def check_ctf_rows(evalset, entry):
+  ref = evalset.reference
+  rows = entry["ctf_consistency"]
+  assert len(rows) == sum(len(q) for q in ref.queries.values()) == 74
+  for row in rows:
+    q = row["query"]
+    b = ref.bounds[q]
+    assert row["bounds"] == (None if b is None else list(b))
+    assert row["truth"] == pytest.approx(ref.truth[q])
+    if row["n"]:
+      assert row["estimate"] == row["successes"] / row["n"]
+      assert row["ci"][0] - 1e-12 <= row["estimate"] <= row["ci"][1] + 1e-12
+  by_query = {r["query"]: r for r in rows}
+  row = by_query["P(B_{C=1}=0 | C=0, B=1)"]
+  assert row["bounds"] == pytest.approx([0.4, 0.68])
+  assert row["truth"] == pytest.approx(0.4)
+  # The row counts test images with factual C=0, B=1 (all edited to C=1).
+  labels = evalset.labels
+  assert row["n"] == int(np.sum((labels["C"] == 0) & (labels["B"] == 1)))
+
+
+def check_oracle(evalset, oracle):
+  rows = {r["query"]: r for r in oracle["ctf_consistency"]}
+  # Same strokes in the edit as in the factual image: the digit is kept
+  # exactly, whatever the (barely trained) digit reader makes of it.
+  assert rows["P(D_{C=1} = D | C=0)"]["estimate"] == 1.0
+  assert rows["P(D_{B=1} = D | B=0)"]["estimate"] == 1.0
+  # Colour and bar are read exactly: features and pixels agree.
+  for r in oracle["ctf_consistency"]:
+    if r["query"].startswith(("P(B_", "P(C_")) and r["n"]:
+      assert r["estimate"] == r["estimate_features"]
+  assert oracle["ground_truth_error"] == {f: 0.0 for f in
+                                          evalset.interventions}
+
+
+def check_evaluate_workdir(workdir, config):
+  report = evaluate.evaluate_workdir(
+      workdir, [f"eval.{k}={config.eval[k]}" for k in
+                ("test_size", "composition_size", "real_size", "edit_chunk",
+                 "reader_steps", "figure_rows")])
+  assert [e["model"] for e in report["models"]] == ["ancm_vae"]
+  assert report["models"][0]["train"]["steps"] == 4
+  for name in ("report.json", "report.md", "edits.png", "bounds.png"):
+    assert (workdir / name).stat().st_size > 0
+  schema.read(workdir / "report.json")
+  with pytest.raises(UserError, match="only eval.\\* settings"):
+    evaluate.evaluate_workdir(workdir, ["train.steps=5"])
+  with pytest.raises(UserError, match="does not exist"):
+    evaluate.evaluate_workdir(workdir / "nope")
+  with pytest.raises(UserError, match="is not a trained run"):
+    evaluate.evaluate_workdir(workdir / "evaluators")
