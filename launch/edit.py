@@ -24,7 +24,8 @@ from ctfjax.errors import UserError
 from launch import cli
 
 flags.DEFINE_string("workdir", None, "A trained run's folder.")
-flags.DEFINE_string("model", "ancm", "Which of the run's models edits.")
+flags.DEFINE_string("model", "ancm_vae",
+                    "Which model of a launch.run workdir edits.")
 flags.DEFINE_string("image", None, "PNG (or any PIL-readable) input image.")
 flags.DEFINE_string("do", None, "Intervention, e.g. 'C=1' or 'C=1,B=0'.")
 flags.DEFINE_string("labels", "", "The image's features, e.g. 'D=3,C=0,B=0'; "

@@ -11,6 +11,7 @@ from ctfjax import evaluate
 from ctfjax.ancm import train as ancm_train
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
+from ctfjax.evaluate import job
 from ctfjax.report import schema
 from test_ancm import tiny_config
 from test_report import make_report
@@ -80,6 +81,24 @@ def test_eval_defaults_and_bad_values():
   with pytest.raises(UserError,
                      match="'eval.test_size' must be an integer >= 1"):
     evaluate.with_eval_defaults(bad)
+
+
+def test_a_run_keeps_its_data_and_model(tmp_path):
+  config = evaluate.with_eval_defaults(tiny_config())
+  job._save_run_config(config, tmp_path)
+  job._save_run_config(config, tmp_path)  # the same run resumes
+  other = config.copy_and_resolve_references()
+  other.data.name = "colored_mnist_bars/frontdoor"
+  with pytest.raises(UserError, match="another data config"):
+    job._save_run_config(other, tmp_path)
+  other = config.copy_and_resolve_references()
+  other.model.image_latent_dim = 8
+  with pytest.raises(UserError, match="another model config"):
+    job._save_run_config(other, tmp_path)
+  (tmp_path / "single").mkdir()
+  (tmp_path / "single" / "config.json").write_text("{}")
+  with pytest.raises(UserError, match="single-model launch.train workdir"):
+    job._save_run_config(config, tmp_path / "single")
 
 
 def test_relative_reading_cancels_reader_errors_on_the_factual():
