@@ -211,3 +211,15 @@ def test_edit_cli_missing_run(tmp_path):
                  f"--out={tmp_path / 'o.png'}")
   assert res.returncode == 2
   assert "no trained model 'ancm_vae'" in res.stderr
+
+
+def test_train_cli_rejects_a_misspelt_config_key(tmp_path):
+  res = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       "--config=configs/ancm_colored_mnist_backdoor.py",
+       f"--workdir={tmp_path / 'run'}", "--config.train.stpes=3"],
+      capture_output=True, text=True, env=ENV, timeout=300)
+  assert res.returncode == 2
+  assert res.stderr.strip() == ("error: unknown config key 'train.stpes'; "
+                                "did you mean 'train.steps'?")
+  assert not (tmp_path / "run").exists()
