@@ -256,7 +256,7 @@ class SCM:
 
   @classmethod
   def tree_unflatten(cls, static, children):
-    # No validation: leaves may be tracers or placeholders here.
+    # No validation: leaves may be tracers or abstract values here.
     scm = object.__new__(cls)
     scm._static = static
     (scm.actions,) = children
