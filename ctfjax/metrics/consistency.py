@@ -82,7 +82,11 @@ def wilson_interval(successes: int, n: int,
   denom = 1.0 + z * z / n
   centre = (p + z * z / (2 * n)) / denom
   half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-  return max(0.0, centre - half), min(1.0, centre + half)
+  # At k = 0 (k = n) the lower (upper) end is exactly 0 (1); the formula
+  # gets there only up to rounding.
+  lo = 0.0 if k == 0 else max(0.0, centre - half)
+  hi = 1.0 if k == n else min(1.0, centre + half)
+  return lo, hi
 
 
 @dataclasses.dataclass(frozen=True)
