@@ -59,6 +59,19 @@ def test_loss_parts_and_gradients_reach_every_component(setup):
     assert norm > 0, part
 
 
+def test_model_of_is_build_without_parameters(setup):
+  config, model, params, ds = setup
+  abstract = ancm_train.model_of(config)  # Traced only: no parameters made.
+  batch = {k: ds[k][:16] for k in ds}
+  key = jax.random.key(0)
+  chex.assert_trees_all_equal(abstract.loss(params, batch, key),
+                              model.loss(params, batch, key))
+  bad = config.copy_and_resolve_references()
+  bad.model.graph = "D -> C"
+  with pytest.raises(ValueError, match="must have exactly the dataset's"):
+    ancm_train.model_of(bad)
+
+
 def test_edit_shapes_intervened_value_and_non_descendants(setup):
   _, model, params, ds = setup
   labels = {k: ds[k][:8] for k in model.order}

@@ -75,6 +75,24 @@ def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
       likelihood_particles=m.likelihood_particles)
 
 
+def model_of(config: ml_collections.ConfigDict) -> ANCM:
+  """The ANCM a config describes, without initialising its parameters.
+
+  `build` traced abstractly (`jax.eval_shape`): the same model and the same
+  errors, but no parameter is computed, so nothing is compiled or run (an
+  eager build costs seconds of op-by-op compilation on CPU).
+  """
+  box = []
+
+  def params():
+    model, p = build(config, jax.random.key(0))
+    box.append(model)
+    return p
+
+  jax.eval_shape(params)
+  return box[0]
+
+
 def image_shape(name: str) -> tuple[int, int, int]:
   """(H, W, C) of a dataset's images."""
   if name.startswith("colored_mnist_bars/"):
@@ -129,7 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                                             train.TrainResult]:
   """Trains (or resumes) the ANCM of `config` in `workdir`."""
   workdir = pathlib.Path(workdir)
-  model, _ = build(config)
+  model = model_of(config)
   train_ds = load_split(config, "train", config.data.size)
   eval_ds = load_split(config, "test", config.eval.num_examples)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +172,7 @@ def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
 def load(workdir: str | os.PathLike):
   """(config, model, params) of a trained run, from its newest checkpoint."""
   config = read_config(workdir)
-  model, _ = build(config)
+  model = model_of(config)
   state = train.load_state(config, workdir, make_task(config, model, None))
   params = jax.device_get(state.params)
   return config, model, params
