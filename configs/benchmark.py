@@ -23,9 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   b.datasets = ("colored_mnist_bars/backdoor", "colored_mnist_bars/frontdoor")
   b.workdirs = ("runs/quickstart", "runs/quickstart_frontdoor")
   # Tables, in order: ctf_consistency | effectiveness | composition |
-  # realism | ground_truth.
-  b.tables = ("ctf_consistency", "effectiveness", "composition", "realism",
-              "ground_truth")
+  # reversibility | realism | minimality | ground_truth.
+  b.tables = ("ctf_consistency", "effectiveness", "composition",
+              "reversibility", "realism", "minimality", "ground_truth")
   b.out = "runs/benchmark"  # Folder of benchmark.md / .csv / .json.
   # Take a workdir's report.json as it is when it matches this config
   # (models, steps, eval settings); False re-evaluates every run.

@@ -3,6 +3,7 @@
 import json
 import pathlib
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -169,12 +170,19 @@ def test_benchmark_tables_from_current_reports(tmp_path):
   assert "## Table 3: Composition" in md
   assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
   csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
-  # ctf 4 + effectiveness 9 + composition 4 + realism 4 + ground truth 6.
-  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 27
+  # ctf 4 + effectiveness 9 + composition 4 + reversibility 4 + realism 4
+  # + minimality 3 + ground truth 6.
+  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 34
   assert len(result["reports"]) == 2
   bad = config.copy_and_resolve_references()
   bad.benchmark.workdirs = (str(workdirs[0]),)
   with pytest.raises(UserError, match="must have the same length"):
+    evaluate.benchmark(bad)
+  bad = config.copy_and_resolve_references()
+  bad.benchmark.tables = ("minimality", "speed")
+  with pytest.raises(UserError, match="unknown table 'speed'; known: "
+                     "ctf_consistency, effectiveness, composition, "
+                     "reversibility, minimality, realism, ground_truth"):
     evaluate.benchmark(bad)
 
 
@@ -187,6 +195,7 @@ def tiny_eval(config):
   config.eval.real_size = 64
   config.eval.edit_chunk = 16
   config.eval.reader_steps = 20
+  config.eval.latent_steps = 10
   config.eval.figure_rows = 4
   return config
 
@@ -198,7 +207,15 @@ def test_tiny_trained_model(tmp_path):
   config = tiny_eval(evaluate.with_eval_defaults(tiny_config()))
   model, result = ancm_train.train_and_evaluate(config, workdir)
   reader = evaluate.feature_reader(workdir, steps=config.eval.reader_steps)
-  evalset = evaluate.prepare(config, reader)
+  latent = evaluate.latent_vae(workdir, dataset=config.data.name,
+                               size=config.data.size or None,
+                               steps=config.eval.latent_steps)
+  again = evaluate.latent_vae(workdir, dataset=config.data.name,
+                              size=config.data.size or None,
+                              steps=config.eval.latent_steps)
+  assert again.info == latent.info  # Restored from the cache, not retrained.
+  chex.assert_trees_all_equal(again.params, latent.params)
+  evalset = evaluate.prepare(config, reader, latent)
   entry, fig = evaluate.evaluate_model(
       evalset, reader, model, jax.device_get(result.state.params),
       name="ancm_vae", train_info={"steps": result.steps,
@@ -218,11 +235,28 @@ def check_entry(evalset, entry, fig):
   assert {"l1_1", "l1_10", "embedding_l1_1", "embedding_l1_10"} <= \
       set(entry["composition"])
   assert entry["composition"]["n"] == 8
+  families = {"do(D)", "do(C)", "do(B)"}
+  rev = entry["reversibility"]
+  assert set(rev["per_intervention"]) == families and rev["n"] == 8
+  for scores in rev["per_intervention"].values():
+    assert set(scores) == {"l1_1", "l1_10", "embedding_l1_1",
+                           "embedding_l1_10"}
+    assert all(v >= 0 for v in scores.values())
+  check_minimality(entry["minimality"], len(evalset.labels["D"]))
   assert entry["realism"]["metric"] == "FD[digit_cnn]"
   assert set(entry["ground_truth_error"]) == {"do(D)", "do(C)", "do(B)"}
   assert all(v >= 0 for v in entry["ground_truth_error"].values())
   assert fig["images"]["do(C)"].shape == (4, 32, 32, 3)
   assert len(evalset.figure_index) == 4
+
+
+def check_minimality(section, n):
+  assert section["metric"] == "CLD[latent_vae]"
+  assert set(section["per_intervention"]) == {"do(D)", "do(C)", "do(B)"}
+  for res in section["per_intervention"].values():
+    # CLD = log(0.8 e^P1 + 0.2 e^P2) with P1, P2 probabilities.
+    assert 0.0 <= res["p1"] <= 1.0 and 0.0 <= res["p2"] <= 1.0
+    assert 0.0 <= res["cld"] <= 1.0 and 0 < res["n"] <= n
 
 
 def check_ctf_rows(evalset, entry):
@@ -258,13 +292,14 @@ def check_oracle(evalset, oracle):
       assert r["estimate"] == r["estimate_features"]
   assert oracle["ground_truth_error"] == {f: 0.0 for f in
                                           evalset.interventions}
+  check_minimality(oracle["minimality"], len(evalset.labels["D"]))
 
 
 def check_evaluate_workdir(workdir, config):
   report = evaluate.evaluate_workdir(
       workdir, [f"eval.{k}={config.eval[k]}" for k in
                 ("test_size", "composition_size", "real_size", "edit_chunk",
-                 "reader_steps", "figure_rows")])
+                 "reader_steps", "latent_steps", "figure_rows")])
   assert [e["model"] for e in report["models"]] == ["ancm_vae"]
   assert report["models"][0]["train"]["steps"] == 4
   for name in ("report.json", "report.md", "edits.png", "bounds.png"):

@@ -48,6 +48,13 @@ def _entry(model, graph, d_kept, b_flip):
                   "per_intervention": {"do(D)": 4.0, "do(C)": 3.0,
                                        "do(B)": 2.0},
                   "real_test": 1.5},
+      "reversibility": {"per_intervention": {
+          "do(C)": {"l1_1": 6.0, "l1_10": 11.0},
+          "do(B)": {"l1_1": 5.0, "l1_10": 9.0}}, "n": 8},
+      "minimality": {"metric": "CLD[latent_vae]", "per_intervention": {
+          "do(D)": {"cld": 0.5, "p1": 0.4, "p2": 0.7, "n": 50},
+          "do(C)": {"cld": 0.25, "p1": 0.1, "p2": 0.9, "n": 50},
+          "do(B)": {"cld": 0.125, "p1": 0.0, "p2": 0.6, "n": 50}}},
   }
 
 
@@ -81,6 +88,10 @@ def test_valid_report_round_trips(tmp_path):
      r"ctf_consistency\[3\].consistent: expected null exactly when"),
     (("models", 0, "effectiveness", "do(C)", "D"), 1.5,
      r"effectiveness\['do\(C\)'\].D: expected a number in \[0.0, 1.0\]"),
+    (("models", 0, "minimality", "per_intervention", "do(C)", "cld"), 1.1,
+     r"minimality.per_intervention\['do\(C\)'\].cld: expected a number"),
+    (("models", 1, "reversibility", "per_intervention", "do(B)", "l1_10"),
+     None, r"reversibility.per_intervention\['do\(B\)'\].l1_10: expected"),
 ])
 def test_schema_violations_name_the_key(path, value, message):
   report = make_report()
@@ -123,6 +134,12 @@ def test_markdown_puts_models_side_by_side():
   assert "| ancm_vae | 0.900 | 1.000 | 0.970 |" in md  # D under do(D/C/B)
   assert "| ancm_vae | 3.250 | 7.500 | 0.100 | 0.200 |" in md
   assert "FD[digit_cnn] do(D)" in md
+  assert "| ancm_vae | 6.000 | 11.000 | 5.000 | 9.000 |" in md
+  assert "| ancm_vae | 0.500 | 0.250 | 0.125 |" in md  # CLD per do()
+  assert "CLD[latent_vae] do(D)" in md
+  # Reversibility has no row for the true counterfactuals (not edits).
+  rev = md.split("## Reversibility")[1].split("## Minimality")[0]
+  assert "true counterfactuals" not in rev
   # The rows table: bounds, truth and each model's estimate with a mark.
   row = [line for line in md.splitlines()
          if "P(B_{C=1}=0 \\| C=0, B=1)" in line][0]

@@ -26,7 +26,8 @@ TINY = [
     "--config.run.models=('ancm_vae','cvae_noncausal')",
     "--config.eval.test_size=40", "--config.eval.composition_size=8",
     "--config.eval.real_size=64", "--config.eval.edit_chunk=16",
-    "--config.eval.reader_steps=20", "--config.eval.figure_rows=4",
+    "--config.eval.reader_steps=20", "--config.eval.latent_steps=10",
+    "--config.eval.figure_rows=4",
 ]
 
 

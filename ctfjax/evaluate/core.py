@@ -17,8 +17,13 @@ edited once and the edit's factors are read back (`readers`). From the
   fraction of edits whose read factors match the true ones;
 * realism: Frechet distance on the digit CNN's embedding (FD[digit_cnn])
   between the edits and real training images;
+* minimality: CLD (`metrics.cld`) per family, from the latent Gaussians of
+  an unconditional VAE trained on the run's training images
+  (`latent_vae`), against real training images as reference;
 * composition: the null intervention repeated `cycles` times on a subset,
-  L1 in pixels and in the digit CNN's embedding.
+  L1 in pixels and in the digit CNN's embedding;
+* reversibility: per family, do(X = x') then do(X = x) back, `cycles` round
+  trips on the same subset, measured like composition.
 
 Reading the digit. The CNN misreads a few percent of real digits, which
 alone would make every "digit preserved" row fall short of its bound of 1.
@@ -47,6 +52,7 @@ import numpy as np
 from ctfjax import data
 from ctfjax import metrics
 from ctfjax.errors import UserError
+from ctfjax.evaluate.unconditional_vae import LatentVAE
 from ctfjax.evaluate.readers import FeatureReader
 from ctfjax.evaluate.reference import Reference, reference
 
@@ -57,10 +63,11 @@ EVAL_DEFAULTS = {
     "test_size": 500,  # Test images edited per intervention family.
     "composition_size": 200,  # Test images in the composition cycles.
     "cycles": 10,  # Null interventions in a row (>= 10: l1_10 is reported).
-    "real_size": 1000,  # Training images for the realism statistics.
+    "real_size": 1000,  # Training images for realism and CLD references.
     "edit_chunk": 64,  # Images per edit call (one shape: compiled once).
     "figure_rows": 8,  # Test images in edits.png (2 per (C, B) value).
     "reader_steps": 600,  # Training steps of the digit CNN (batch 128).
+    "latent_steps": 600,  # Training steps of CLD's VAE (batch 64).
     "seed": 0,  # Seed of the edits' abduction draws.
 }
 
@@ -69,7 +76,7 @@ EVAL_DEFAULTS = {
 # composition reports 10 cycles).
 _EVAL_MINIMUM = {"test_size": 1, "composition_size": 1, "cycles": 10,
                  "real_size": 2, "edit_chunk": 1, "figure_rows": 1,
-                 "reader_steps": 1, "seed": 0}
+                 "reader_steps": 1, "latent_steps": 1, "seed": 0}
 
 
 def with_eval_defaults(config: ml_collections.ConfigDict
@@ -108,6 +115,10 @@ class EvalSet:
     real_stats: (mean, covariance) of the training images' embeddings.
     realism: `metrics.fid` of the real test images (the floor of the
       Frechet distance at this sample size; it names the metric).
+    latent: CLD's encoder.
+    latent_factual: (mean, log-variance) of the test images.
+    latent_reference: (mean, log-variance, {factor: [M]}) of the real
+      training images CLD compares with.
     composition_size: images in the composition cycles.
     cycles: null interventions in a row.
     chunk: images per edit call.
@@ -123,6 +134,9 @@ class EvalSet:
   truth: dict[str, dict[str, Any]]
   real_stats: tuple[np.ndarray, np.ndarray]
   realism: dict[str, Any]
+  latent: LatentVAE
+  latent_factual: tuple[np.ndarray, np.ndarray]
+  latent_reference: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
   composition_size: int
   cycles: int
   chunk: int
@@ -142,14 +156,15 @@ def _figure_index(labels: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
   return np.asarray(sorted(out), np.int64)
 
 
-def prepare(config: ml_collections.ConfigDict,
-            reader: FeatureReader) -> EvalSet:
+def prepare(config: ml_collections.ConfigDict, reader: FeatureReader,
+            latent: LatentVAE) -> EvalSet:
   """Loads and precomputes the shared evaluation data of a config.
 
   Args:
     config: a model config (`data` and `eval` sections; see
       `with_eval_defaults`).
     reader: the feature reader.
+    latent: CLD's encoder (`unconditional_vae.latent_vae`).
   """
   config = with_eval_defaults(config)
   name, ev = config.data.name, config.eval
@@ -164,12 +179,16 @@ def prepare(config: ml_collections.ConfigDict,
   train_ds = data.load(name, split="train", size=config.data.size or None,
                        seed=config.data.seed, source=source)
   real = np.asarray(train_ds["image"][:ev.real_size])
+  real_labels = {k: np.asarray(train_ds[k][:ev.real_size])
+                 for k in ref.domains}
   return EvalSet(
       dataset=name, reference=ref, test=test, labels=labels,
       factual_read=reader.read(test["image"]), interventions=families,
       truth=truth, real_stats=metrics.gaussian_stats(reader.embed(real)),
       realism=metrics.fid(real, test["image"], reader.embed,
                           feature_network=reader.name),
+      latent=latent, latent_factual=latent.encode(test["image"]),
+      latent_reference=(*latent.encode(real), real_labels),
       composition_size=min(ev.composition_size, len(labels["D"])),
       cycles=ev.cycles, chunk=ev.edit_chunk,
       figure_index=_figure_index(labels, ev.figure_rows))
@@ -259,11 +278,12 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
 
   Returns:
     The entry's "effectiveness", "ctf_consistency", "ground_truth_error",
-    "ground_truth_features", "realism" sections, and "read" ({"do(X)":
-    read factors}) for the figure.
+    "ground_truth_features", "realism", "minimality" sections, and "read"
+    ({"do(X)": read factors}) for the figure.
   """
   ref = evalset.reference
   eff, rows, gt, gt_feat, fd, reads = {}, [], {}, {}, {}, {}
+  cld = {}
   for fam, (images, drawn) in edits.items():
     do = evalset.interventions[fam]
     read = relative_reading(reader.read(images), evalset.factual_read,
@@ -290,6 +310,7 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
     # The Frechet distance of metrics.fid, against the cached real stats.
     fd[fam] = metrics.frechet_distance(
         *evalset.real_stats, *metrics.gaussian_stats(reader.embed(images)))
+    cld[fam] = minimality(evalset, images, do)
   return {
       "effectiveness": eff,
       "ctf_consistency": rows,
@@ -298,8 +319,30 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
       "realism": {"metric": evalset.realism["metric"],
                   "note": evalset.realism["note"], "per_intervention": fd,
                   "real_test": evalset.realism["value"]},
+      "minimality": {"metric": f"CLD[{evalset.latent.name}]",
+                     "per_intervention": cld},
       "read": reads,
   }
+
+
+def minimality(evalset: EvalSet, images: np.ndarray,
+               do: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  """CLD of one family's edits of the test images.
+
+  Args:
+    evalset: the shared evaluation data.
+    images: uint8 [N, ...] one edit per test image.
+    do: {X: [N] the intervened values} of a single-variable family.
+
+  Returns:
+    {"cld", "p1", "p2": means over the edits, "n": edits averaged}.
+  """
+  (x, values), = do.items()
+  ref_mean, ref_logvar, ref_labels = evalset.latent_reference
+  res = metrics.cld(*evalset.latent_factual, *evalset.latent.encode(images),
+                    evalset.labels[x], values, ref_mean, ref_logvar,
+                    ref_labels[x])
+  return {k: res[k] for k in ("cld", "p1", "p2", "n")}
 
 
 def evaluate_model(evalset: EvalSet, reader: FeatureReader, model, params, *,
@@ -349,18 +392,27 @@ def evaluate_model(evalset: EvalSet, reader: FeatureReader, model, params, *,
   sub = {k: v[:m] for k, v in evalset.labels.items()}
   calls = [0]
 
-  def null_edit(x, lab, do):
+  def edit_fn(x, lab, do):
     calls[0] += 1
     return edit_images(model, params, np.asarray(x), lab, do,
                        jax.random.fold_in(rng, 1000 + calls[0]),
                        evalset.chunk)
 
-  dist = metrics.composition(null_edit, images[:m], sub, evalset.cycles,
+  dist = metrics.composition(edit_fn, images[:m], sub, evalset.cycles,
                              embed_fn=reader.embed)
   comp = metrics.cycle_summary(dist, (1, 10))
   entry["composition"] = {**comp, "embedding_network": reader.name,
                           "n": int(m)}
   tick(f"{name} composition")
+  rev = {}
+  for fam, do in evalset.interventions.items():
+    dist = metrics.reversibility(
+        edit_fn, images[:m], sub, {k: v[:m] for k, v in do.items()},
+        evalset.cycles, embed_fn=reader.embed)
+    rev[fam] = metrics.cycle_summary(dist, (1, 10))
+  entry["reversibility"] = {"per_intervention": rev,
+                            "embedding_network": reader.name, "n": int(m)}
+  tick(f"{name} reversibility")
   entry["eval"] = {"test_images": int(len(images)),
                    "seconds": time.perf_counter() - t0}
   figure = {fam: edits[fam][0][evalset.figure_index] for fam in edits}

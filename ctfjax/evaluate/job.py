@@ -7,6 +7,7 @@ workdir:
     <workdir>/run_config.json        the run's config
     <workdir>/models/<name>/         one training workdir per model
     <workdir>/evaluators/digit_cnn/  the feature reader (trained once)
+    <workdir>/evaluators/latent_vae/ CLD's unconditional VAE (trained once)
     <workdir>/report.json, report.md, edits.png, bounds.png
 
 `run(config, workdir)` trains what is missing (resuming from checkpoints),
@@ -45,6 +46,7 @@ from ctfjax.ancm import train as ancm_train
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
+from ctfjax.evaluate import unconditional_vae
 from ctfjax.evaluate import readers
 from ctfjax.evaluate.reference import reference
 from ctfjax.report import figures
@@ -279,8 +281,13 @@ def evaluate_models(config: ml_collections.ConfigDict,
   log("evaluation: feature reader")
   reader = readers.feature_reader(workdir, source=config.data.source or None,
                                   steps=config.eval.reader_steps)
-  evalset = core.prepare(config, reader)
-  stages = len(trained) * (len(evalset.interventions) + 1)
+  log("evaluation: CLD's unconditional VAE")
+  latent = unconditional_vae.latent_vae(
+      workdir, dataset=config.data.name, source=config.data.source or None,
+      size=config.data.size or None, data_seed=config.data.seed,
+      steps=config.eval.latent_steps)
+  evalset = core.prepare(config, reader, latent)
+  stages = len(trained) * (len(evalset.interventions) + 2)
   show = sys.stderr.isatty()
   entries, per_model = [], []
   with tqdm.tqdm(total=stages, unit="stage", file=sys.stderr,
@@ -306,6 +313,7 @@ def evaluate_models(config: ml_collections.ConfigDict,
       "models": entries,
       "oracle": oracle,
       "evaluators": {reader.name: dict(reader.info),
+                     latent.name: dict(latent.info),
                      "C, B": "pixel rules of the data generator "
                              "(colored_mnist_bars.read_labels)"},
       "eval": {k: ev[k] for k in core.EVAL_DEFAULTS},

@@ -150,6 +150,46 @@ class FeatureReader:
     return self.run(strokes(images), method="embed")
 
 
+def train_cached(folder: str | pathlib.Path, identity: Mapping[str, Any],
+                 config: ml_collections.ConfigDict, task: train.Task
+                 ) -> tuple[Any, dict[str, Any] | None]:
+  """An evaluator's parameters: restored from `folder`, or trained there.
+
+  The cache is valid when `folder/reader.json` exists (it is written last,
+  so an interrupted training leaves none) and holds every `identity` item;
+  otherwise the folder is cleared and the network trained from scratch
+  rather than resumed under another schedule.
+
+  Args:
+    folder: the evaluator's training workdir.
+    identity: what the cached network must have been trained with, e.g.
+      {"steps": 600, "source": ...}.
+    config: its `train.base_train_config`.
+    task: its training task.
+
+  Returns:
+    (params, the cached info) or (params, None) after training; the caller
+    then writes the info with `write_info` (it must hold `identity`).
+  """
+  folder = pathlib.Path(folder)
+  info_path = folder / INFO_FILE
+  if info_path.is_file():
+    info = json.loads(info_path.read_text())
+    if all(info.get(k) == v for k, v in identity.items()):
+      state = train.load_state(config, folder, task)
+      return jax.device_get(state.params), info
+  if folder.exists():
+    shutil.rmtree(folder)
+  result = train.train_and_evaluate(config, folder, task)
+  return jax.device_get(result.state.params), None
+
+
+def write_info(folder: str | pathlib.Path, info: Mapping[str, Any]):
+  """Marks an evaluator's cache complete (see `train_cached`)."""
+  files.write_text(pathlib.Path(folder) / INFO_FILE,
+                   json.dumps(dict(info), indent=1) + "\n")
+
+
 def feature_reader(workdir: str | pathlib.Path, *, source: str | None = None,
                    steps: int = 600, seed: int = 0) -> FeatureReader:
   """The run's feature reader: trained once, then restored from the cache.
@@ -166,32 +206,21 @@ def feature_reader(workdir: str | pathlib.Path, *, source: str | None = None,
   """
   folder = pathlib.Path(workdir) / EVALUATORS_DIR / NAME
   config = reader_config(steps, seed=seed)
-  info_path = folder / INFO_FILE
-  source_id = data.mnist.source_id(source, "train")
-  if info_path.is_file():
-    info = json.loads(info_path.read_text())
-    if info.get("steps") == steps and info.get("source") == source_id:
-      task = train.Task(init=MODULE.init, loss=_loss,
-                        train_batches=lambda start: iter(()))
-      state = train.load_state(config, folder, task)
-      return FeatureReader(jax.device_get(state.params), info)
-  if folder.exists():
-    # A cache for other settings (or an interrupted training): start over
-    # rather than resume a classifier trained for another schedule.
-    shutil.rmtree(folder)
+  identity = {"steps": steps, "source": data.mnist.source_id(source, "train")}
   images, labels = data.mnist.load(source, "train")
   ds = {"image": _mnist_strokes(images), "label": labels.astype(np.int32)}
   task = train.Task(
       init=MODULE.init, loss=_loss,
       train_batches=lambda start: data.batches(
           ds, config.train.batch_size, seed=seed, start_step=start))
-  result = train.train_and_evaluate(config, folder, task)
-  params = jax.device_get(result.state.params)
+  params, info = train_cached(folder, identity, config, task)
+  if info is not None:
+    return FeatureReader(params, info)
   test_images, test_labels = data.mnist.load(source, "test")
   reader = FeatureReader(params, {})
   pred = np.argmax(reader.run(_mnist_strokes(test_images)), -1)
   info = {
-      "name": NAME, "steps": steps, "source": source_id,
+      "name": NAME, **identity,
       "trained_on": f"{len(labels)} real MNIST training digits",
       "test_accuracy": float(np.mean(pred == test_labels)),
       "test_digits": int(len(test_labels)),
@@ -201,5 +230,5 @@ def feature_reader(workdir: str | pathlib.Path, *, source: str | None = None,
                + "]. Input: the stroke channel max(R, G), so colour and bar "
                "cannot leak into the digit reading."),
   }
-  files.write_text(info_path, json.dumps(info, indent=1) + "\n")
+  write_info(folder, info)
   return FeatureReader(params, info)

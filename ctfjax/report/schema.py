@@ -13,7 +13,10 @@ main job and its outputs"). Each entry must carry
                           "consistent": bool | null}, ...],
      "ground_truth_error": {"do(C)": float | null, ...}}
 
-and may add keys freely. Nulls mean "not available" and are explicit: an
+and may add keys freely; "reversibility" ({"per_intervention": {"do(C)":
+{"l1_1", "l1_10", ...}}}) and "minimality" ({"metric": "CLD[...]",
+"per_intervention": {"do(C)": {"cld", "p1", "p2", "n"}}}) are checked when
+present. Nulls mean "not available" and are explicit: an
 estimate with no matching sample, bounds the LP cannot give
 (`cc.BoundsError`), a truth on real data; "consistent" is null exactly when
 the estimate or the bounds are. NaN and infinity are never written (JSON has
@@ -151,6 +154,29 @@ def validate_entry(entry: Any, where: str = "entry") -> None:
   for do, value in gt.items():
     _check_number(f"{where}.ground_truth_error[{do!r}]", value,
                   nullable=True, lo=0.0)
+  # Optional sections: checked when present.
+  if "reversibility" in entry:
+    per = entry["reversibility"]
+    _check_dict(f"{where}.reversibility", per)
+    per = per.get("per_intervention")
+    _check_dict(f"{where}.reversibility.per_intervention", per)
+    for do, scores in per.items():
+      _check_dict(f"{where}.reversibility.per_intervention[{do!r}]", scores)
+      for key in ("l1_1", "l1_10"):
+        _check_number(f"{where}.reversibility.per_intervention[{do!r}]."
+                      f"{key}", scores.get(key), lo=0.0)
+  if "minimality" in entry:
+    per = entry["minimality"]
+    _check_dict(f"{where}.minimality", per)
+    per = per.get("per_intervention")
+    _check_dict(f"{where}.minimality.per_intervention", per)
+    for do, scores in per.items():
+      _check_dict(f"{where}.minimality.per_intervention[{do!r}]", scores)
+      # CLD = log(w1 e^P1 + w2 e^P2) with w1 + w2 = 1 lies in [0, 1]
+      # (up to rounding: 0.8 e + 0.2 e exceeds e by an ulp).
+      for key, hi in (("cld", 1.0 + 1e-9), ("p1", 1.0), ("p2", 1.0)):
+        _check_number(f"{where}.minimality.per_intervention[{do!r}].{key}",
+                      scores.get(key), lo=0.0, hi=hi)
 
 
 def validate(report: Any) -> None:

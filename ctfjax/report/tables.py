@@ -2,9 +2,9 @@
 
 One set of column definitions (`TABLES`) serves every output: report.md
 puts a run's models side by side, the benchmark stacks (dataset, model) rows
-from many runs in tables shaped like seed 004's (composition, effectiveness,
-realism) plus this project's own (ctf-consistency, ground-truth error), and
-the CSV holds the same cells in long form.
+from many runs in tables shaped like seed 004's (composition, reversibility,
+effectiveness, realism, minimality) plus this project's own (ctf-consistency,
+ground-truth error), and the CSV holds the same cells in long form.
 """
 
 from __future__ import annotations
@@ -130,6 +130,24 @@ def _composition_columns(entries):
   return cols
 
 
+def _reversibility_columns(entries):
+  cols = []
+  for do in _ordered(k for e in entries for k in
+                     _get(e, "reversibility", "per_intervention") or {}):
+    for key, head in (("l1_1", "l1 1"), ("l1_10", "l1 10")):
+      cols.append((f"{head} {do}", lambda e, do=do, key=key:
+                   _get(e, "reversibility", "per_intervention", do, key)))
+  return cols
+
+
+def _minimality_columns(entries):
+  metric = next((_get(e, "minimality", "metric") for e in entries
+                 if _get(e, "minimality", "metric")), "CLD")
+  return [(f"{metric} {do}", lambda e, do=do:
+           _get(e, "minimality", "per_intervention", do, "cld"))
+          for do in interventions(entries)]
+
+
 def _realism_columns(entries):
   metric = next((_get(e, "realism", "metric") for e in entries
                  if _get(e, "realism", "metric")), "FD")
@@ -163,6 +181,9 @@ def _summary_columns(entries):
                                 .values())),
       ("FD", lambda e: _mean((_get(e, "realism", "per_intervention") or {})
                              .values())),
+      ("CLD", lambda e: _mean(
+          v.get("cld") for v in (_get(e, "minimality", "per_intervention")
+                                 or {}).values())),
   ]
 
 
@@ -186,6 +207,20 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         "The null intervention applied 1 and 10 times: mean L1 to the "
         "original on 0-255 pixels, and L1 of embeddings.",
         _composition_columns),
+    "reversibility": (
+        "Reversibility",
+        "Each intervention and its inverse, do(X = x') then do(X = x), "
+        "applied 1 and 10 times: mean L1 to the original on 0-255 pixels.",
+        _reversibility_columns),
+    "minimality": (
+        "Minimality",
+        "Counterfactual Latent Divergence (seed 004 eq. 9; lower is better, "
+        "range [0, 1]): log(0.8 e^P1 + 0.2 e^P2) with P1 = P(real images of "
+        "the new value lie within the edit's distance of the factual) and "
+        "P2 = P(real images of the old value lie at least that far), "
+        "distances being KL between latent Gaussians of an unconditional "
+        "VAE.",
+        _minimality_columns),
     "realism": (
         "Realism",
         "Frechet distance of the edits to real training images on the "
@@ -202,6 +237,10 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         _ground_truth_columns),
     "summary": ("Summary", "", _summary_columns),
 }
+
+
+# Tables without a row for the true counterfactuals (they are not edits).
+MODEL_ONLY = ("models", "composition", "reversibility")
 
 
 def table(entries: Sequence[Entry], name: str, *,
@@ -295,12 +334,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     out.append(f"{line}")
   out.append("")
   for name in ("models", "ctf_consistency", "effectiveness", "composition",
-               "realism", "ground_truth"):
+               "reversibility", "minimality", "realism", "ground_truth"):
     title, note, _ = TABLES[name]
     out += [f"## {title}", ""]
     if note:
       out += [note, ""]
-    rows = report["models"] if name in ("models", "composition") else entries
+    rows = report["models"] if name in MODEL_ONLY else entries
     out += [markdown_table(*table(rows, name)), ""]
   out += ["## Ctf-consistency rows", "",
           "Estimate [95% Wilson interval] per model; ✓ the interval meets "
