@@ -155,28 +155,28 @@ def validate_entry(entry: Any, where: str = "entry") -> None:
     _check_number(f"{where}.ground_truth_error[{do!r}]", value,
                   nullable=True, lo=0.0)
   # Optional sections: checked when present.
-  if "reversibility" in entry:
-    per = entry["reversibility"]
-    _check_dict(f"{where}.reversibility", per)
-    per = per.get("per_intervention")
-    _check_dict(f"{where}.reversibility.per_intervention", per)
-    for do, scores in per.items():
-      _check_dict(f"{where}.reversibility.per_intervention[{do!r}]", scores)
-      for key in ("l1_1", "l1_10"):
-        _check_number(f"{where}.reversibility.per_intervention[{do!r}]."
-                      f"{key}", scores.get(key), lo=0.0)
-  if "minimality" in entry:
-    per = entry["minimality"]
-    _check_dict(f"{where}.minimality", per)
-    per = per.get("per_intervention")
-    _check_dict(f"{where}.minimality.per_intervention", per)
-    for do, scores in per.items():
-      _check_dict(f"{where}.minimality.per_intervention[{do!r}]", scores)
-      # CLD = log(w1 e^P1 + w2 e^P2) with w1 + w2 = 1 lies in [0, 1]
-      # (up to rounding: 0.8 e + 0.2 e exceeds e by an ulp).
-      for key, hi in (("cld", 1.0 + 1e-9), ("p1", 1.0), ("p2", 1.0)):
-        _check_number(f"{where}.minimality.per_intervention[{do!r}].{key}",
-                      scores.get(key), lo=0.0, hi=hi)
+  _check_per_intervention(entry, where, "reversibility",
+                          {"l1_1": None, "l1_10": None})
+  # CLD = log(w1 e^P1 + w2 e^P2) with w1 + w2 = 1 lies in [0, 1] (up to
+  # rounding: 0.8 e + 0.2 e exceeds e by an ulp).
+  _check_per_intervention(entry, where, "minimality",
+                          {"cld": 1.0 + 1e-9, "p1": 1.0, "p2": 1.0})
+
+
+def _check_per_intervention(entry, where: str, section: str,
+                            highs: Mapping[str, float | None]):
+  """{"per_intervention": {"do(X)": {key: number >= 0 (<= its high)}}}."""
+  if section not in entry:
+    return
+  where = f"{where}.{section}"
+  _check_dict(where, entry[section])
+  per = entry[section].get("per_intervention")
+  _check_dict(f"{where}.per_intervention", per)
+  for do, scores in per.items():
+    at = f"{where}.per_intervention[{do!r}]"
+    _check_dict(at, scores)
+    for key, hi in highs.items():
+      _check_number(f"{at}.{key}", scores.get(key), lo=0.0, hi=hi)
 
 
 def validate(report: Any) -> None:
