@@ -170,9 +170,9 @@ def test_benchmark_tables_from_current_reports(tmp_path):
   assert "## Table 3: Composition" in md
   assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
   csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
-  # ctf 4 + effectiveness 9 + composition 4 + reversibility 4 + realism 4
-  # + minimality 3 + ground truth 6.
-  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 34
+  # ctf 4 + effectiveness 9 + composition 4 + reversibility 4 + realism
+  # 2 x 4 + minimality 3 + ground truth 6.
+  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 38
   assert len(result["reports"]) == 2
   bad = config.copy_and_resolve_references()
   bad.benchmark.workdirs = (str(workdirs[0]),)
@@ -244,6 +244,10 @@ def check_entry(evalset, entry, fig):
     assert all(v >= 0 for v in scores.values())
   check_minimality(entry["minimality"], len(evalset.labels["D"]))
   assert entry["realism"]["metric"] == "FD[digit_cnn]"
+  assert entry["realism_latent"]["metric"] == "FD[latent_vae]"
+  for section in ("realism", "realism_latent"):
+    assert set(entry[section]["per_intervention"]) == families
+    assert all(v >= 0 for v in entry[section]["per_intervention"].values())
   assert set(entry["ground_truth_error"]) == {"do(D)", "do(C)", "do(B)"}
   assert all(v >= 0 for v in entry["ground_truth_error"].values())
   assert fig["images"]["do(C)"].shape == (4, 32, 32, 3)

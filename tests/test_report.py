@@ -48,6 +48,10 @@ def _entry(model, graph, d_kept, b_flip):
                   "per_intervention": {"do(D)": 4.0, "do(C)": 3.0,
                                        "do(B)": 2.0},
                   "real_test": 1.5},
+      "realism_latent": {"metric": "FD[latent_vae]",
+                         "per_intervention": {"do(D)": 40.0, "do(C)": 30.0,
+                                              "do(B)": 20.0},
+                         "real_test": 0.5},
       "reversibility": {"per_intervention": {
           "do(C)": {"l1_1": 6.0, "l1_10": 11.0},
           "do(B)": {"l1_1": 5.0, "l1_10": 9.0}}, "n": 8},
@@ -134,6 +138,10 @@ def test_markdown_puts_models_side_by_side():
   assert "| ancm_vae | 0.900 | 1.000 | 0.970 |" in md  # D under do(D/C/B)
   assert "| ancm_vae | 3.250 | 7.500 | 0.100 | 0.200 |" in md
   assert "FD[digit_cnn] do(D)" in md
+  # Both feature networks side by side, each with its floor.
+  assert ("| ancm_vae | 4.000 | 3.000 | 2.000 | 1.500 | 40.000 | 30.000 | "
+          "20.000 | 0.500 |") in md
+  assert "FD[latent_vae] real test (floor)" in md
   assert "| ancm_vae | 6.000 | 11.000 | 5.000 | 9.000 |" in md
   assert "| ancm_vae | 0.500 | 0.250 | 0.125 |" in md  # CLD per do()
   assert "CLD[latent_vae] do(D)" in md

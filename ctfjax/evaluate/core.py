@@ -15,8 +15,10 @@ edited once and the edit's factors are read back (`readers`). From the
 * ground-truth error: L1 (0-255) to the true counterfactual image that the
   generator renders from the test sample's stored exogenous values, and the
   fraction of edits whose read factors match the true ones;
-* realism: Frechet distance on the digit CNN's embedding (FD[digit_cnn])
-  between the edits and real training images;
+* realism: Frechet distances between the edits and real training images
+  on two feature networks: the digit CNN's embedding (FD[digit_cnn], strokes
+  only) and the posterior means of CLD's unconditional VAE (FD[latent_vae],
+  which sees colour and bar too);
 * minimality: CLD (`metrics.cld`) per family, from the latent Gaussians of
   an unconditional VAE trained on the run's training images
   (`latent_vae`), against real training images as reference;
@@ -101,6 +103,35 @@ def with_eval_defaults(config: ml_collections.ConfigDict
 
 
 @dataclasses.dataclass(frozen=True)
+class Realism:
+  """A Frechet distance to real training images on one feature network.
+
+  Attributes:
+    embed: uint8 images [N, ...] -> features [N, D].
+    real_stats: (mean, covariance) of the training images' features.
+    floor: `metrics.fid` of the real test images (the distance's floor at
+      this sample size; it names the metric).
+  """
+
+  embed: Callable[[Any], np.ndarray]
+  real_stats: tuple[np.ndarray, np.ndarray]
+  floor: dict[str, Any]
+
+  @classmethod
+  def of(cls, embed, name: str, real, test) -> Realism:
+    return cls(embed, metrics.gaussian_stats(embed(real)),
+               metrics.fid(real, test, embed, feature_network=name))
+
+  def section(self, edits: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The report section of {"do(X)": uint8 edits}."""
+    fd = {fam: metrics.frechet_distance(
+        *self.real_stats, *metrics.gaussian_stats(self.embed(images)))
+          for fam, images in edits.items()}
+    return {"metric": self.floor["metric"], "note": self.floor["note"],
+            "per_intervention": fd, "real_test": self.floor["value"]}
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalSet:
   """Everything about a dataset that every model's evaluation shares.
 
@@ -112,9 +143,7 @@ class EvalSet:
     factual_read: {factor: [N]} the readers' reading of the test images.
     interventions: {"do(X)": {X: [N] x'}}.
     truth: {"do(X)": the generator's true counterfactual samples}.
-    real_stats: (mean, covariance) of the training images' embeddings.
-    realism: `metrics.fid` of the real test images (the floor of the
-      Frechet distance at this sample size; it names the metric).
+    realism: {report section: `Realism`}, one per feature network.
     latent: CLD's encoder.
     latent_factual: (mean, log-variance) of the test images.
     latent_reference: (mean, log-variance, {factor: [M]}) of the real
@@ -132,8 +161,7 @@ class EvalSet:
   factual_read: dict[str, np.ndarray]
   interventions: dict[str, dict[str, np.ndarray]]
   truth: dict[str, dict[str, Any]]
-  real_stats: tuple[np.ndarray, np.ndarray]
-  realism: dict[str, Any]
+  realism: dict[str, Realism]
   latent: LatentVAE
   latent_factual: tuple[np.ndarray, np.ndarray]
   latent_reference: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
@@ -184,9 +212,12 @@ def prepare(config: ml_collections.ConfigDict, reader: FeatureReader,
   return EvalSet(
       dataset=name, reference=ref, test=test, labels=labels,
       factual_read=reader.read(test["image"]), interventions=families,
-      truth=truth, real_stats=metrics.gaussian_stats(reader.embed(real)),
-      realism=metrics.fid(real, test["image"], reader.embed,
-                          feature_network=reader.name),
+      truth=truth,
+      realism={
+          "realism": Realism.of(reader.embed, reader.name, real,
+                                test["image"]),
+          "realism_latent": Realism.of(lambda x: latent.encode(x)[0],
+                                       latent.name, real, test["image"])},
       latent=latent, latent_factual=latent.encode(test["image"]),
       latent_reference=(*latent.encode(real), real_labels),
       composition_size=min(ev.composition_size, len(labels["D"])),
@@ -278,12 +309,12 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
 
   Returns:
     The entry's "effectiveness", "ctf_consistency", "ground_truth_error",
-    "ground_truth_features", "realism", "minimality" sections, and "read"
+    "ground_truth_features", "realism", "realism_latent", "minimality"
+    sections, and "read"
     ({"do(X)": read factors}) for the figure.
   """
   ref = evalset.reference
-  eff, rows, gt, gt_feat, fd, reads = {}, [], {}, {}, {}, {}
-  cld = {}
+  eff, rows, gt, gt_feat, reads, cld = {}, [], {}, {}, {}, {}
   for fam, (images, drawn) in edits.items():
     do = evalset.interventions[fam]
     read = relative_reading(reader.read(images), evalset.factual_read,
@@ -307,18 +338,14 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
     gt[fam] = err["l1"]
     gt_feat[fam] = {"all": err["feature_match"],
                     **err["feature_match_per_var"]}
-    # The Frechet distance of metrics.fid, against the cached real stats.
-    fd[fam] = metrics.frechet_distance(
-        *evalset.real_stats, *metrics.gaussian_stats(reader.embed(images)))
     cld[fam] = minimality(evalset, images, do)
   return {
       "effectiveness": eff,
       "ctf_consistency": rows,
       "ground_truth_error": gt,
       "ground_truth_features": gt_feat,
-      "realism": {"metric": evalset.realism["metric"],
-                  "note": evalset.realism["note"], "per_intervention": fd,
-                  "real_test": evalset.realism["value"]},
+      **{key: r.section({fam: e[0] for fam, e in edits.items()})
+         for key, r in evalset.realism.items()},
       "minimality": {"metric": f"CLD[{evalset.latent.name}]",
                      "per_intervention": cld},
       "read": reads,
