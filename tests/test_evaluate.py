@@ -12,6 +12,7 @@ from ctfjax import evaluate
 from ctfjax.ancm import train as ancm_train
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
+from ctfjax.evaluate import grid
 from ctfjax.evaluate import job
 from ctfjax.report import schema
 from test_ancm import tiny_config
@@ -161,10 +162,20 @@ def test_benchmark_tables_from_current_reports(tmp_path):
     for e in report["models"]:
       e["dataset"] = dataset
     report["eval"] = {k: config.eval[k] for k in core.EVAL_DEFAULTS}
+    report["evaluation_version"] = core.EVALUATION_VERSION
     schema.write(report, workdir / "report.json")
     cfg = config.copy_and_resolve_references()
     cfg.data.name = dataset
     (workdir / "run_config.json").write_text(cfg.to_json())
+  # A report of another evaluation version is stale: it would be redone.
+  cfg = config.copy_and_resolve_references()
+  cfg.data.name = config.benchmark.datasets[1]
+  assert grid._current_report(cfg, workdirs[1]) is not None
+  stale = schema.read(workdirs[1] / "report.json")
+  stale["evaluation_version"] = core.EVALUATION_VERSION - 1
+  schema.write(stale, workdirs[0] / "stale" / "report.json")
+  (workdirs[0] / "stale" / "run_config.json").write_text(cfg.to_json())
+  assert grid._current_report(cfg, workdirs[0] / "stale") is None
   result = evaluate.benchmark(config)
   md = (tmp_path / "out" / "benchmark.md").read_text()
   assert "## Table 3: Composition" in md

@@ -58,6 +58,11 @@ from ctfjax.evaluate.unconditional_vae import LatentVAE
 from ctfjax.evaluate.readers import FeatureReader
 from ctfjax.evaluate.reference import Reference, reference
 
+# Bumped whenever the evaluation adds a report section or changes how one is
+# computed; the benchmark re-evaluates reports written by another version
+# instead of reusing them.
+EVALUATION_VERSION = 2
+
 # The eval fields this package reads, their defaults and meaning. Configs
 # set them in their `eval` section; `with_eval_defaults` fills in the rest
 # (e.g. for a run trained before these fields existed).

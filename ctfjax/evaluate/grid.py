@@ -56,7 +56,8 @@ def _dataset_config(config: ml_collections.ConfigDict,
 
 def _current_report(config: ml_collections.ConfigDict,
                     workdir: pathlib.Path) -> dict | None:
-  """The workdir's report if it matches the config exactly, else None."""
+  """The workdir's report if it matches the config exactly and was written
+  by this version of the evaluation, else None."""
   path, run_config = workdir / "report.json", workdir / job.RUN_CONFIG
   if not (path.is_file() and run_config.is_file()):
     return None
@@ -70,7 +71,8 @@ def _current_report(config: ml_collections.ConfigDict,
     return None
   config = core.with_eval_defaults(config)
   same = (
-      report.get("dataset") == config.data.name
+      report.get("evaluation_version") == core.EVALUATION_VERSION
+      and report.get("dataset") == config.data.name
       and [e["model"] for e in report["models"]] == list(config.run.models)
       and all(e["train"]["steps"] == config.train.steps
               for e in report["models"])

@@ -308,6 +308,7 @@ def evaluate_models(config: ml_collections.ConfigDict,
   ev = config.eval
   report = {
       "version": schema.VERSION,
+      "evaluation_version": core.EVALUATION_VERSION,
       "dataset": evalset.dataset,
       "graph": evalset.reference.graph,
       "models": entries,
