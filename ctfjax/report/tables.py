@@ -234,7 +234,9 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         "named feature networks (not Inception: not comparable with "
         "published FIDs): the digit CNN's embedding sees strokes only, the "
         "CLD VAE's posterior means also see colour and bar; the real test "
-        "images give each floor.",
+        "images give each floor. The edits of do(X) need not follow the "
+        "observed distribution (do(B) flips every bar), so part of each "
+        "distance is the intervention's own shift, not a lack of realism.",
         _realism_columns),
     "ground_truth": (
         "Ground-truth error",
