@@ -7,8 +7,10 @@ the listed order whose leaves are the variable's value.
 
     {"exogenous": {"u_x": [0.4, 0.6], "u_xy": [0.5, 0.5], "u_y": [0.7, 0.3]},
      "endogenous": {
-        "X": {"domain": 2, "inputs": ["u_x", "u_xy"], "table": [[0, 1], [1, 0]]},
-        "Y": {"domain": 2, "inputs": ["X", "u_y"], "table": [[0, 1], [1, 1]]}}}
+        "X": {"domain": 2, "inputs": ["u_x", "u_xy"],
+              "table": [[0, 1], [1, 0]]},
+        "Y": {"domain": 2, "inputs": ["X", "u_y"],
+              "table": [[0, 1], [1, 1]]}}}
 
 Two endogenous variables that read the same exogenous variable are confounded:
 the induced diagram has a bidirected edge between them.

@@ -6,8 +6,9 @@ whose run is already trained is only re-evaluated, and one whose report is
 current is taken as it is. The tables follow seed 004's layout (one row per
 model and dataset): composition (its Table 1), effectiveness (Table 3),
 realism and minimality (Table 5), reversibility, plus ctf-consistency and
-ground-truth error, which the seed does not have. Outputs, in `config.benchmark.out`: benchmark.md,
-benchmark.csv (every cell in long form) and benchmark.json (the reports).
+ground-truth error, which the seed does not have. Outputs, in
+`config.benchmark.out`: benchmark.md, benchmark.csv (every cell in long
+form) and benchmark.json (the reports).
 """
 
 from __future__ import annotations
