@@ -218,12 +218,10 @@ def test_tiny_trained_model(tmp_path):
   config = tiny_eval(evaluate.with_eval_defaults(tiny_config()))
   model, result = ancm_train.train_and_evaluate(config, workdir)
   reader = evaluate.feature_reader(workdir, steps=config.eval.reader_steps)
-  latent = evaluate.latent_vae(workdir, dataset=config.data.name,
-                               size=config.data.size or None,
-                               steps=config.eval.latent_steps)
-  again = evaluate.latent_vae(workdir, dataset=config.data.name,
-                              size=config.data.size or None,
-                              steps=config.eval.latent_steps)
+  load_latent = lambda: evaluate.latent_vae(
+      workdir, dataset=config.data.name, size=config.data.size or None,
+      steps=config.eval.latent_steps)
+  latent, again = load_latent(), load_latent()
   assert again.info == latent.info  # Restored from the cache, not retrained.
   chex.assert_trees_all_equal(again.params, latent.params)
   evalset = evaluate.prepare(config, reader, latent)

@@ -112,26 +112,26 @@ class Realism:
   """A Frechet distance to real training images on one feature network.
 
   Attributes:
-    embed: uint8 images [N, ...] -> features [N, D].
     real_stats: (mean, covariance) of the training images' features.
     floor: `metrics.fid` of the real test images (the distance's floor at
       this sample size; it names the metric).
   """
 
-  embed: Callable[[Any], np.ndarray]
   real_stats: tuple[np.ndarray, np.ndarray]
   floor: dict[str, Any]
 
   @classmethod
-  def of(cls, embed, name: str, real, test) -> Realism:
-    return cls(embed, metrics.gaussian_stats(embed(real)),
-               metrics.fid(real, test, embed, feature_network=name))
+  def of(cls, real: np.ndarray, test: np.ndarray, name: str) -> Realism:
+    """From the network's features [N, D] of real training and test images
+    (each computed once by the caller)."""
+    return cls(metrics.gaussian_stats(real),
+               metrics.fid(real, test, lambda f: f, feature_network=name))
 
-  def section(self, edits: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The report section of {"do(X)": uint8 edits}."""
-    fd = {fam: metrics.frechet_distance(
-        *self.real_stats, *metrics.gaussian_stats(self.embed(images)))
-          for fam, images in edits.items()}
+  def section(self, features: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The report section of {"do(X)": the edits' features [N, D]}."""
+    fd = {fam: metrics.frechet_distance(*self.real_stats,
+                                        *metrics.gaussian_stats(f))
+          for fam, f in features.items()}
     return {"metric": self.floor["metric"], "note": self.floor["note"],
             "per_intervention": fd, "real_test": self.floor["value"]}
 
@@ -214,17 +214,18 @@ def prepare(config: ml_collections.ConfigDict, reader: FeatureReader,
   real = np.asarray(train_ds["image"][:ev.real_size])
   real_labels = {k: np.asarray(train_ds[k][:ev.real_size])
                  for k in ref.domains}
+  real_latent, test_latent = latent.encode(real), latent.encode(test["image"])
   return EvalSet(
       dataset=name, reference=ref, test=test, labels=labels,
       factual_read=reader.read(test["image"]), interventions=families,
       truth=truth,
       realism={
-          "realism": Realism.of(reader.embed, reader.name, real,
-                                test["image"]),
-          "realism_latent": Realism.of(lambda x: latent.encode(x)[0],
-                                       latent.name, real, test["image"])},
-      latent=latent, latent_factual=latent.encode(test["image"]),
-      latent_reference=(*latent.encode(real), real_labels),
+          "realism": Realism.of(reader.embed(real),
+                                reader.embed(test["image"]), reader.name),
+          "realism_latent": Realism.of(real_latent[0], test_latent[0],
+                                       latent.name)},
+      latent=latent, latent_factual=test_latent,
+      latent_reference=(*real_latent, real_labels),
       composition_size=min(ev.composition_size, len(labels["D"])),
       cycles=ev.cycles, chunk=ev.edit_chunk,
       figure_index=_figure_index(labels, ev.figure_rows))
@@ -320,6 +321,7 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
   """
   ref = evalset.reference
   eff, rows, gt, gt_feat, reads, cld = {}, [], {}, {}, {}, {}
+  features = {"realism": {}, "realism_latent": {}}
   for fam, (images, drawn) in edits.items():
     do = evalset.interventions[fam]
     read = relative_reading(reader.read(images), evalset.factual_read,
@@ -343,27 +345,31 @@ def score_edits(evalset: EvalSet, reader: FeatureReader,
     gt[fam] = err["l1"]
     gt_feat[fam] = {"all": err["feature_match"],
                     **err["feature_match_per_var"]}
-    cld[fam] = minimality(evalset, images, do)
+    encoded = evalset.latent.encode(images)
+    cld[fam] = minimality(evalset, encoded, do)
+    features["realism"][fam] = reader.embed(images)
+    features["realism_latent"][fam] = encoded[0]
   return {
       "effectiveness": eff,
       "ctf_consistency": rows,
       "ground_truth_error": gt,
       "ground_truth_features": gt_feat,
-      **{key: r.section({fam: e[0] for fam, e in edits.items()})
-         for key, r in evalset.realism.items()},
+      **{key: evalset.realism[key].section(f)
+         for key, f in features.items()},
       "minimality": {"metric": f"CLD[{evalset.latent.name}]",
                      "per_intervention": cld},
       "read": reads,
   }
 
 
-def minimality(evalset: EvalSet, images: np.ndarray,
+def minimality(evalset: EvalSet, encoded: tuple[np.ndarray, np.ndarray],
                do: Mapping[str, np.ndarray]) -> dict[str, Any]:
   """CLD of one family's edits of the test images.
 
   Args:
     evalset: the shared evaluation data.
-    images: uint8 [N, ...] one edit per test image.
+    encoded: `evalset.latent.encode` of the edits, one per test image:
+      (mean, log-variance), each [N, D].
     do: {X: [N] the intervened values} of a single-variable family.
 
   Returns:
@@ -371,7 +377,7 @@ def minimality(evalset: EvalSet, images: np.ndarray,
   """
   (x, values), = do.items()
   ref_mean, ref_logvar, ref_labels = evalset.latent_reference
-  res = metrics.cld(*evalset.latent_factual, *evalset.latent.encode(images),
+  res = metrics.cld(*evalset.latent_factual, *encoded,
                     evalset.labels[x], values, ref_mean, ref_logvar,
                     ref_labels[x])
   return {k: res[k] for k in ("cld", "p1", "p2", "n")}
