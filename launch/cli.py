@@ -7,9 +7,7 @@ any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from typing import Callable
 
@@ -17,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
+from ctfjax import files
 from ctfjax.errors import UserError
 
 # JAX reports at INFO level that it found no TPU on every CPU/GPU machine;
@@ -67,12 +66,6 @@ def require(name: str) -> str:
 
 
 def write_json(path: str, obj) -> None:
-  """Writes `obj` as indented JSON atomically (temp file, then rename)."""
-  folder = os.path.dirname(path)
-  if folder:
-    os.makedirs(folder, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  """Writes `obj` as indented JSON atomically and says where."""
+  files.write_json(path, obj, indent=1)
   print(f"wrote {path}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import pathlib
-import uuid
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -19,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ctfjax import data
+from ctfjax import data, files
 from ctfjax.data.errors import DataError
 from ctfjax.data.pipeline import num_examples, take
 
@@ -168,17 +167,9 @@ def figure(ds: Mapping[str, Any], *, group_by: Sequence[str] | None = None,
 
 def save_figure(fig: Figure, out: str | os.PathLike) -> pathlib.Path:
   """Writes `fig` as PNG atomically (temporary file, then rename)."""
-  out = pathlib.Path(out).expanduser()
-  out.parent.mkdir(parents=True, exist_ok=True)
-  # A unique sibling (not mkstemp, which forces mode 0600): the umask decides.
-  tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
-  try:
-    fig.savefig(tmp, format="png", facecolor="white")
-    os.replace(tmp, out)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
-  return out
+  return files.write_with(
+      pathlib.Path(out).expanduser(),
+      lambda tmp: fig.savefig(tmp, format="png", facecolor="white"))
 
 
 def write_grid(name: str, out: str | os.PathLike, *, num: int = 64,

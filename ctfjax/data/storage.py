@@ -29,11 +29,11 @@ import logging
 import os
 import pathlib
 import shutil
-import uuid
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ctfjax import files
 from ctfjax.data.errors import DataError
 
 # Environment variable naming the data directory; ~/.cache/ctfjax otherwise.
@@ -96,26 +96,19 @@ def save(ds: Mapping[str, Any], path: str | os.PathLike,
     spec: JSON-able description, stored with the field order in spec.json.
 
   Raises:
-    FileExistsError: `path` already exists (e.g. a concurrent writer won).
+    OSError: `path` already holds a dataset (e.g. a concurrent writer
+      won: the rename fails with ENOTEMPTY or EEXIST).
   """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
   flat = _flatten(ds)
-  # mkdir (not mkdtemp, which forces mode 0700) so the umask decides who may
-  # read a shared cache.
-  tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-  tmp.mkdir()
-  try:
+  # The rename fails if a complete copy is already there (another process
+  # won the race); `cached` then reads theirs.
+  with files.atomic_path(path, directory=True) as tmp:
     for key, arr in flat.items():
       np.save(tmp / f"{key}.npy", arr, allow_pickle=False)
     # Written last: a directory with spec.json is complete. It also keeps
     # the field order, which a directory listing would lose.
     meta = {"spec": dict(spec or {}), "fields": list(flat)}
     (tmp / _SPEC_FILE).write_text(json.dumps(meta, indent=1))
-    os.rename(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import os
 import pathlib
 from typing import Any
 
+from ctfjax import files
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -57,10 +59,8 @@ class MetricsLog:
     if not enabled:
       return
     kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-    # Rewrite through a temporary file so a kill here loses nothing.
-    tmp = self.path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, self.path)
+    # Rewritten atomically so a kill here loses nothing.
+    files.write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = open(self.path, "a")  # noqa: SIM115 - closed in close().
 
   def write(self, step: int, values: dict[str, Any]) -> dict[str, Any]:
