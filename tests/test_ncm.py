@@ -83,8 +83,8 @@ def test_mechanism_reads_only_its_latents(backdoor):
   exo = model.sample_exogenous(jax.random.key(0), (n,))
   other = model.sample_exogenous(jax.random.key(1), (n,))
   mixed = ncm.Exogenous(
-      {k: (exo.latents[k] if k == "U(B)" else other.latents[k])
-       for k in exo.latents},
+      {k: (exo.context[k] if k == "U(B)" else other.context[k])
+       for k in exo.context},
       {k: (exo.noise[k] if k == "B" else other.noise[k]) for k in exo.noise})
   predict = jax.jit(model.predict)
   for do in ({"D": 0, "C": 1}, {"D": 2, "C": 0}):
@@ -126,7 +126,7 @@ def test_shapes_and_dtypes(backdoor):
   assert loglik(params, v, key, 16).shape == (ROWS,)
   parts = model.abduct(params, {"C": v["C"]}, key, 8)
   assert parts.log_weights.shape == (ROWS, 8)
-  assert parts.exogenous.latents["U(D,C)"].shape == (ROWS, 8, 2)
+  assert parts.exogenous.context["U(D,C)"].shape == (ROWS, 8, 2)
   assert parts.exogenous.noise["D"].shape == (ROWS, 8, 3)
   assert parts.values["D"].shape == (ROWS, 8)
   cf = model.counterfactual_sample(params, v, {"C": 1}, key, n=DRAWS,

@@ -12,4 +12,6 @@ from ctfjax.causal.inference import sample_posterior
 from ctfjax.causal.query import Query, QueryError, Term, Variable
 from ctfjax.causal.optimal_bounds import BoundsError, bounds
 from ctfjax.causal import gumbel
+from ctfjax.causal import kinds
 from ctfjax.causal import scm
+from ctfjax.causal import worlds

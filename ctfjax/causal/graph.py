@@ -181,6 +181,20 @@ class Graph:
           todo.append(m)
     return frozenset(seen)
 
+  def reaching(self, node: str, world) -> tuple[tuple[str, object], ...]:
+    """The interventions of `world` that can change `node`.
+
+    `world` is an intervention as ((var, value), ...) pairs (or a mapping);
+    the result keeps, in order, those whose variable is an ancestor of
+    `node` (itself included) in the graph mutilated by the whole world. The
+    others cannot reach `node`, so its copy in `world` equals its copy in
+    the world of the result (node merging of the twin network).
+    """
+    world = tuple(world.items()) if isinstance(world, Mapping) else tuple(
+        world)
+    anc = self.do([k for k, _ in world]).ancestors(node)
+    return tuple((k, x) for k, x in world if k in anc)
+
   def topological_order(self) -> tuple[str, ...]:
     """Parents before children; ties keep declaration order."""
     indeg = {n: 0 for n in self.nodes}

@@ -15,7 +15,9 @@ built, and a variable's copy in world `do(w)` is shared with the factual copy
 (or a smaller world) whenever the interventions that are not its ancestors in
 the mutilated graph are dropped (node merging of the twin network).
 
-All arithmetic is float64.
+All arithmetic is float64. Every `scm` argument is a
+`ctfjax.causal.discrete.DiscreteSCM` (which imports this module for its
+`observational` table, so this one does not import it back).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from funsor import ops
 from funsor.sum_product import sum_product
 
-from ctfjax.causal.discrete import DiscreteSCM, SCMError, Table
+from ctfjax.causal.table import SCMError, Table
 from ctfjax.causal.query import Query, QueryError, Term, Variable, World
 from ctfjax.causal.query import parse_terms, parse_variables
 from ctfjax.causal.query import validate_terms, world_str
@@ -62,7 +64,7 @@ def as_terms(evidence: Evidence) -> tuple[Term, ...]:
 class _TwinNetwork:
   """Factors of the n-world network, built on demand for the needed nodes."""
 
-  def __init__(self, scm: DiscreteSCM):
+  def __init__(self, scm):
     self.scm = scm
     self.factors: dict[object, funsor.Tensor] = {}
     self.impossible = False  # an event contradicts an intervention
@@ -72,9 +74,7 @@ class _TwinNetwork:
     do = dict(world)
     if var in do:
       return do[var]
-    mutilated = self.scm.graph.do(do)
-    anc = mutilated.ancestors(var)
-    world = tuple((k, v) for k, v in world if k in anc)
+    world = self.scm.graph.reaching(var, world)
     name = var if not world else f"{var}[{world_str(world)}]"
     if ("mech", name) not in self.factors:
       self._add_mechanism(var, world, name)
@@ -143,11 +143,11 @@ class _TwinNetwork:
     return np.transpose(data, [order.index(k) for k in keep])
 
 
-def _validate(scm: DiscreteSCM, terms: Iterable[Term]):
+def _validate(scm, terms: Iterable[Term]):
   validate_terms(terms, scm.domains)
 
 
-def _probability(scm: DiscreteSCM, terms: Sequence[Term]) -> float:
+def _probability(scm, terms: Sequence[Term]) -> float:
   with jax.enable_x64(True):
     net = _TwinNetwork(scm)
     extra = net.observe(terms)
@@ -156,14 +156,14 @@ def _probability(scm: DiscreteSCM, terms: Sequence[Term]) -> float:
     return float(net.contract(extra))
 
 
-def probability(scm: DiscreteSCM, event: Evidence) -> float:
+def probability(scm, event: Evidence) -> float:
   """P(event) for a conjunction of (counterfactual) terms."""
   terms = as_terms(event)
   _validate(scm, terms)
   return _probability(scm, terms)
 
 
-def query(scm: DiscreteSCM, q: str | Query) -> float:
+def query(scm, q: str | Query) -> float:
   """Exact value of a query such as 'P(Y_{X=1}=1 | X=0, Y=0)'."""
   q = Query.parse(q)
   q.validate(scm.domains)
@@ -183,7 +183,7 @@ def _variables(spec: str | Variable | Sequence) -> tuple[Variable, ...]:
                for v in spec)
 
 
-def distribution(scm: DiscreteSCM, variables: str | Sequence,
+def distribution(scm, variables: str | Sequence,
                  given: Evidence = None) -> dict:
   """Exact P(variables | given) as {value: prob}, zero entries left out.
 
@@ -223,7 +223,7 @@ def distribution(scm: DiscreteSCM, variables: str | Sequence,
   return dict(sorted(out.items()))
 
 
-def joint(scm: DiscreteSCM, variables: Sequence[str],
+def joint(scm, variables: Sequence[str],
           do: Mapping[str, int] | None = None) -> Table:
   """The exact joint table of `variables` (factual, or under `do`)."""
   world = tuple(sorted((do or {}).items()))
@@ -240,7 +240,7 @@ def joint(scm: DiscreteSCM, variables: Sequence[str],
   return Table(tuple(variables), full)
 
 
-def posterior_exogenous(scm: DiscreteSCM, evidence: Evidence) -> Table:
+def posterior_exogenous(scm, evidence: Evidence) -> Table:
   """Exact P(U_rel | evidence) over the exogenous variables the evidence reads.
 
   Exogenous variables that no evidence term depends on keep their prior and
@@ -268,7 +268,7 @@ def posterior_exogenous(scm: DiscreteSCM, evidence: Evidence) -> Table:
   return Table(tuple(rel), table / total)
 
 
-def sample_posterior(scm: DiscreteSCM, evidence: Evidence,
+def sample_posterior(scm, evidence: Evidence,
                      rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
   """n exact draws of every exogenous variable from P(U | evidence)."""
   post = posterior_exogenous(scm, evidence)

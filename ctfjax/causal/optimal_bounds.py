@@ -77,7 +77,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse
 
-from ctfjax.causal.discrete import Table
+from ctfjax.causal.table import Table
 from ctfjax.errors import UserError
 from ctfjax.causal.graph import Graph, GraphError
 from ctfjax.causal.query import Query, Term, World
@@ -207,28 +207,41 @@ class _CanonicalModel:
     """P(all terms) as {monomial: coefficient}, by DFS over the twin network.
 
     The network has one copy of each non-intervened ancestor (in the
-    mutilated graph) of each world's terms; a copy's value is its response
-    function's coordinate at its parents' values in that world, so copies
-    that read the same coordinate agree by construction (node merging).
+    mutilated graph) of each world's terms, one per set of interventions
+    that reach it (`Graph.reaching`); a copy's value is its response
+    function's coordinate at its parents' values, so copies that read the
+    same coordinate agree by construction (node merging).
     """
     want: dict[tuple[str, World], int] = {}
     for t in terms:
-      key = (t.name, t.world)
+      do = dict(t.world)
+      if t.name in do:
+        if do[t.name] != t.value:
+          return {}  # X_{X=1}=0
+        continue
+      key = (t.name, self.graph.reaching(t.name, t.world))
       if want.setdefault(key, t.value) != t.value:
         return {}  # Y=0 and Y=1 in one world
-    worlds = sorted({w for _, w in want}, key=lambda w: (len(w), w))
-    nodes = []  # (var, world, parent sources) in DFS order
-    for world in worlds:
+    # One copy per (variable, interventions reaching it): the terms and
+    # their non-intervened ancestors in the mutilated graphs.
+    copies: dict[tuple[str, World], list] = {}
+    todo = list(want)
+    while todo:
+      v, world = todo.pop()
+      if (v, world) in copies:
+        continue
       do = dict(world)
-      targets = [v for v, w in want if w == world]
-      if any(v in do and want[(v, world)] != do[v] for v in targets):
-        return {}  # X_{X=1}=0
-      anc = self.graph.do(do).ancestors(targets)
-      for v in self.order:
-        if v in anc and v not in do:
-          sources = [("const", do[p]) if p in do else ("node", (p, world))
-                     for p in self.parents[v]]
-          nodes.append((v, world, sources))
+      sources = []
+      for p in self.parents[v]:
+        if p in do:
+          sources.append(("const", do[p]))
+        else:
+          sources.append(("node", (p, self.graph.reaching(p, world))))
+          todo.append(sources[-1][1])
+      copies[v, world] = sources
+    pos = {v: i for i, v in enumerate(self.order)}
+    nodes = sorted(((v, w, s) for (v, w), s in copies.items()),
+                   key=lambda n: (pos[n[0]], len(n[1]), n[1]))
     values: dict[tuple[str, World], int] = {}
     coords: dict[Coord, int] = {}
     out: dict[Monomial, float] = collections.defaultdict(float)

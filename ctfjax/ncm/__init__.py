@@ -1,4 +1,4 @@
-"""G-constrained neural causal models over discrete features.
+"""G-constrained neural causal models over categorical and continuous features.
 
     from ctfjax import causal as cc, ncm
     model, params = ncm.NCM.create("D <-> C; D -> B; C -> B",
@@ -10,9 +10,12 @@
     model.estimate_query(params, "P(B_{C=1}=1 | C=0, B=0)", key)
     ncm.fit_bounds(model, params, table, "P(B_{C=1}=1 | C=0, B=0)", key)
 
-See `ctfjax.ncm.model` for the model and how its noise is abducted,
-`ctfjax.ncm.worlds` / `ctfjax.ncm.query` for counterfactual estimates and
-`ctfjax.ncm.fit` for training and min/max bounds.
+A feature is an int (categorical with that many values), "continuous" or a
+kind of `ctfjax.causal.kinds`: `ncm.NCM.create("X -> Y", {"X": 2, "Y":
+"continuous"}, rng=0)`. See `ctfjax.ncm.model` for the model and how its
+noise is abducted (on the world engine `ctfjax.causal.scm`),
+`ctfjax.ncm.query` for counterfactual estimates and `ctfjax.ncm.fit` for
+training and min/max bounds.
 """
 
 from ctfjax.ncm.fit import BoundsFit, default_optimizer, fit, fit_bounds

@@ -49,12 +49,14 @@ def weighted_assignments(model: NCM, data: Table | Mapping[str, Any]
   """Data as distinct full assignments with weights summing to one.
 
   Args:
-    model: the NCM (names and domains are checked against it).
-    data: a `Table` over the model's nodes, or node -> [N] int samples.
+    model: the NCM (names, kinds and domains are checked against it).
+    data: a `Table` over the model's nodes (categorical models), or
+      node -> [N] samples (any kinds).
 
   Returns:
     (v, w, entropy): node -> [M] values, [M] weights, and the entropy of
-    the data distribution (so that loss + entropy reads as a KL).
+    the distinct rows' distribution (so that loss + entropy reads as a KL
+    for categorical data; for continuous data it is log N).
   """
   if isinstance(data, Table):
     if set(data.variables) != set(model.order):
@@ -68,12 +70,14 @@ def weighted_assignments(model: NCM, data: Table | Mapping[str, Any]
     missing = [n for n in model.order if n not in data]
     if missing:
       raise NCMError(f"data has no column {missing[0]!r}")
-    rows = np.stack([np.asarray(data[n]).ravel() for n in model.order], 1)
+    # float64 holds every int32 class and float32 value exactly.
+    rows = np.stack([np.asarray(data[n], np.float64).ravel()
+                     for n in model.order], 1)
     if not len(rows):
       raise NCMError("data has no rows")
     cells, counts = np.unique(rows, axis=0, return_counts=True)
     w = counts / counts.sum()
-  v = {n: jnp.asarray(cells[:, i], jnp.int32)
+  v = {n: jnp.asarray(cells[:, i], model.features[n].dtype)
        for i, n in enumerate(model.order)}
   w = w / w.sum()
   return v, jnp.asarray(w, jnp.float32), float(-(w * np.log(w)).sum())

@@ -1,29 +1,34 @@
-"""G-constrained neural causal models over discrete features (MLE-NCM).
+"""G-constrained neural causal models over mixed features (MLE-NCM).
 
 An `NCM` is an SCM whose mechanisms are MLPs (science.md section 4; Xia et
-al. 2021, 2023). Built from a causal diagram G and the variables' domain
-sizes, it has
+al. 2021, 2023), run by the world engine `ctfjax.causal.scm`. Built from a
+causal diagram G and the variables' feature kinds (`ctfjax.causal.kinds`),
+it has
 
 * one latent U_C ~ Unif(0, 1)^d (or N(0, I)) per C^2-component C of G (a
   maximal bidirected clique) and one latent U_i per node: two variables
-  joined by <-> read the SAME latent, two that are not share none;
-* per node a Gumbel(0, 1)^K noise vector G_i (K = |dom(V_i)|);
-* mechanisms V_i := argmax_k(l_i(pa_i, {U_C : V_i in C}, U_i)_k + G_ik),
-  with l_i an MLP fed the parents as one-hots and the latents as they are.
+  joined by <-> read the SAME latent, two that are not share none (the
+  engine's context latents);
+* per node its kind's own noise: Gumbel(0, 1)^K for a categorical with K
+  values, one N(0, 1) for a continuous feature;
+* mechanisms V_i := kind.apply(h_i(pa_i, {U_C : V_i in C}, U_i), noise_i),
+  with h_i an MLP fed the parents' encodings (one-hots, standardised
+  values) and the latents as they are: V_i = argmax_k(h_ik + G_ik) for a
+  categorical, V_i = loc + scale * (mu + exp(log_s) * eps) with (mu, log_s)
+  = h_i for a continuous feature.
 
 Per-node noise, and why abduction is exact in it. Given the latents u, the
-Gumbel-max mechanism draws V_i from softmax(l_i(pa_i, u)), so
-p(v_i | pa_i, u) is that categorical and the likelihood of a full v is
-prod_i p(v_i | pa_i, u) (used for maximum likelihood, below). The noise G_i
-is part of the exogenous state, so every mechanism is deterministic given
-(U, G): counterfactuals are well defined, and a variable whose parents are
-unchanged keeps its value. Abduction of (U, G) given an observed v is done
-in two exact steps: U by importance sampling from the prior with weights
-p(v | u) (likelihood weighting: unobserved nodes are sampled forward), then
-G_i | (u, v) from the exact truncated-Gumbel posterior
-(`ctfjax.causal.gumbel.posterior_noise`), so that argmax(l_i + G_i) = v_i
-holds for every draw and a null intervention reproduces v exactly. The only
-approximation is the finite number of prior particles for U.
+mechanism draws V_i from p(v_i | pa_i, u) (a softmax, or a Gaussian), so the
+likelihood of a full v is prod_i p(v_i | pa_i, u) (used for maximum
+likelihood, below). The noise is part of the exogenous state, so every
+mechanism is deterministic given (U, noise): counterfactuals are well
+defined, and a variable whose parents are unchanged keeps its value.
+Abduction of (U, noise) given an observed v is done in two exact steps: U by
+importance sampling from the prior with weights p(v | u) (likelihood
+weighting: unobserved nodes are sampled forward), then each node's noise
+given (u, v) exactly (the truncated-Gumbel posterior, the inverse of the
+affine map), so a null intervention reproduces v. The only approximation is
+the finite number of prior particles for U.
 
 What this does not pin down. P(V) fixes neither the latents' role nor the
 coupling of a node's values across parent settings, so the counterfactuals
@@ -40,13 +45,14 @@ shared draws the estimated table sums to one over all v (sum out the nodes
 in reverse topological order), and a node in no C^2-component has its own
 latent averaged on its own rather than multiplied into a product of noisy
 terms (the variance of the plain MLE-NCM estimator; science.md section 4).
+Continuous features contribute log-densities.
 
 Every method is a pure function of (params, inputs, rng): the `NCM` object
 holds only static structure and the Flax graph definition; `params` is the
 nnx.State from `nnx.split`, merged back at the boundary, so jit, grad and
 vmap compose over it. Entry points are jitted with the model and sizes as
-static arguments; intervention values are traced, so do(C=0) and do(C=1)
-share a compilation.
+static arguments; intervention values are traced (one compilation per set
+of intervened names), so do(C=0), do(C=1) and one value per row share it.
 """
 
 from __future__ import annotations
@@ -54,27 +60,30 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ctfjax.causal.discrete import Table
+from ctfjax.causal import kinds as kinds_lib
+from ctfjax.causal import scm as engine
 from ctfjax.causal.graph import Graph
 from ctfjax.causal.query import Query
+from ctfjax.causal.scm import Exogenous, Particles
+from ctfjax.causal.table import Table
 from ctfjax.errors import UserError
 from ctfjax.ncm.query import QueryPlan, estimate_query, query_value
-from ctfjax.ncm.worlds import WorldPlan, propagate
 from ctfjax.nn.mlp import MLP
 
 Array = jax.Array
 Params = nnx.State
-# An intervention {var: value}. Inside jitted code the values are traced
-# scalars (the names are the pytree structure), so do(C=0) and do(C=1)
-# share one compilation.
+# An intervention {var: value or [B] values}. Inside jitted code the values
+# are traced (the names are the pytree structure), so do(C=0), do(C=1) and
+# per-row values share one compilation.
 Do = Mapping[str, Any]
+Features = Mapping[str, int | str | kinds_lib.Kind]
 
 # Largest joint table `model_table` enumerates.
 MAX_TABLE_CELLS = 2_000_000
@@ -96,42 +105,15 @@ class NCMError(UserError):
   """Bad input to an NCM: unknown variable, value outside its domain, ..."""
 
 
-class Exogenous(NamedTuple):
-  """The exogenous state of an NCM (a pytree; leading axes are a batch).
-
-  Attributes:
-    latents: latent name -> [..., d] draws (names from `NCM.latent_names`).
-    noise: node -> [..., K] Gumbel noise of its mechanism.
-  """
-
-  latents: dict[str, Array]
-  noise: dict[str, Array]
-
-
-class Particles(NamedTuple):
-  """A weighted posterior sample of the exogenous state given evidence.
-
-  Attributes:
-    exogenous: `Exogenous` with leading axes [B, m].
-    log_weights: [B, m] unnormalised log importance weights p(evidence | u).
-    values: node -> [B, m] factual values (observed ones repeat the evidence,
-      unobserved ones are sampled with the particle).
-  """
-
-  exogenous: Exogenous
-  log_weights: Array
-  values: dict[str, Array]
-
-
 class Mechanisms(nnx.Module):
-  """One MLP per node: [one-hot parents, latents] -> logits [K]."""
+  """One MLP per node: [parent encodings, latents] -> its kind's head."""
 
   def __init__(self, input_dims: Mapping[str, int],
-               domains: Mapping[str, int], hidden: Sequence[int], *,
+               head_sizes: Mapping[str, int], hidden: Sequence[int], *,
                rngs: nnx.Rngs):
     self.nets = nnx.Dict({
-        v: MLP(input_dims[v], hidden, domains[v], rngs=rngs)
-        for v in domains})
+        v: MLP(input_dims[v], hidden, head_sizes[v], rngs=rngs)
+        for v in head_sizes})
 
   def __call__(self, node: str, x: Array) -> Array:
     return self.nets[node](x)
@@ -141,48 +123,56 @@ class NCM:
   """A G-constrained NCM: static structure plus the Flax graph definition.
 
   Build with `NCM.create`, which also returns the initial parameters. Two
-  NCMs with the same graph, domains and hyper-parameters are equal and hash
+  NCMs with the same graph, features and hyper-parameters are equal and hash
   alike, so jitted functions taking the model as a static argument compile
   once per architecture.
+
+  Attributes:
+    graph: the causal diagram.
+    order: its nodes in topological order.
+    features: node -> kind, in `order`.
+    domains: node -> number of values, for the categorical nodes only.
   """
 
-  def __init__(self, graph: Graph | str, domains: Mapping[str, int], *,
+  def __init__(self, graph: Graph | str, features: Features, *,
                latent_dim: int = 2, hidden: Sequence[int] = (64, 64),
                latent_prior: str = "uniform"):
     """Describes the architecture (no parameters; see `create`).
 
     Args:
       graph: the causal diagram (or its text form).
-      domains: node -> number of values (at least 1); every node of the
-        graph, nothing else (a `Table.domains` fits).
+      features: node -> an int K (categorical with K values), a kind name
+        ("categorical" needs a size, so in practice "continuous") or a kind
+        object; every node of the graph, nothing else (a `Table.domains`
+        fits).
       latent_dim: d, the width of every latent U_C and U_i.
       hidden: hidden widths of each mechanism MLP.
       latent_prior: "uniform" (Unif(0, 1)^d) or "normal" (N(0, I)).
     """
     self.graph = graph if isinstance(graph, Graph) else Graph.parse(graph)
-    missing = [v for v in self.graph.nodes if v not in domains]
+    missing = [v for v in self.graph.nodes if v not in features]
     if missing:
-      raise NCMError(f"no domain given for node {missing[0]!r}")
-    extra = [v for v in domains if v not in self.graph.nodes]
+      raise NCMError(f"no feature kind given for node {missing[0]!r}")
+    extra = [v for v in features if v not in self.graph.nodes]
     if extra:
-      raise NCMError(f"domain given for {extra[0]!r}, which is not a node of "
-                     f"the graph {self.graph}")
-    for v, k in domains.items():
-      if int(k) < 1:
-        raise NCMError(f"domain of {v!r} must be a positive integer, got {k}")
+      raise NCMError(f"feature given for {extra[0]!r}, which is not a node "
+                     f"of the graph {self.graph}")
     if latent_prior not in LATENT_PRIORS:
       raise NCMError(f"latent_prior must be one of {LATENT_PRIORS}, got "
                      f"{latent_prior!r}")
-    if int(latent_dim) < 1:
-      raise NCMError(f"latent_dim must be at least 1, got {latent_dim}")
     self.order = self.graph.topological_order()
-    self.domains = {v: int(domains[v]) for v in self.order}
+    try:
+      self.features = {v: kinds_lib.resolve(features[v]) for v in self.order}
+    except kinds_lib.KindError as e:
+      raise NCMError(str(e)) from None
+    self.domains = {v: k.size for v, k in self.features.items()
+                    if isinstance(k, kinds_lib.Categorical)}
     self.latent_dim = int(latent_dim)
     self.hidden = tuple(int(h) for h in hidden)
     self.latent_prior = latent_prior
-    pos = {v: i for i, v in enumerate(self.graph.nodes)}
     self.components = tuple(
-        tuple(sorted(c, key=pos.get)) for c in self.graph.c2_components())
+        tuple(v for v in self.order if v in c)
+        for c in self.graph.c2_components())
     self._latents_of = {
         v: tuple(_latent_name(c) for c in self.components if v in c)
         + (_latent_name((v,)),) for v in self.order}
@@ -194,7 +184,7 @@ class NCM:
   # Identity ------------------------------------------------------------------
 
   def _key(self):
-    return (self.graph, tuple(self.domains.items()), self.latent_dim,
+    return (self.graph, tuple(self.features.items()), self.latent_dim,
             self.hidden, self.latent_prior)
 
   def __eq__(self, other):
@@ -204,26 +194,27 @@ class NCM:
     return hash(self._key())
 
   def __repr__(self):
-    return (f"NCM(graph='{self.graph}', domains={self.domains}, "
+    return (f"NCM(graph='{self.graph}', features={self.features}, "
             f"latent_dim={self.latent_dim}, hidden={self.hidden})")
 
   @classmethod
-  def create(cls, graph: Graph | str, domains: Mapping[str, int],
+  def create(cls, graph: Graph | str, features: Features,
              rng: Array | int, **kwargs) -> tuple[NCM, Params]:
     """Builds the model and its initial parameters.
 
     Args:
       graph: the causal diagram (or its text form).
-      domains: node -> number of values.
+      features: node -> int K, kind name or kind (see `__init__`).
       rng: a PRNG key or an int seed for the initialisation.
       **kwargs: `latent_dim`, `hidden`, `latent_prior` (see `__init__`).
 
     Returns:
       (model, params): the static model and its nnx.State parameters.
     """
-    model = cls(graph, domains, **kwargs)
-    mech = Mechanisms(model._input_dims(), model.domains, model.hidden,
-                      rngs=nnx.Rngs(rng))
+    model = cls(graph, features, **kwargs)
+    mech = Mechanisms(model._input_dims(),
+                      {v: k.head_size for v, k in model.features.items()},
+                      model.hidden, rngs=nnx.Rngs(rng))
     model.graphdef, params = nnx.split(mech)
     return model, params
 
@@ -241,7 +232,7 @@ class NCM:
     return self._latents_of[node]
 
   def _input_dims(self) -> dict[str, int]:
-    return {v: sum(self.domains[p] for p in self.graph.parents(v))
+    return {v: sum(self.features[p].width for p in self.graph.parents(v))
             + self.latent_dim * len(self._latents_of[v]) for v in self.order}
 
   def module(self, params: Params) -> Mechanisms:
@@ -250,13 +241,13 @@ class NCM:
                      "NCM.create")
     return nnx.merge(self.graphdef, params)
 
-  def logits(self, mech: Mechanisms, node: str,
-              parents: Mapping[str, Array], latents: Mapping[str, Array],
-              ) -> Array:
-    """Logits [..., K] of `node` from parent one-hots and latents.
+  def head(self, mech: Mechanisms, node: str, parents: Mapping[str, Array],
+           latents: Mapping[str, Array]) -> Array:
+    """The head [..., head_size] of `node` (logits, or (mu, log_s)).
 
-    `parents` maps each parent to a [..., K_p] one-hot (or relaxed one-hot)
-    and `latents` each latent name to [..., d]; all broadcast together.
+    `parents` maps each parent to its [..., width] encoding (possibly a
+    relaxed one-hot) and `latents` each latent name to [..., d]; all
+    broadcast together.
     """
     parts = [parents[p] for p in self.graph.parents(node)]
     parts += [latents[n] for n in self._latents_of[node]]
@@ -266,34 +257,53 @@ class NCM:
          for x in parts], axis=-1)
     return mech(node, x)
 
+  def scm(self, params: Params | None) -> engine.SCM:
+    """The model as a world-engine SCM (heads are the MLPs at `params`).
+
+    With `params` None the SCM serves only the stages that run no
+    mechanism (prior draws).
+    """
+    mech = None if params is None else self.module(params)
+
+    def head(node, pa, ctx):
+      if mech is None:
+        raise NCMError("this stage runs the mechanisms: pass params")
+      return self.head(mech, node, pa, ctx)
+
+    return engine.SCM(
+        {v: engine.Mechanism(self.graph.parents(v), self.features[v],
+                             functools.partial(head, v), self._latents_of[v])
+         for v in self.order}, self.sample_latents)
+
+  def encode(self, values: Mapping[str, Array]) -> Array:
+    """Encodings [..., sum of widths] of every node's values, in `order`
+    (one-hots and standardised values: the image mechanisms' condition)."""
+    return kinds_lib.encode(self.features, values, self.order)
+
   # Validation (at the boundary, in Python) ------------------------------------
 
   def check_values(self, values: Mapping[str, Any], what: str = "value"
                    ) -> dict[str, Array]:
-    """Checks names and (concrete) values; returns int32 arrays."""
+    """Checks names and (concrete) values; returns arrays of each kind's
+    dtype (int32 classes, float32 reals)."""
     out = {}
     for k, x in values.items():
-      if k not in self.domains:
+      if k not in self.features:
         raise NCMError(f"unknown variable {k!r} in the {what}; the model has "
                        f"{', '.join(self.order)}")
-      if not isinstance(x, jax.core.Tracer):
-        x = np.asarray(x)  # concrete: checked on the host
-        if x.dtype.kind in "iu" and x.size and (
-            x.min() < 0 or x.max() >= self.domains[k]):
-          raise NCMError(f"{what} of {k!r} is outside its domain "
-                         f"0..{self.domains[k] - 1}")
-      if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise NCMError(f"{what} of {k!r} must be integers, got {x.dtype}")
-      out[k] = jnp.asarray(x, jnp.int32)
+      try:
+        out[k] = self.features[k].check(k, x, what)
+      except kinds_lib.KindError as e:
+        raise NCMError(str(e)) from None
     return out
 
   def check_do(self, do: Do | None) -> dict[str, Array]:
-    """Checks an intervention; returns {var: int32 scalar}, sorted."""
+    """Checks an intervention; returns {var: [] or [B] value}, sorted."""
     do = self.check_values(dict(do or {}), "intervention")
     for k, x in do.items():
-      if x.ndim:
-        raise NCMError(f"intervention on {k!r} must be one value, got shape "
-                       f"{x.shape}")
+      if x.ndim > 1:
+        raise NCMError(f"intervention on {k!r} must be one value or one per "
+                       f"row, got shape {x.shape}")
     return dict(sorted(do.items()))
 
   # Exogenous ------------------------------------------------------------------
@@ -312,12 +322,8 @@ class NCM:
 
   def sample_exogenous(self, rng: Array, shape: tuple[int, ...]) -> Exogenous:
     """Prior draws of the whole exogenous state with leading axes `shape`."""
-    rng_u, rng_g = jax.random.split(rng)
-    sizes = [self.domains[v] for v in self.order]
     with plain_threefry():
-      g = jax.random.gumbel(rng_g, tuple(shape) + (sum(sizes),))
-    noise = dict(zip(self.order, jnp.split(g, np.cumsum(sizes)[:-1], -1)))
-    return Exogenous(self.sample_latents(rng_u, shape), noise)
+      return engine.sample_exogenous(self.scm(None), rng, tuple(shape))
 
   # Forward model --------------------------------------------------------------
 
@@ -327,45 +333,23 @@ class NCM:
               ) -> dict[str, Array]:
     """Evaluates the (mutilated) model on a given exogenous state.
 
-    The deterministic SCM evaluation: action do(X = x) replaces X's
-    mechanism by the constant, every other node is argmax(logits + noise).
-    Used for prediction after abduction.
-
     Args:
       params: model parameters.
       exogenous: `Exogenous` with leading axes [...].
       do: the intervention {var: value} (None or {} for none).
       observed: optional factual values {node: [...]} that `exogenous` was
-        abducted from. Nodes that are not descendants of the intervened
-        ones equal their factual values by construction; they are copied
-        rather than recomputed, so that no floating-point difference
-        between two compiled programs can flip a preserved value.
+        abducted from; values the intervention cannot change are copied
+        from it (`ctfjax.causal.scm.evaluate`).
 
     Returns:
-      node -> [...] int32 values.
+      node -> [...] values.
     """
-    do = dict(do or {})
-    mech = self.module(params)
-    affected = self.graph.descendants(do) if do else frozenset()
-    observed = dict(observed or {})
-    shape = next(iter(exogenous.noise.values())).shape[:-1]
-    onehots, values = {}, {}
-    for v in self.order:
-      if v in do:
-        values[v] = jnp.full(shape, do[v], jnp.int32)
-      elif v in observed and v not in affected:
-        values[v] = jnp.broadcast_to(jnp.asarray(observed[v], jnp.int32),
-                                     shape)
-      else:
-        logits = self.logits(mech, v, onehots, exogenous.latents)
-        values[v] = jnp.argmax(logits + exogenous.noise[v],
-                               axis=-1).astype(jnp.int32)
-      onehots[v] = jax.nn.one_hot(values[v], self.domains[v])
-    return values
+    scm = engine.do(self.scm(params), dict(do or {}))
+    return engine.evaluate(scm, exogenous, observed=observed)
 
   def sample(self, params: Params, rng: Array, n: int,
              do: Do | None = None) -> dict[str, Array]:
-    """n samples of V (under do, if given): node -> [n] int32."""
+    """n samples of V (under do, if given): node -> [n]."""
     return _sample(self, params, rng, int(n), self.check_do(do))
 
   # Likelihood -----------------------------------------------------------------
@@ -376,13 +360,13 @@ class NCM:
 
     log P^(v) = sum over c-components S of
     logsumexp_k sum_{i in S} log p(v_i | pa_i, u^(k)) - log m, with the same
-    m latent draws for every row (module docstring). Differentiable in
-    params; a lower bound of log P^(v) in expectation (Jensen) that tightens
-    as m grows.
+    m latent draws for every row (module docstring); continuous features
+    contribute log-densities. Differentiable in params; a lower bound of
+    log P^(v) in expectation (Jensen) that tightens as m grows.
 
     Args:
       params: model parameters.
-      v: node -> [B] int values, every node.
+      v: node -> [B] values, every node.
       rng: PRNG key for the latent draws.
       num_latent_samples: m.
 
@@ -394,25 +378,19 @@ class NCM:
     if missing:
       raise NCMError(f"log_likelihood needs every variable; {missing[0]!r} "
                      "is missing")
-    mech = self.module(params)
     latents = self.sample_latents(rng, (1, num_latent_samples))  # [1, m, d]
-    node_lp = self._node_log_probs(mech, v, latents)  # node -> [B, m]
+    node_lp = self._node_log_probs(params, v, latents)  # node -> [B, m]
     out = 0.0
     for comp in self.c_components:
       lp = sum(node_lp[n] for n in comp)
       out = out + jax.nn.logsumexp(lp, axis=-1) - math.log(num_latent_samples)
     return out
 
-  def _node_log_probs(self, mech, v, latents) -> dict[str, Array]:
+  def _node_log_probs(self, params, v, latents) -> dict[str, Array]:
     """log p(v_i | pa_i, u) for every node: node -> [B, m]."""
-    onehots = {n: jax.nn.one_hot(x, self.domains[n])[:, None, :]
-               for n, x in v.items()}  # [B, 1, K]
-    out = {}
-    for n in self.order:
-      logp = jax.nn.log_softmax(self.logits(mech, n, onehots, latents))
-      # One-hot contraction broadcasts roots' [1, m, K] against [B, 1, K].
-      out[n] = jnp.sum(onehots[n] * logp, axis=-1)
-    return out
+    # Values [B, 1] against latents [1, m, d] broadcast to [B, m].
+    return engine.log_prob(self.scm(params),
+                           {n: x[:, None] for n, x in v.items()}, latents)
 
   def model_table(self, params: Params, rng: Array,
                   num_latent_samples: int = 100_000,
@@ -422,10 +400,12 @@ class NCM:
     Each c-factor is averaged over `num_latent_samples` prior draws, in
     chunks of `chunk` draws to bound memory; the same draws serve every cell,
     so the table sums to one up to rounding (it is renormalised for that).
+    Categorical models only.
 
     Returns:
       A `Table` over the nodes in topological order.
     """
+    self._check_categorical("model_table")
     sizes = [self.domains[n] for n in self.order]
     cells = math.prod(sizes)
     if cells > MAX_TABLE_CELLS:
@@ -442,6 +422,12 @@ class NCM:
     probs = np.prod(np.asarray(sums, np.float64) / num_latent_samples, axis=0)
     return Table(self.order, (probs / probs.sum()).reshape(sizes))
 
+  def _check_categorical(self, what: str):
+    for v, k in self.features.items():
+      if v not in self.domains:
+        raise NCMError(f"{what} needs categorical features; {v!r} is "
+                       f"{type(k).__name__.lower()}")
+
   # Abduction ------------------------------------------------------------------
 
   def abduct(self, params: Params, evidence: Mapping[str, Array],
@@ -450,8 +436,8 @@ class NCM:
 
     Likelihood weighting in topological order: latents from the prior; an
     observed node contributes log p(v_i | pa_i, u) to the weight and gets
-    its Gumbel noise from the exact posterior given v_i; an unobserved node
-    is sampled forward with prior noise.
+    its noise from the exact posterior given v_i; an unobserved node is
+    sampled forward with prior noise (`ctfjax.causal.scm.abduct`).
 
     Args:
       params: model parameters.
@@ -472,25 +458,37 @@ class NCM:
     """Samples V_{do} given the factual V = v: abduction, action, prediction.
 
     The particles of `abduct` are resampled in proportion to their weights
-    (n draws per row, with replacement), then `predict` runs the mutilated
-    model on them. Factual and counterfactual worlds share the exogenous
-    state. With a null intervention the output equals v.
+    (n draws per row, with replacement), then the mutilated model runs on
+    them (`ctfjax.causal.scm.counterfactual_sample`). Factual and
+    counterfactual worlds share the exogenous state; values the
+    intervention cannot change (non-descendants, and rows whose intervened
+    values equal their factual ones) are copied from the factual world, so
+    a null intervention returns v exactly.
 
     Args:
       params: model parameters.
       v: node -> [B] factual values (any subset; unobserved nodes are
         sampled as part of the posterior).
-      do: the intervention {var: value}.
+      do: the intervention {var: value}; a value is a scalar or one value
+        per row [B]. One compilation serves every value of a set of names.
       rng: PRNG key.
       n: counterfactual draws per row.
       num_particles: prior particles per row for the abduction.
 
     Returns:
-      node -> [B, n] int32 counterfactual values.
+      node -> [B, n] counterfactual values.
     """
     v = self.check_values(v, "evidence")
-    return _counterfactual_sample(self, params, v, self.check_do(do), rng,
-                                  int(n), int(num_particles))
+    do = self.check_do(do)
+    batch = jnp.broadcast_shapes(*(x.shape for x in v.values())) \
+        if v else (1,)
+    for k, x in do.items():
+      if x.ndim and x.shape != batch[:1]:
+        raise NCMError(f"intervention on {k!r} has {x.shape[0]} values for "
+                       f"{batch[0]} rows")
+    do = {k: jnp.broadcast_to(x, batch[:1]) for k, x in do.items()}
+    return _counterfactual_sample(self, params, v, do, rng, int(n),
+                                  int(num_particles))
 
   # Queries --------------------------------------------------------------------
 
@@ -521,15 +519,16 @@ def _latent_name(nodes: Sequence[str]) -> str:
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _sample(model: NCM, params, rng, n: int, do: Do):
-  return model.predict(params, model.sample_exogenous(rng, (n,)), do)
+  with plain_threefry():
+    scm = engine.do(model.scm(params), do)
+    return engine.sample(scm, rng, (n,))[1]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _c_factor_sums(model: NCM, params, v, rng, m: int) -> Array:
   """sum_k prod_{i in S} p(v_i | pa_i, u^(k)) per c-component: [S, cells]."""
-  mech = model.module(params)
   latents = model.sample_latents(rng, (1, m))
-  node_lp = model._node_log_probs(mech, v, latents)
+  node_lp = model._node_log_probs(params, v, latents)
   return jnp.stack([
       jnp.exp(sum(node_lp[n] for n in comp)).sum(-1)
       for comp in model.c_components])
@@ -537,34 +536,13 @@ def _c_factor_sums(model: NCM, params, v, rng, m: int) -> Array:
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _abduct(model: NCM, params, evidence, rng, m: int) -> Particles:
-  batch = jnp.broadcast_shapes(*(x.shape for x in evidence.values())) \
-      if evidence else (1,)
-  b = math.prod(batch)
-  plan = WorldPlan.build(model.graph, ((),))
-  rng_u, rng_p = jax.random.split(rng)
-  latents = model.sample_latents(rng_u, (b * m,))
-  slot_ev = {(k, 0): jnp.repeat(jnp.broadcast_to(x, batch).reshape(b), m)
-             for k, x in evidence.items()}
-  out = propagate(model, params, latents, rng_p, plan, slot_ev)
-  unflat = lambda x: x.reshape(batch + (m,) + x.shape[1:])
-  values = {k: unflat(jnp.argmax(out.onehots[(k, 0)], -1).astype(jnp.int32))
-            for k in model.order}
-  exo = Exogenous(jax.tree.map(unflat, latents),
-                  jax.tree.map(unflat, out.noise))
-  return Particles(exo, unflat(out.log_weights), values)
+  with plain_threefry():
+    return engine.abduct_particles(model.scm(params), evidence, rng, m)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
 def _counterfactual_sample(model: NCM, params, v, do: Do, rng, n: int,
                            m: int):
-  rng_a, rng_r = jax.random.split(rng)
-  particles = _abduct(model, params, v, rng_a, m)
-  lw = particles.log_weights  # [B, m]
   with plain_threefry():
-    idx = jax.random.categorical(rng_r, lw[..., None, :], axis=-1,
-                                 shape=lw.shape[:-1] + (n,))  # [B, n]
-  pick = lambda x: jnp.take_along_axis(
-      x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=idx.ndim - 1)
-  exo = jax.tree.map(pick, particles.exogenous)
-  factual = {k: pick(x) for k, x in particles.values.items()}  # [B, n]
-  return model.predict(params, exo, do, observed=factual)
+    return engine.counterfactual_sample(
+        model.scm(params), v, engine.Intervention.of(do), rng, n, m)

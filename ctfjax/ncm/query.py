@@ -1,13 +1,13 @@
 """Counterfactual query estimates from an NCM.
 
 Any query of the grammar of `ctfjax.causal.query` (terms in any worlds, on
-either side of the bar) is estimated by the weighted particles of
-`ctfjax.ncm.worlds.propagate`:
+either side of the bar, categorical variables only) is estimated by the
+weighted particles of the world engine's `ctfjax.causal.worlds.propagate`:
 
     Q^ = sum_k w_k h_k / sum_k w_k,
 
-w_k = p(evidence | particle k) (likelihood weighting; exact Gumbel abduction
-of the noise of every observed node) and h_k the product of the outcome
+w_k = p(evidence | particle k) (likelihood weighting; exact abduction of
+the noise of every observed node) and h_k the product of the outcome
 indicators of particle k. The estimate is consistent in the number of
 particles; for a fixed particle set its gradient flows through the weights
 and, by the straight-through relaxation, through the outcome indicators and
@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctfjax.causal.inference import ZeroProbabilityError
-from ctfjax.causal.query import Query
-from ctfjax.ncm.worlds import WorldPlan, propagate
+from ctfjax.causal.query import Query, QueryError
+from ctfjax.causal.worlds import WorldPlan, propagate
 
 Array = jax.Array
 # ((node, slot), value) pairs.
@@ -64,6 +64,11 @@ class QueryPlan:
         itself), which has probability zero in every model.
     """
     q = Query.parse(query)
+    for t in q.terms:
+      for name in (t.name, *dict(t.world)):
+        if name in model.features and name not in model.domains:
+          raise QueryError(f"{name!r} is a continuous feature; queries take "
+                           "categorical variables only")
     q.validate(model.domains)
     worlds = tuple(dict.fromkeys(((),) + q.worlds))
     plan = WorldPlan.build(model.graph, worlds)
@@ -114,11 +119,12 @@ def query_value(model: Any, params: Any, plan: QueryPlan, rng: Array,
   rng_u, rng_g = jax.random.split(rng)
   latents = model.sample_latents(rng_u, (n,))
   evidence = {s: jnp.full((n,), x, jnp.int32) for s, x in plan.evidence}
-  out = propagate(model, params, latents, rng_g, plan.worlds, evidence,
-                  temperature)
+  with jax.threefry_partitionable(False):  # see model.plain_threefry
+    out = propagate(model.scm(params), latents, rng_g, plan.worlds,
+                    evidence, temperature)
   h = jnp.ones((n,))
   for slot, x in plan.outcome:
-    h = h * out.onehots[slot][:, x]
+    h = h * out.encodings[slot][:, x]  # straight-through one-hot
   if plan.impossible:
     h = jnp.zeros((n,))
   log_z = jax.nn.logsumexp(out.log_weights)
