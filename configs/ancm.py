@@ -2,7 +2,7 @@ r"""Base config of the VAE-ANCM family (NCM over features + VAE images).
 
 Experiment files import this and override a few fields; they never copy it.
 CPU-sized defaults; on an accelerator raise train.batch_size to 256,
-train.steps to 50_000 and model.image_latent_dim to 32.
+train.steps to 50_000 and model.image.vae.latent_dim to 32.
 
     python -m launch.train --config=configs/ancm_colored_mnist_backdoor.py \
         --workdir=runs/ancm_backdoor
@@ -10,6 +10,7 @@ train.steps to 50_000 and model.image_latent_dim to 32.
 
 import ml_collections
 
+from ctfjax import mechanisms
 from ctfjax.train import base_train_config
 
 
@@ -33,17 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
   model.graph = ""
   model.ncm_latent_dim = 2  # Width of every NCM latent U_C, U_i.
   model.ncm_hidden = (64, 64)  # Hidden widths of each NCM mechanism MLP.
-  model.image_latent_dim = 16  # Dimension of the VAE latent z (part of U_I).
-  # False: the fixed scale sqrt(e^-5) of the Deep-SCM VAEs. A learned
-  # per-pixel scale let the model explain the bar by variance instead of its
-  # mean (measured: bars read back from 46% of reconstructions, vs 100%).
-  model.learned_sigma = False
-  # Keep the standardised pixel residual in U_I: exact null edits, but the
-  # old features' residual detail is copied into every edit.
-  model.pixel_noise = False
-  model.beta = 1.0  # KL weight of the ELBO.
-  # Decoder (features, kernel) blocks after each 2x upsampling, 4x4 -> 32x32.
-  model.decoder_convs = ((32, 3), (32, 3), (16, 3))
+  # The image mechanism: `model.image.kind` picks the family (vae | ... as
+  # registered in ctfjax.mechanisms.REGISTRY); `model.image.<kind>` holds
+  # each family's settings, commented in its default_config().
+  model.image = mechanisms.image_config("vae")
   model.faithful_weight = 1.0  # Label-faithfulness weight [ours]; 0 = off.
   model.num_particles = 256  # Prior particles for feature-level abduction.
   model.likelihood_particles = 64  # Latent draws for -log P^(v) in training.

@@ -6,9 +6,9 @@ Two models, each timed for training (one optimizer step, jitted) and editing
 (abduction + prediction), after compilation, on whatever backend JAX finds:
 
 * `ancm_colored_mnist`: the VAE-ANCM of configs/ancm_colored_mnist_backdoor.py
-  on 32x32x3 images (train step = NCM likelihood + ELBO + label reader +
-  faithfulness; edit = label-conditioned feature abduction, image abduction,
-  prediction).
+  on 32x32x3 images (train step = the one `launch.train` runs: NCM
+  likelihood + ELBO + label reader + faithfulness; edit = label-conditioned
+  feature abduction, image abduction, prediction).
 * `cvae_seed004_morphomnist`: the conditional VAE image mechanism of seed 004
   (Appendix A.2, Tables 7-8): 32x32x1 images, 12-dim parents, latent 16,
   learned-sigma Gaussian likelihood, AdamW(1e-3, b1=b2=0.9, wd=0.01); trained
@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import flags
-from flax import nnx
 
+from ctfjax import train
 from ctfjax.ancm import train as ancm_train
-from ctfjax.ancm.image_vae import VAEImageMechanism
+from ctfjax.mechanisms import vae
 from configs import ancm_colored_mnist_backdoor
 from launch import cli
 
@@ -67,26 +67,30 @@ def peak_memory():
           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def train_step_fn(loss, optimizer):
-  @jax.jit
-  def step(params, opt_state, batch, rng):
-    grads = jax.grad(lambda p: loss(p, batch, rng)[0])(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-  return step
+def timed_train(step, state, batch, repeats):
+  """`timed` for a donating train step: each call feeds the state back."""
+  box = [state]
+
+  def call():
+    box[0], metrics = step(box[0], batch)
+    return metrics
+
+  return timed(call, repeats)
 
 
 def bench_ancm(repeats):
   config = ancm_colored_mnist_backdoor.get_config()
-  model, params = ancm_train.build(config, 0)
+  model = ancm_train.model_of(config)
   ds = ancm_train.load_split(config, "train", 1000)
   b = FLAGS.ancm_batch
   batch = {k: jnp.asarray(ds[k][:b]) for k in ds}
-  optimizer = optax.adam(1e-3)
-  opt_state = optimizer.init(params)
-  step = train_step_fn(model.loss, optimizer)
-  compile_train, train_s = timed(
-      lambda: step(params, opt_state, batch, jax.random.key(0)), repeats)
+  # The very step `launch.train` runs (first stage), without a mesh.
+  task = ancm_train.make_task(config, model, ds)
+  step = train.make_train_step(task.loss, task.optimizer, grads_fn=task.grads)
+  state = train.create_train_state(jax.random.key(0), task.init,
+                                   task.optimizer)
+  params = state.params
+  compile_train, train_s = timed_train(step, state, batch, repeats)
   e = FLAGS.ancm_edit_batch
   images = ds["image"][:e]
   labels = {k: ds[k][:e] for k in model.order}
@@ -105,29 +109,31 @@ def bench_ancm(repeats):
 
 def bench_cvae(repeats):
   cond_dim, train_b, edit_b = 12, 128, 256
-  vae = VAEImageMechanism(
-      (32, 32, 1), cond_dim, 16, rngs=nnx.Rngs(0), learned_sigma=True,
-      decoder_kwargs={"convs": ((32, 3), (32, 3), (16, 5))})
-  graphdef, params = nnx.split(vae)
-  loss = lambda p, batch, rng: (nnx.merge(graphdef, p).loss(
-      batch["x"], batch["pa"], rng)[0].mean(), {})
+  settings = vae.VAE.default_config()
+  settings.learned_sigma = True
+  settings.decoder_convs = ((32, 3), (32, 3), (16, 5))
+  module = train.PureModule(lambda rngs: vae.VAE.create(
+      (32, 32, 1), cond_dim, settings, rngs=rngs))
+  loss = lambda p, batch, rng: (module.apply(
+      p, batch["x"], batch["pa"], rng, method="loss")[0]["loss"].mean(), {})
   optimizer = optax.adamw(1e-3, b1=0.9, b2=0.9, weight_decay=0.01)
-  opt_state = optimizer.init(params)
+  state = train.create_train_state(jax.random.key(0), module.init, optimizer)
+  params = state.params
   rng = np.random.default_rng(0)
   data = lambda n: {
       "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),
       "pa": jnp.asarray(rng.random((n, cond_dim), np.float32))}
   batch = data(train_b)
-  step = train_step_fn(loss, optimizer)
-  compile_train, train_s = timed(
-      lambda: step(params, opt_state, batch, jax.random.key(0)), repeats)
+  step = train.make_train_step(loss, optimizer)
+  compile_train, train_s = timed_train(step, state, batch, repeats)
   ebatch = data(edit_b)
   pa_new = jnp.roll(ebatch["pa"], 1, axis=0)
 
   @jax.jit
   def abduct_predict(params, x, pa, pa_new):
-    m = nnx.merge(graphdef, params)
-    return m.predict(pa_new, m.abduct(x, pa, jax.random.key(0)))
+    m = module.merge(params)
+    key = jax.random.key(0)
+    return m.predict(pa_new, m.abduct(x, pa, key), key)
 
   compile_edit, edit_s = timed(
       lambda: abduct_predict(params, ebatch["x"], ebatch["pa"], pa_new),

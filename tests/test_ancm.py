@@ -21,8 +21,8 @@ def tiny_config():
   config = ancm_colored_mnist_backdoor.get_config()
   config.data.size = 64
   config.model.ncm_hidden = (16,)
-  config.model.image_latent_dim = 4
-  config.model.decoder_convs = ((8, 3), (8, 3), (8, 3))
+  config.model.image.vae.latent_dim = 4
+  config.model.image.vae.decoder_convs = ((8, 3), (8, 3), (8, 3))
   config.model.num_particles = 32
   config.model.likelihood_particles = 16
   config.train.steps = 4
@@ -50,8 +50,8 @@ def test_loss_parts_and_gradients_reach_every_component(setup):
   batch = {k: ds[k][:16] for k in ds}
   loss, metrics = jax.jit(model.loss)(params, batch, jax.random.key(0))
   assert np.isfinite(float(loss))
-  assert set(metrics) == {"nll_v", "neg_elbo_per_dim", "kl", "recon_l1",
-                          "reader_ce", "faithful_ce"}
+  assert set(metrics) == {"nll_v", "image_loss_per_dim", "nll", "kl",
+                          "recon_l1", "reader_nll", "faithful_nll"}
   grads = jax.grad(lambda p: model.loss(p, batch, jax.random.key(0))[0])(
       params)
   for part in ("ncm", "image", "reader"):
@@ -92,7 +92,7 @@ def test_edit_shapes_intervened_value_and_non_descendants(setup):
 def test_null_intervention_keeps_features_and_pixel_noise_is_exact(setup):
   config, _, _, ds = setup
   config = tiny_config()
-  config.model.pixel_noise = True
+  config.model.image.vae.pixel_noise = True
   model, params = ancm_train.build(config, 0)
   labels = {k: ds[k][:6] for k in model.order}
   out = model.edit(params, ds["image"][:6], {}, jax.random.key(3),
@@ -104,21 +104,47 @@ def test_null_intervention_keeps_features_and_pixel_noise_is_exact(setup):
   assert diff.max() <= 1
 
 
-def test_stages_compile_once(setup):
+def test_library_stages_compile_once(setup, monkeypatch):
+  """The library's own jitted stages trace once for new images and values."""
   _, model, params, ds = setup
-  v = {k: ds[k][:4] for k in model.order}
+  static = {"_abduct_image": (0,), "_predict_image": (0, 5),
+            "_read_labels": (0,)}
+  for name, argnums in static.items():
+    fn = getattr(ancm_model, name).__wrapped__
+    monkeypatch.setattr(ancm_model, name, jax.jit(
+        chex.assert_max_traces(fn, n=1), static_argnums=argnums))
+  chex.clear_trace_counter()
+  labels = lambda s: {k: ds[k][s] for k in model.order}
+  for i, s in enumerate([slice(0, 8), slice(8, 16), slice(16, 24)]):
+    do = {"C": 1 - ds["C"][s]} if i else {"C": 1}
+    out = model.edit(params, ds["image"][s], do, jax.random.key(i),
+                     num_samples=2, labels=labels(s))
+    assert out["image"].shape == (8, 2, 32, 32, 3)
+    model.read_labels(params, ds["image"][s])
 
-  @chex.assert_max_traces(n=1)
-  def stages(params, images, v, rng):
-    u = model.image_module(params).abduct(
-        ancm_model.to_unit(images), model.encode(v), rng)
-    return model.image_module(params).predict(model.encode(v), u)
 
-  f = jax.jit(stages)
-  a = f(params, ds["image"][:4], v, jax.random.key(0))
-  b = f(params, ds["image"][4:8], {k: ds[k][4:8] for k in model.order},
-        jax.random.key(1))
-  assert a.shape == b.shape == (4, 32, 32, 3)
+def test_descendant_follows_and_non_descendant_stays(setup):
+  """do(C = 1) on green images with a bar: D never changes, and B must turn
+  off in at least the lower bound's share of the draws (the bar mechanism
+  0.9 - 0.05 D - 0.3 C identifies P(B_{C=1}=0 | C=0, B=1, D=d) >= 0.3 / p).
+  """
+  config, model, params, ds = setup
+  from ctfjax import data, ncm  # pylint: disable=g-import-not-at-top
+  table = data.feature_scm(config.data.name).observational()
+  fitted, _ = ncm.fit(model.ncm, params["ncm"], table, jax.random.key(1),
+                      steps=300, learning_rate=1e-2)
+  params = {**params, "ncm": fitted}
+  n, d = 64, 2
+  v = {"D": np.full(n, d), "C": np.zeros(n, int), "B": np.ones(n, int)}
+  images = np.zeros((n, 32, 32, 3), np.uint8)
+  out = model.edit(params, images, {"C": 1}, jax.random.key(4),
+                   num_samples=8, labels=v)
+  np.testing.assert_array_equal(out["D"], d)
+  np.testing.assert_array_equal(out["C"], 1)
+  p = 0.9 - 0.05 * d
+  off = float(np.mean(out["B"] == 0))
+  assert off >= 0.3 / p - 0.1, off  # the descendant actually changes
+  assert off < 1.0
 
 
 def test_bad_interventions(setup):
@@ -147,7 +173,7 @@ def test_train_and_evaluate_then_load(trained):
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref)):
     np.testing.assert_array_equal(a, b)
   changed = config.copy_and_resolve_references()
-  changed.model.image_latent_dim = 8
+  changed.model.image.vae.latent_dim = 8
   with pytest.raises(Exception, match="another model config"):
     ancm_train.train_and_evaluate(changed, workdir)
 
@@ -226,13 +252,18 @@ def test_edit_cli_missing_run(tmp_path):
   assert "no trained model 'ancm_vae'" in res.stderr
 
 
-def test_train_cli_rejects_a_misspelt_config_key(tmp_path):
+@pytest.mark.parametrize("override, message", [
+    ("train.stpes=3", "error: unknown config key 'train.stpes'; did you "
+     "mean 'train.steps'?"),
+    ("model.image.kind=nope", "error: unknown image mechanism kind 'nope' "
+     "(config key 'model.image.kind'); known: vae"),
+])
+def test_train_cli_rejects_bad_config(tmp_path, override, message):
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",
        "--config=configs/ancm_colored_mnist_backdoor.py",
-       f"--workdir={tmp_path / 'run'}", "--config.train.stpes=3"],
+       f"--workdir={tmp_path / 'run'}", f"--config.{override}"],
       capture_output=True, text=True, env=ENV, timeout=300)
   assert res.returncode == 2
-  assert res.stderr.strip() == ("error: unknown config key 'train.stpes'; "
-                                "did you mean 'train.steps'?")
+  assert res.stderr.strip() == message
   assert not (tmp_path / "run").exists()

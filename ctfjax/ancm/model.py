@@ -1,31 +1,44 @@
 """The augmented neural causal model (ANCM): NCM over V plus an image mechanism.
 
-An ANCM (science.md §4) is a G-constrained NCM over the generative factors V
-(`ctfjax.ncm`) and a neural image mechanism I := f_I(V, U_I) whose exogenous
-U_I is independent of the feature latents. Editing image i under do(X = x'):
+An ANCM (science.md section 4) is a G-constrained NCM over the generative
+factors V (`ctfjax.ncm`, categorical and continuous features alike) and a
+neural image mechanism I := f_I(V, U_I) (`ctfjax.mechanisms`: any registered
+family) whose exogenous U_I is independent of the feature latents. Editing
+image i under do(X = x'):
 
 1. labels v: given, or read from the image by the label reader h(i);
 2. feature-level abduction: the NCM's exogenous posterior given V = v;
-3. image-level abduction: u_I from the image mechanism's inference network;
+3. image-level abduction: u_I from the image mechanism (an inference
+   network, an encoder, or DDIM inversion);
 4. action do(X = x') and prediction: v' = V_{x'}(u_V), i' = f_I(v', u_I).
 
-Steps 2 and 4 on the features are the NCM's `counterfactual_sample`; steps 3
-and 4 on the image are `abduct_image` and `predict_image`, separate jitted pure
-functions. Repeating the feature-level abduction n times gives n edits: a
+Steps 2 and 4 on the features are the NCM's `counterfactual_sample` (one
+compiled call whatever the per-image values of x'); steps 3 and 4 on the
+image are `abduct_image` and `predict_image`, separate jitted pure functions.
+Repeating the feature-level abduction n times gives n edits: a
 distribution, because descendants of X are not identified.
 
-Training objective (per batch, a sum of means):
+Training objective of the first stage (per batch, a sum of means):
 
-* -log P^(v): the NCM's Monte-Carlo marginal likelihood of the labels;
-* the image mechanism's negative ELBO of i given v, in nats per pixel value;
-* label reader: cross-entropy of h(i) against v on real images;
+* -log P^(v): the NCM's Monte-Carlo marginal likelihood of the features;
+* the image mechanism's loss of the stage (a VAE's negative ELBO of i given
+  v), per pixel value;
+* label reader: -log h(v | i) on real images (cross-entropy for a
+  categorical feature, a Gaussian log-density for a continuous one);
 * **[ours]** label faithfulness, weighted by `faithful_weight`: images are
-  decoded from the abducted u_I with labels v~ drawn from the NCM (a fresh
-  sample of P^(V), not the image's own labels), and the frozen label reader
-  must read v~ back (cross-entropy, gradients into the image mechanism only).
-  This makes f_I invertible w.r.t. V in the sense of the ASCM definition: an
-  edit shows the labels it was asked for, rather than ones the decoder could
-  smuggle through U_I.
+  re-decoded by the mechanism's `relabel` with features v~ drawn from the
+  NCM (a fresh sample of P^(V), not the image's own features), and the
+  frozen label reader must read v~ back (gradients into the image mechanism
+  only). This makes f_I invertible w.r.t. V in the sense of the ASCM
+  definition: an edit shows the features it was asked for, rather than ones
+  the decoder could smuggle through U_I. A family without a cheap
+  differentiable decode (`relabel` returns None) trains without the term.
+
+Later stages of a mechanism (a refiner after its VAE, ...) train only the
+image parameters their groups name, with the mechanism's loss of that
+stage; the NCM and the reader are frozen then. A stage with several groups
+(a GAN's generator and discriminator) takes each group's gradient from its
+own loss, and each group has its own optimizer (`stage_optimizer`).
 
 Everything a training step or a user calls is a pure function of
 (params, inputs, rng): `params` is {"ncm", "image", "reader"} of nnx states,
@@ -36,21 +49,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
-from ctfjax.ancm.image_vae import VAEImageMechanism
+from ctfjax import mechanisms
+from ctfjax.causal import kinds
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
+from ctfjax.mechanisms import Stage
 from ctfjax.ncm.model import NCM
 from ctfjax.nn.conv import ConvClassifier
+from ctfjax.train.state import make_optimizer
 
 Array = jax.Array
+FROZEN = "frozen"
 
 
 class ANCMError(UserError):
@@ -63,28 +81,36 @@ class ANCM:
 
   Attributes:
     ncm: the feature-level NCM (static part).
+    image_kind: the image mechanism's family (`mechanisms.REGISTRY` key).
     image_def: nnx graph definition of the image mechanism.
     reader_def: nnx graph definition of the label reader h(i).
     image_shape: (H, W, C).
+    stages: the image mechanism's training stages.
     num_particles: prior particles for feature-level abduction.
     faithful_weight: weight of the label-faithfulness term.
+    likelihood_particles: Monte-Carlo latents for -log P^(v) in training.
+    sampler: default sampler settings of `predict_image`.
   """
 
   ncm: NCM
+  image_kind: str
   image_def: Any
   reader_def: Any
   image_shape: tuple[int, int, int]
+  stages: tuple[Stage, ...]
   num_particles: int = 256
   faithful_weight: float = 1.0
   likelihood_particles: int = 64
+  sampler: tuple[tuple[str, Any], ...] = ()
 
   @property
   def order(self) -> tuple[str, ...]:
     return self.ncm.order
 
   @property
-  def domains(self) -> dict[str, int]:
-    return self.ncm.domains
+  def features(self) -> dict[str, Any]:
+    """{factor: feature kind} (`ctfjax.causal.kinds`)."""
+    return self.ncm.features
 
   @property
   def graph(self) -> Graph:
@@ -96,21 +122,24 @@ class ANCM:
   # Building -----------------------------------------------------------------
 
   @classmethod
-  def create(cls, graph: Graph | str, domains: Mapping[str, int],
+  def create(cls, graph: Graph | str, features: Mapping[str, Any],
              image_shape: Sequence[int], rng: Array | int, *,
+             image: ml_collections.ConfigDict | None = None,
+             train_steps: int = 1,
              ncm_kwargs: Mapping | None = None,
-             image_kwargs: Mapping | None = None,
              num_particles: int = 256, faithful_weight: float = 1.0,
              likelihood_particles: int = 64) -> tuple[ANCM, dict]:
     """Builds the model and its initial parameters.
 
     Args:
       graph: the diagram over the features V (the image is a child of all).
-      domains: feature -> number of values.
+      features: factor -> number of values (categorical) or a feature kind.
       image_shape: (H, W, C) of the images.
       rng: PRNG key or int seed.
+      image: the `model.image` config section (`mechanisms.image_config`);
+        None for the default VAE.
+      train_steps: the run's `train.steps` (the stages' step counts).
       ncm_kwargs: `latent_dim`, `hidden`, `latent_prior` of the NCM.
-      image_kwargs: keyword arguments of `VAEImageMechanism`.
       num_particles: prior particles for feature-level abduction.
       faithful_weight: weight of the label-faithfulness term (0 disables).
       likelihood_particles: Monte-Carlo latents for -log P^(v) in training.
@@ -118,35 +147,49 @@ class ANCM:
     Returns:
       (model, params).
     """
+    image = image if image is not None else mechanisms.image_config()
     key = jax.random.key(rng) if isinstance(rng, int) else rng
     k_ncm, k_img, k_reader = jax.random.split(key, 3)
-    ncm, ncm_params = NCM.create(graph, domains, k_ncm, **(ncm_kwargs or {}))
-    cond_dim = sum(ncm.domains.values())
-    image_def, image_params = nnx.split(VAEImageMechanism(
-        image_shape, cond_dim, rngs=nnx.Rngs(k_img), **(image_kwargs or {})))
+    ncm, ncm_params = NCM.create(graph, features, k_ncm, **(ncm_kwargs or {}))
+    cond_dim = sum(k.width for k in ncm.features.values())
+    image_def, image_params = nnx.split(mechanisms.create(
+        image, image_shape, cond_dim, nnx.Rngs(k_img)))
+    heads = [ncm.features[k].head_size for k in ncm.order]
     reader_def, reader_params = nnx.split(ConvClassifier(
-        image_shape, list(ncm.domains.values()), rngs=nnx.Rngs(k_reader)))
-    model = cls(ncm, image_def, reader_def, tuple(image_shape),
-                int(num_particles), float(faithful_weight),
-                int(likelihood_particles))
+        image_shape, heads, rngs=nnx.Rngs(k_reader)))
+    # A family with sampler settings keeps their config values under
+    # `model.image.<kind>.sampler`.
+    settings = mechanisms.sampler_settings(
+        mechanisms.family(image.kind),
+        dict(mechanisms.settings(image).get("sampler", {})))
+    model = cls(ncm, image.kind, image_def, reader_def, tuple(image_shape),
+                mechanisms.stages(image, train_steps), int(num_particles),
+                float(faithful_weight), int(likelihood_particles), settings)
     return model, {"ncm": ncm_params, "image": image_params,
                    "reader": reader_params}
 
   # Encodings ----------------------------------------------------------------
 
   def encode(self, v: Mapping[str, Array]) -> Array:
-    """Features as the image mechanism's condition: one-hots, [B, sum K]."""
-    return jnp.concatenate(
-        [jax.nn.one_hot(v[k], self.domains[k]) for k in self.order], axis=-1)
+    """Features as the image mechanism's condition [B, D] (one-hots for
+    categorical features, standardised values for continuous ones)."""
+    return self.ncm.encode(v)
 
-  def _split_logits(self, logits: Array) -> dict[str, Array]:
+  def _split_heads(self, heads: Array) -> dict[str, Array]:
     out, start = {}, 0
     for k in self.order:
-      out[k] = logits[..., start:start + self.domains[k]]
-      start += self.domains[k]
+      size = self.features[k].head_size
+      out[k] = heads[..., start:start + size]
+      start += size
     return out
 
-  def image_module(self, params) -> VAEImageMechanism:
+  def _reader_nll(self, reader_params, images, v) -> Array:
+    """-log h(v | i) summed over factors, mean over the batch."""
+    heads = self._split_heads(nnx.merge(self.reader_def, reader_params)(images))
+    return -sum(self.features[k].log_prob(heads[k], v[k]).mean()
+                for k in self.order)
+
+  def image_module(self, params):
     return nnx.merge(self.image_def, params["image"])
 
   def reader_module(self, params) -> ConvClassifier:
@@ -154,50 +197,134 @@ class ANCM:
 
   # Training -----------------------------------------------------------------
 
-  def loss(self, params, batch: Mapping[str, Array], rng: Array):
-    """The training objective (see the module docstring) and its parts.
+  def stage_losses(self, params, batch: Mapping[str, Array], rng: Array,
+                   stage: int = 0) -> tuple[dict[str, Array],
+                                            dict[str, Array]]:
+    """Each parameter group's scalar loss in a stage, and metrics.
 
     Args:
       params: {"ncm", "image", "reader"}.
-      batch: {"image": [B, H, W, C] uint8 or float in [0, 1], one [B] int
+      batch: {"image": [B, H, W, C] uint8 or float in [0, 1], one [B]
         array per feature}.
       rng: PRNG key.
+      stage: index into `self.stages`.
 
     Returns:
-      (scalar loss, {name: scalar}).
+      ({group name: scalar}, {metric: scalar}).
     """
-    k_v, k_img, k_prior = jax.random.split(rng, 3)
+    k_v, k_img, k_sample, k_relabel = jax.random.split(rng, 4)
     images = to_unit(batch["image"])
     v = {k: batch[k] for k in self.order}
-    nll_v = -self.ncm.log_likelihood(params["ncm"], v, k_v,
-                                     self.likelihood_particles).mean()
     image = self.image_module(params)
     cond = self.encode(v)
-    neg_elbo, parts = image.loss(images, cond, k_img)
+    groups = self.stages[stage].groups
+    losses, parts = image.loss(images, cond, k_img, self.stages[stage].name)
     dims = float(np.prod(self.image_shape))
-    reader = self.reader_module(params)
-    read = self._split_logits(reader(images))
-    ce_real = sum(optax.softmax_cross_entropy_with_integer_labels(
-        read[k], v[k]).mean() for k in self.order)
-    loss = nll_v + neg_elbo.mean() / dims + ce_real
-    metrics = {"nll_v": nll_v, "neg_elbo_per_dim": neg_elbo.mean() / dims,
-               "kl": parts["kl"].mean(), "recon_l1": parts["recon_l1"].mean(),
-               "reader_ce": ce_real}
+    total = {g.name: losses[g.name].mean() / dims for g in groups}
+    metrics = {"image_loss_per_dim": sum(total.values()),
+               **{k: x.mean() for k, x in parts.items()}}
+    if stage > 0:
+      return total, metrics
+    main = groups[0].name
+    nll_v = -self.ncm.log_likelihood(params["ncm"], v, k_v,
+                                     self.likelihood_particles).mean()
+    reader_nll = self._reader_nll(params["reader"], images, v)
+    total[main] = total[main] + nll_v + reader_nll
+    metrics.update(nll_v=nll_v, reader_nll=reader_nll)
     if self.faithful_weight > 0:
-      # Labels drawn from the model's own P^(V), decoded with each image's
-      # abducted u_I: the frozen reader must see the requested labels.
-      v_new = self.ncm.sample(jax.lax.stop_gradient(params["ncm"]), k_prior,
+      # Features drawn from the model's own P^(V), decoded with each image's
+      # content: the frozen reader must see the requested features.
+      v_new = self.ncm.sample(jax.lax.stop_gradient(params["ncm"]), k_sample,
                               images.shape[0])
-      u = image.abduct(images, cond, k_prior)
-      fake = image.predict(self.encode(v_new), u)
-      frozen = nnx.merge(self.reader_def,
-                         jax.lax.stop_gradient(params["reader"]))
-      read_fake = self._split_logits(frozen(fake))
-      ce_fake = sum(optax.softmax_cross_entropy_with_integer_labels(
-          read_fake[k], v_new[k]).mean() for k in self.order)
-      loss = loss + self.faithful_weight * ce_fake
-      metrics["faithful_ce"] = ce_fake
-    return loss, metrics
+      fake = image.relabel(images, cond, self.encode(v_new), k_relabel)
+      if fake is not None:
+        faithful = self._reader_nll(
+            jax.lax.stop_gradient(params["reader"]), fake, v_new)
+        total[main] = total[main] + self.faithful_weight * faithful
+        metrics["faithful_nll"] = faithful
+    return total, metrics
+
+  def loss(self, params, batch: Mapping[str, Array], rng: Array,
+           stage: int = 0) -> tuple[Array, dict[str, Array]]:
+    """The stage's objective summed over its groups, and metrics.
+
+    For a one-group stage this is the loss its training step descends.
+    """
+    total, metrics = self.stage_losses(params, batch, rng, stage)
+    return sum(total.values()), metrics
+
+  def param_labels(self, params, stage: int = 0) -> dict:
+    """Each parameter's group name in a stage, or FROZEN (a params tree)."""
+    groups = self.stages[stage].groups
+
+    def image_label(path, _):
+      names = mechanisms.path_names(path)
+      for g in groups:
+        if g.params(names):
+          return g.name
+      return FROZEN
+
+    features = groups[0].name if stage == 0 else FROZEN
+    return {
+        "ncm": jax.tree.map(lambda _: features, params["ncm"]),
+        "reader": jax.tree.map(lambda _: features, params["reader"]),
+        "image": jax.tree_util.tree_map_with_path(image_label,
+                                                  params["image"]),
+    }
+
+  def trains_everything(self, params, stage: int = 0) -> bool:
+    """True when one group trains every parameter (a plain step fits)."""
+    labels = set(jax.tree.leaves(self.param_labels(params, stage)))
+    return len(labels) == 1 and FROZEN not in labels
+
+  def stage_optimizer(self, params, stage: int,
+                      train: ml_collections.ConfigDict
+                      ) -> optax.GradientTransformation:
+    """The stage's optimizer: each group's own, frozen parameters fixed.
+
+    Args:
+      params: parameters (for their structure).
+      stage: index into `self.stages`.
+      train: the run's `config.train` section (its optimizer for groups
+        that name none, with the stage's step count for schedules).
+    """
+    st = self.stages[stage]
+    train = train.copy_and_resolve_references()
+    with train.unlocked():
+      train.steps = st.steps
+    opts = {g.name: (g.optimizer or make_optimizer)(train) for g in st.groups}
+    if self.trains_everything(params, stage):
+      return opts[st.groups[0].name]
+    opts[FROZEN] = optax.set_to_zero()
+    return optax.multi_transform(opts, self.param_labels(params, stage))
+
+  def stage_gradients(self, params, stage: int = 0
+                      ) -> Callable[[Any, Any, Array],
+                                    tuple[Any, Array, dict[str, Array]]]:
+    """`(params, batch, rng) -> (grads, loss, metrics)` for a stage.
+
+    Each group's gradient comes from its own loss; frozen parameters get
+    zeros (their gradient is never computed: XLA drops the unused part).
+    """
+    labels = self.param_labels(params, stage)
+    names = [g.name for g in self.stages[stage].groups]
+
+    def group_loss(p, batch, rng, name):
+      total, metrics = self.stage_losses(p, batch, rng, stage)
+      return total[name], (total, metrics)
+
+    def grads(p, batch, rng):
+      out = None
+      for name in names:
+        (_, (total, metrics)), g = jax.value_and_grad(
+            group_loss, has_aux=True)(p, batch, rng, name)
+        g = jax.tree.map(lambda x, lab, name=name:
+                         x if lab == name else jnp.zeros_like(x), g, labels)
+        out = g if out is None else jax.tree.map(jnp.add, out, g)
+      metrics = {**metrics, **{f"loss_{n}": total[n] for n in names}}
+      return out, sum(total.values()), metrics
+
+    return grads
 
   # Stages -------------------------------------------------------------------
 
@@ -207,36 +334,55 @@ class ANCM:
 
   def abduct_image(self, params, images: Array, v: Mapping[str, Array],
                    rng: Array):
-    """Image-level abduction: u_I ~ q(u_I | i, v)."""
+    """Image-level abduction: u_I given the image and its features."""
     return _abduct_image(self, params, to_unit(images), dict(v), rng)
 
-  def predict_image(self, params, v: Mapping[str, Array], u) -> Array:
-    """Prediction f_I(v, u_I): float images in [0, 1], [B, H, W, C]."""
-    return _predict_image(self, params, dict(v), u)
+  def predict_image(self, params, v: Mapping[str, Array], u, rng: Array,
+                    sampler: Mapping[str, Any] | None = None) -> Array:
+    """Prediction f_I(v, u_I): float images in [0, 1], [B, H, W, C].
+
+    Args:
+      params: model parameters.
+      v: {factor: [B]} features.
+      u: u_I from `abduct_image` (or the mechanism's prior).
+      rng: PRNG key of a stochastic sampler (ignored by deterministic ones).
+      sampler: settings overriding the model's (e.g. {"steps": 50}).
+    """
+    settings = self.sampler if sampler is None else \
+        mechanisms.sampler_settings(mechanisms.family(self.image_kind),
+                                    {**dict(self.sampler), **sampler})
+    return _predict_image(self, params, dict(v), u, rng, settings)
 
   def abduct_features(self, params, v: Mapping[str, Array],
-                      do: Mapping[str, int], rng: Array, n: int
+                      do: Mapping[str, Any], rng: Array, n: int
                       ) -> dict[str, Array]:
     """Feature-level abduction, action and prediction: v' [B, n] per node."""
     return self.ncm.counterfactual_sample(
         params["ncm"], v, do, rng, n=n, num_particles=self.num_particles)
 
   def check_do(self, do: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Names and values of an intervention, checked; arrays of the right
+    dtype (a scalar or one value per image)."""
     out = {}
     for k, x in do.items():
-      if k not in self.domains:
+      if k not in self.features:
         raise ANCMError(f"unknown factor {k!r}; the model has "
                         f"{', '.join(self.order)}")
+      kind = self.features[k]
       x = np.asarray(x)
-      if x.size and (x.min() < 0 or x.max() >= self.domains[k]):
-        raise ANCMError(f"do({k}={x.ravel()[0] if x.size == 1 else x}) is "
-                        f"outside its domain 0..{self.domains[k] - 1}")
-      out[k] = x.astype(np.int32)
+      if isinstance(kind, kinds.Categorical):
+        if x.size and (x.min() < 0 or x.max() >= kind.size):
+          shown = x.ravel()[0] if x.size == 1 else x
+          raise ANCMError(f"do({k}={shown}) is outside its domain "
+                          f"0..{kind.size - 1}")
+      elif not np.all(np.isfinite(x)):
+        raise ANCMError(f"do({k}) must be finite, got {x}")
+      out[k] = x.astype(kind.dtype)
     return out
 
   def edit(self, params, images: Array, do: Mapping[str, Any], rng: Array,
-           num_samples: int = 1, labels: Mapping[str, Array] | None = None
-           ) -> dict[str, Array]:
+           num_samples: int = 1, labels: Mapping[str, Array] | None = None,
+           sampler: Mapping[str, Any] | None = None) -> dict[str, Array]:
     """Counterfactual edits of `images` under do(), one per abduction draw.
 
     Args:
@@ -246,33 +392,24 @@ class ANCM:
       rng: PRNG key.
       num_samples: n feature-level abductions per image.
       labels: the images' features {factor: [B]}; read by h(i) if None.
+      sampler: the image mechanism's sampler settings for this call.
 
     Returns:
-      {"image": [B, n, H, W, C] uint8, factor: [B, n] int} - the edited
+      {"image": [B, n, H, W, C] uint8, factor: [B, n]} - the edited
       images and the counterfactual features each was drawn with.
     """
     do = self.check_do(do)
     b = images.shape[0]
     v = labels if labels is not None else self.read_labels(params, images)
-    v = {k: jnp.asarray(v[k], jnp.int32) for k in self.order}
-    k_feat, k_img = jax.random.split(rng)
+    v = {k: jnp.asarray(v[k], self.features[k].dtype) for k in self.order}
+    k_feat, k_img, k_pred = jax.random.split(rng, 3)
     u = self.abduct_image(params, images, v, k_img)
-    # The NCM takes a static do(); per-image values are grouped by value.
-    per_image = np.stack([np.broadcast_to(do[k], (b,)) for k in do], -1) \
-        if do else np.zeros((b, 0), np.int32)
-    new_v = {k: np.zeros((b, num_samples), np.int32) for k in self.order}
-    for g, combo in enumerate(np.unique(per_image, axis=0)):
-      rows = np.nonzero((per_image == combo).all(-1))[0]
-      sub = {k: v[k][rows] for k in self.order}
-      drawn = self.abduct_features(params, sub, dict(zip(do, combo.tolist())),
-                                   jax.random.fold_in(k_feat, g), num_samples)
-      for k in self.order:
-        new_v[k][rows] = np.asarray(drawn[k])
-    flat_v = {k: jnp.asarray(new_v[k].reshape(-1)) for k in self.order}
+    drawn = self.abduct_features(params, v, do, k_feat, num_samples)
+    flat_v = {k: drawn[k].reshape(-1) for k in self.order}
     flat_u = jax.tree.map(lambda a: jnp.repeat(a, num_samples, axis=0), u)
-    out = self.predict_image(params, flat_v, flat_u)
+    out = self.predict_image(params, flat_v, flat_u, k_pred, sampler)
     out = to_uint8(out).reshape((b, num_samples) + self.image_shape)
-    return {"image": out, **{k: jnp.asarray(new_v[k]) for k in self.order}}
+    return {"image": out, **{k: drawn[k] for k in self.order}}
 
 
 def to_unit(images: Array) -> Array:
@@ -289,8 +426,8 @@ def to_uint8(images: Array) -> Array:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _read_labels(model: ANCM, params, images):
-  logits = model._split_logits(model.reader_module(params)(images))
-  return {k: jnp.argmax(x, -1).astype(jnp.int32) for k, x in logits.items()}
+  heads = model._split_heads(model.reader_module(params)(images))
+  return {k: model.features[k].mode(h) for k, h in heads.items()}
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -298,6 +435,7 @@ def _abduct_image(model: ANCM, params, images, v, rng):
   return model.image_module(params).abduct(images, model.encode(v), rng)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _predict_image(model: ANCM, params, v, u):
-  return model.image_module(params).predict(model.encode(v), u)
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _predict_image(model: ANCM, params, v, u, rng, sampler):
+  return model.image_module(params).predict(model.encode(v), u, rng,
+                                            **dict(sampler))

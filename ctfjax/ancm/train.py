@@ -9,6 +9,7 @@ dataset's causal diagram, trains it with the generic loop of `ctfjax.train`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -19,12 +20,14 @@ import ml_collections
 import numpy as np
 
 from ctfjax import data
+from ctfjax import files
 from ctfjax import train
 from ctfjax.ancm.model import ANCM
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
 
 CONFIG_FILE = "config.json"
+STAGES_DIR = "stages"  # Checkpoints of the stages after the first.
 
 
 def features(name: str) -> tuple[Graph, dict[str, int]]:
@@ -54,23 +57,19 @@ def load_split(config: ml_collections.ConfigDict, split: str,
 
 def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
   """The ANCM a config describes, and parameters initialised from `rng`."""
-  graph, domains = features(config.data.name)
+  graph, features_ = features(config.data.name)
   m = config.model
   if m.get("graph"):
     graph = Graph.parse(m.graph)
-    if set(graph.nodes) != set(domains):
+    if set(graph.nodes) != set(features_):
       raise UserError(f"config model.graph {m.graph!r} must have exactly the "
-                      f"dataset's features {', '.join(domains)}")
+                      f"dataset's features {', '.join(features_)}")
   shape = image_shape(config.data.name)
   return ANCM.create(
-      graph, domains, shape, rng,
+      graph, features_, shape, rng, image=m.image,
+      train_steps=config.train.steps,
       ncm_kwargs={"latent_dim": m.ncm_latent_dim,
                   "hidden": tuple(m.ncm_hidden)},
-      image_kwargs={"latent_dim": m.image_latent_dim,
-                    "learned_sigma": m.learned_sigma,
-                    "pixel_noise": m.pixel_noise, "beta": m.beta,
-                    "decoder_kwargs": {"convs": tuple(
-                        tuple(c) for c in m.decoder_convs)}},
       num_particles=m.num_particles, faithful_weight=m.faithful_weight,
       likelihood_particles=m.likelihood_particles)
 
@@ -102,28 +101,64 @@ def image_shape(name: str) -> tuple[int, int, int]:
   return (32, 32, 1)
 
 
+def stage_dir(workdir: str | os.PathLike, model: ANCM,
+              stage: int) -> pathlib.Path:
+  """Where a stage checkpoints: the workdir itself for the first stage (so a
+  one-stage model has the plain layout), `stages/<name>/` for later ones."""
+  workdir = pathlib.Path(workdir)
+  return workdir if stage == 0 else (workdir / STAGES_DIR /
+                                     model.stages[stage].name)
+
+
+def stage_config(config: ml_collections.ConfigDict, model: ANCM,
+                 stage: int) -> ml_collections.ConfigDict:
+  """The training config of one stage: `train.steps` is the stage's."""
+  out = config.copy_and_resolve_references()
+  out.train.steps = model.stages[stage].steps
+  return out
+
+
 def make_task(config: ml_collections.ConfigDict, model: ANCM,
               train_ds: dict[str, np.ndarray] | None,
-              eval_ds: dict[str, np.ndarray] | None = None) -> train.Task:
-  """The generic loop's view of an ANCM (data may be None for restoring)."""
+              eval_ds: dict[str, np.ndarray] | None = None,
+              stage: int = 0,
+              init_params: Any = None) -> train.Task:
+  """The generic loop's view of one training stage of an ANCM.
+
+  Args:
+    config: the run's config.
+    model: the ANCM.
+    train_ds, eval_ds: data (None when only restoring).
+    stage: index into `model.stages`.
+    init_params: the previous stage's final parameters (stages after the
+      first start from them); None for a fresh init.
+  """
+  abstract = jax.eval_shape(lambda: build(config, jax.random.key(0))[1])
 
   def init(key):
-    return build(config, key)[1]
+    return build(config, key)[1] if init_params is None else init_params
 
   def train_batches(start):
     return data.batches(train_ds, config.train.batch_size,
-                        seed=config.train.seed, start_step=start)
+                        seed=config.train.seed + stage, start_step=start)
+
+  def loss(params, batch, rng):
+    return model.loss(params, batch, rng, stage)
 
   def evaluate(params, batch, rng):
-    return model.loss(params, batch, rng)[1]
+    return loss(params, batch, rng)[1]
 
   def eval_batches():
     return data.batches(eval_ds, config.eval.batch_size, shuffle=False,
                         epochs=1)
 
-  return train.Task(init=init, loss=model.loss, train_batches=train_batches,
-                    eval=evaluate if eval_ds is not None else None,
-                    eval_batches=eval_batches if eval_ds is not None else None)
+  plain = model.trains_everything(abstract, stage)
+  return train.Task(
+      init=init, loss=loss, train_batches=train_batches,
+      optimizer=model.stage_optimizer(abstract, stage, config.train),
+      grads=None if plain else model.stage_gradients(abstract, stage),
+      eval=evaluate if eval_ds is not None else None,
+      eval_batches=eval_batches if eval_ds is not None else None)
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path):
@@ -137,23 +172,32 @@ def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path):
       if old.get(section) != new.get(section):
         raise UserError(f"{workdir} was trained with another {section} "
                         f"config; use a new --workdir")
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  files.write_text(path, text)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | os.PathLike) -> tuple[ANCM,
                                                             train.TrainResult]:
-  """Trains (or resumes) the ANCM of `config` in `workdir`."""
+  """Trains (or resumes) the ANCM of `config` in `workdir`, stage by stage.
+
+  Each stage resumes from its own checkpoints; a finished stage only
+  restores. Returns the final state with steps and seconds summed over
+  the stages.
+  """
   workdir = pathlib.Path(workdir)
   model = model_of(config)
   train_ds = load_split(config, "train", config.data.size)
   eval_ds = load_split(config, "test", config.eval.num_examples)
   workdir.mkdir(parents=True, exist_ok=True)
   _write_config(config, workdir)
-  task = make_task(config, model, train_ds, eval_ds)
-  return model, train.train_and_evaluate(config, workdir, task)
+  params, steps, seconds, result = None, 0, 0.0, None
+  for stage in range(len(model.stages)):
+    task = make_task(config, model, train_ds, eval_ds, stage, params)
+    result = train.train_and_evaluate(stage_config(config, model, stage),
+                                      stage_dir(workdir, model, stage), task)
+    params = jax.device_get(result.state.params)
+    steps, seconds = steps + result.steps, seconds + result.seconds
+  return model, dataclasses.replace(result, steps=steps, seconds=seconds)
 
 
 def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
@@ -170,9 +214,13 @@ def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
 
 
 def load(workdir: str | os.PathLike):
-  """(config, model, params) of a trained run, from its newest checkpoint."""
+  """(config, model, params) of a trained run, from its last stage's newest
+  checkpoint."""
   config = read_config(workdir)
   model = model_of(config)
-  state = train.load_state(config, workdir, make_task(config, model, None))
+  last = len(model.stages) - 1
+  state = train.load_state(stage_config(config, model, last),
+                           stage_dir(workdir, model, last),
+                           make_task(config, model, None, stage=last))
   params = jax.device_get(state.params)
   return config, model, params

@@ -53,7 +53,7 @@ from ctfjax.train.config import check_train_config
 from ctfjax.train.metrics_log import MetricsLog, read_metrics
 from ctfjax.train.state import Params, TrainState, create_train_state
 from ctfjax.train.state import make_optimizer
-from ctfjax.train.step import Batch, EvalFn, LossFn, UpdateExtraFn
+from ctfjax.train.step import Batch, EvalFn, GradsFn, LossFn, UpdateExtraFn
 from ctfjax.train.step import make_eval_step, make_train_step
 
 
@@ -84,6 +84,9 @@ class Task:
       `state.params`.
     loss_takes_step: `loss` is (params, batch, rng, step) -> ..., for
       losses with schedules such as a KL warm-up.
+    grads: (params, batch, rng) -> (grads, loss, metrics) used by the
+      training step instead of the gradient of `loss` (which then only
+      evaluates), e.g. for parameter groups with their own losses.
   """
 
   init: Callable[[jax.Array], Params]
@@ -96,6 +99,7 @@ class Task:
   update_extra: UpdateExtraFn | None = None
   eval_params: Callable[[TrainState], Params] | None = None
   loss_takes_step: bool = False
+  grads: GradsFn | None = None
 
 
 def batches_from_fn(
@@ -274,6 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                     if k.startswith("eval/")} if evals else {}
 
     train_step = make_train_step(task.loss, optimizer, mesh=mesh,
+                                 grads_fn=task.grads,
                                  update_extra=task.update_extra,
                                  loss_takes_step=task.loss_takes_step)
     eval_step = None if task.eval is None else make_eval_step(

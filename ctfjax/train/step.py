@@ -25,12 +25,17 @@ Metrics = dict[str, jax.Array]
 LossFn = Callable[[Params, Batch, jax.Array], tuple[jax.Array, Metrics]]
 EvalFn = Callable[[Params, Batch, jax.Array], Metrics]
 UpdateExtraFn = Callable[[Any, Params, jax.Array], Any]
+# (params, batch, rng) -> (grads, loss, metrics): for objectives that are
+# not the gradient of one scalar (parameter groups with their own losses).
+GradsFn = Callable[[Params, Batch, jax.Array],
+                   tuple[Params, jax.Array, Metrics]]
 
 
 def make_train_step(
-    loss_fn: LossFn,
+    loss_fn: LossFn | None,
     optimizer: optax.GradientTransformation,
     *,
+    grads_fn: GradsFn | None = None,
     mesh: Mesh | None = None,
     update_extra: UpdateExtraFn | None = None,
     loss_takes_step: bool = False,
@@ -41,6 +46,9 @@ def make_train_step(
     loss_fn: (params, batch, rng) -> (loss, metrics), pure. rng is
       `fold_in(stream_key(state.rng, "train"), state.step)`.
     optimizer: the optax transformation `state.opt_state` belongs to.
+    grads_fn: (params, batch, rng) -> (grads, loss, metrics), used instead
+      of the gradient of `loss_fn` (which may then be None), e.g. for
+      parameter groups that each descend their own loss.
     mesh: with a mesh the batch is split along 'data' and the state
       replicated; None leaves placement to jit.
     update_extra: (extra, new params, new step) -> extra, run after the
@@ -57,9 +65,12 @@ def make_train_step(
 
   def train_step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(stream_key(state.rng, "train"), state.step)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     step_arg = (state.step,) if loss_takes_step else ()
-    (loss, metrics), grads = grad_fn(state.params, batch, rng, *step_arg)
+    if grads_fn is not None:
+      grads, loss, metrics = grads_fn(state.params, batch, rng, *step_arg)
+    else:
+      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params, batch, rng, *step_arg)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     step = state.step + 1

@@ -1,0 +1,180 @@
+"""The image-mechanism interface: what the ANCM stages call, and nothing else.
+
+An image mechanism is the image node's structural equation I := f_I(v, u_I)
+of an ANCM (science.md section 4) together with the abduction of its
+exogenous U_I from an image. Every family (VAE, HVAE, GAN with an encoder,
+DDPM with DDIM inversion, VAE + DDPM) implements `ImageMechanism` as an nnx
+module; the ANCM merges it with its parameters at the boundary, so each
+method below is a pure function of (params, inputs, rng).
+
+Conventions:
+
+* `images` are float32 [B, H, W, C] in [0, 1];
+* `cond` is the features' encoding [B, D]: one-hots for categorical
+  features, standardised values for continuous ones
+  (`ctfjax.causal.kinds.encode`), the same for every family;
+* `u` (U_I) is any pytree whose leaves have the leading batch axis B.
+
+What differs between families and is therefore owned by the mechanism:
+
+* its training stages (`stages`): which of its parameters train, with which
+  of its losses and which optimizer, for how many steps. A VAE has one
+  stage; a two-stage model trains its VAE, then its refiner; a GAN trains
+  two parameter groups with two optimizers inside each step (each group's
+  gradient comes from its own loss);
+* its sampler settings (`SAMPLER` defaults, overridable per `predict` call:
+  number of steps, eta, ...) and its use of `rng` in `predict`;
+* `relabel`: a cheap differentiable decode of images under new features
+  for the ANCM's label-faithfulness term, or None where the family has
+  none (a 50-1000 step sampler), which switches the term off.
+
+A new family is one module defining a class with these members plus one
+line in `ctfjax.mechanisms.REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import jax
+import ml_collections
+import optax
+
+from ctfjax.errors import UserError
+
+Array = jax.Array
+# A parameter's path inside the mechanism's nnx state, e.g.
+# ("decoder", "head", "kernel").
+ParamPath = tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """Parameters trained together by one loss with one optimizer.
+
+  Attributes:
+    name: the loss this group descends: a key of the dict that the
+      mechanism's `loss` returns for the stage.
+    params: predicate on a parameter's path inside the mechanism; True for
+      the parameters of this group. Parameters in no group of a stage are
+      frozen during it.
+    optimizer: `train config section -> optax transformation`; None uses
+      the run's `config.train` optimizer (with the stage's step count).
+  """
+
+  name: str
+  params: Callable[[ParamPath], bool] = lambda path: True
+  optimizer: Callable[[ml_collections.ConfigDict],
+                      optax.GradientTransformation] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One training stage of a mechanism.
+
+  Attributes:
+    name: the stage's name (also its loss's `stage` argument and, after the
+      first stage, its checkpoint folder `stages/<name>`).
+    steps: optimizer steps.
+    groups: parameter groups; in the ANCM's first stage the first group
+      also trains the feature NCM and the label reader (and carries the
+      label-faithfulness term).
+  """
+
+  name: str
+  steps: int
+  groups: tuple[Group, ...] = (Group("loss"),)
+
+
+class ImageMechanism(Protocol):
+  """f_I(v, u_I) and its abduction; see the module docstring.
+
+  Class-level members:
+    SAMPLER: {setting: default} of `predict` ({} when it has none).
+  """
+
+  SAMPLER: Mapping[str, Any]
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    """The family's `model.image.<kind>` section, every field commented."""
+
+  @classmethod
+  def create(cls, image_shape: Sequence[int], cond_dim: int,
+             config: ml_collections.ConfigDict, *, rngs) -> ImageMechanism:
+    """A freshly initialised mechanism from its config section."""
+
+  @classmethod
+  def stages(cls, config: ml_collections.ConfigDict,
+             steps: int) -> tuple[Stage, ...]:
+    """The training stages; `steps` is the run's `train.steps`."""
+
+  def loss(self, images: Array, cond: Array, rng: Array, stage: str
+           ) -> tuple[dict[str, Array], dict[str, Array]]:
+    """Per-example losses [B] by group name, and metrics {name: [B]}.
+
+    Losses are in nats (or the family's natural unit) per image, summed
+    over pixels; the ANCM divides by the number of pixel values.
+    """
+
+  def abduct(self, images: Array, cond: Array, rng: Array) -> Any:
+    """u_I for each image given its factual features."""
+
+  def predict(self, cond: Array, u: Any, rng: Array,
+              **sampler: Any) -> Array:
+    """f_I(cond, u_I): images [B, H, W, C] in [0, 1]."""
+
+  def prior(self, rng: Array, batch: int) -> Any:
+    """u_I drawn from P(U_I) (independent of the features)."""
+
+  def relabel(self, images: Array, cond: Array, new_cond: Array,
+              rng: Array) -> Array | None:
+    """Differentiable images with the content of `images` and the features
+    `new_cond`, or None if the family has no cheap decode."""
+
+
+def sampler_settings(mechanism: type, overrides: Mapping[str, Any] | None
+                     ) -> tuple[tuple[str, Any], ...]:
+  """The sampler settings of one `predict` call, checked and hashable.
+
+  Args:
+    mechanism: the mechanism class.
+    overrides: {setting: value} from a config or a call; None for defaults.
+
+  Returns:
+    Sorted (setting, value) pairs: a static argument for jit.
+
+  Raises:
+    MechanismError: a setting the family does not have.
+  """
+  defaults = dict(mechanism.SAMPLER)
+  for key in overrides or {}:
+    if key not in defaults:
+      known = ", ".join(defaults) or "none"
+      raise MechanismError(f"unknown sampler setting {key!r} for "
+                           f"{mechanism.__name__}; it has: {known}")
+  return tuple(sorted({**defaults, **dict(overrides or {})}.items()))
+
+
+def path_names(path) -> ParamPath:
+  """A jax key path as plain strings: ("decoder", "head", "kernel").
+
+  The `value` attribute through which nnx state reaches a variable's array
+  is dropped, so a path names the module attribute a family defined.
+  """
+  out = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        out.append(str(getattr(key, attr)))
+        break
+    else:
+      out.append(str(key))
+  if len(out) > 1 and out[-1] == "value":
+    out.pop()
+  return tuple(out)
+
+
+class MechanismError(UserError):
+  """Bad image-mechanism input: unknown kind, sampler setting, ..."""
