@@ -16,7 +16,7 @@ train.batch_size (e.g. --config.train.steps=20000
 import ml_collections
 
 from configs import ancm
-from ctfjax import evaluate
+from ctfjax.train import base_eval_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Smaller than the ANCM defaults so that three models train on a 2-core
   # CPU in about 2.5 minutes each.
-  config.model.decoder_convs = ((24, 3), (24, 3), (16, 3))
+  config.model.image.vae.decoder_convs = ((24, 3), (24, 3), (16, 3))
   config.model.num_particles = 128
   config.model.likelihood_particles = 32
   config.train.steps = 1500
@@ -39,6 +39,6 @@ def get_config() -> ml_collections.ConfigDict:
   # Models to train and compare: names of ctfjax.evaluate.MODELS.
   config.run.models = ("ancm_vae", "cvae_noncausal", "deepscm_markovian")
 
-  # Evaluation settings; each is documented in ctfjax.evaluate.EVAL_DEFAULTS.
-  config.eval.update(evaluate.EVAL_DEFAULTS)
+  # Evaluation settings; each is documented in ctfjax.train.base_eval_config.
+  config.eval.update(base_eval_config())
   return config

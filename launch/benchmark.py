@@ -14,6 +14,7 @@ import sys
 from absl import flags
 
 from ctfjax import evaluate
+from ctfjax import train
 from launch import cli
 
 flags.DEFINE_string("config", None, "A benchmark config, e.g. "
@@ -24,12 +25,12 @@ OVERRIDES: list[str] = []
 
 
 def main():
-  config = evaluate.load_config(cli.require("config"), OVERRIDES)
+  config = train.load_config(cli.require("config"), OVERRIDES)
   result = evaluate.benchmark(config)
   print(open(result["paths"]["benchmark.md"]).read())
   print("wrote " + ", ".join(result["paths"].values()))
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = evaluate.split_config_args(sys.argv)
+  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
   cli.run(main)

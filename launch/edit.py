@@ -11,7 +11,6 @@ distribution. The output PNG is the factual image followed by the edits,
 enlarged --scale times; the features of each are printed.
 """
 
-import os
 import pathlib
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 from absl import flags
 from PIL import Image, UnidentifiedImageError
 
+from ctfjax import files
 from ctfjax.ancm import train as ancm_train
 from ctfjax.errors import UserError
 from launch import cli
@@ -93,11 +93,7 @@ def write_strip(images: np.ndarray, path: str, scale: int):
     strip[:, i * (w + 1):i * (w + 1) + w] = img
   strip = np.repeat(np.repeat(strip, scale, 0), scale, 1)
   out = Image.fromarray(strip[..., 0] if c == 1 else strip)
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  out.save(tmp, format="PNG")
-  os.replace(tmp, path)
+  files.write_with(path, lambda tmp: out.save(tmp, format="PNG"))
 
 
 def model_dir(workdir: str, model: str) -> pathlib.Path:

@@ -6,7 +6,7 @@ r"""Re-evaluates a trained run and rewrites its report and figures.
 The workdir is a `launch.run` workdir (models/<name>/) or a single-model
 `launch.train` workdir. Writes report.json, report.md, edits.png and
 bounds.png there, as `launch.run` does, and prints the summary table; only
-eval.* settings (ctfjax.evaluate.EVAL_DEFAULTS) can be overridden.
+eval.* settings (ctfjax.train.base_eval_config) can be overridden.
 """
 
 import sys
@@ -14,6 +14,7 @@ import sys
 from absl import flags
 
 from ctfjax import evaluate
+from ctfjax import train
 from ctfjax.report import tables
 from launch import cli
 
@@ -30,5 +31,5 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = evaluate.split_config_args(sys.argv)
+  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
   cli.run(main)

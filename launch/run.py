@@ -17,6 +17,7 @@ import time
 from absl import flags
 
 from ctfjax import evaluate
+from ctfjax import train
 from ctfjax.report import tables
 from launch import cli
 
@@ -30,7 +31,7 @@ OVERRIDES: list[str] = []
 
 def main():
   workdir = cli.require("workdir")
-  config = evaluate.load_config(cli.require("config"), OVERRIDES)
+  config = train.load_config(cli.require("config"), OVERRIDES)
   t0 = time.perf_counter()
   report = evaluate.run(config, workdir)
   print(tables.summary(report))
@@ -39,5 +40,5 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = evaluate.split_config_args(sys.argv)
+  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
   cli.run(main)

@@ -11,7 +11,7 @@ import sys
 
 from absl import flags
 
-from ctfjax import evaluate
+from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from launch import cli
 
@@ -24,7 +24,7 @@ OVERRIDES: list[str] = []
 
 def main():
   workdir = cli.require("workdir")
-  config = evaluate.load_config(cli.require("config"), OVERRIDES)
+  config = train.load_config(cli.require("config"), OVERRIDES)
   _, result = ancm_train.train_and_evaluate(config, workdir)
   print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
         f"last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in
@@ -32,5 +32,5 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = evaluate.split_config_args(sys.argv)
+  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
   cli.run(main)

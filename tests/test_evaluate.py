@@ -1,4 +1,5 @@
-"""Evaluation: exact reference rows, editing plumbing, a tiny trained model."""
+"""Evaluation: exact reference rows, editing plumbing, the per-dataset
+evaluator seam, a tiny trained model."""
 
 import json
 import pathlib
@@ -9,12 +10,17 @@ import numpy as np
 import pytest
 
 from ctfjax import evaluate
+from ctfjax import train
 from ctfjax.ancm import train as ancm_train
+from ctfjax.data import colored_mnist_bars
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
+from ctfjax.evaluate import datasets
 from ctfjax.evaluate import grid
 from ctfjax.evaluate import job
+from ctfjax.evaluate.datasets import colored_mnist
 from ctfjax.report import schema
+from configs import ancm_colored_mnist_backdoor
 from test_ancm import tiny_config
 from test_report import make_report
 
@@ -23,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_reference_rows_have_exact_bounds_and_truth():
-  ref = evaluate.reference(BACKDOOR)
+  ref = colored_mnist.reference(BACKDOOR)
   assert ref.graph == "D <-> C; D -> B; C -> B"
   assert [len(ref.queries[f]) for f in ("do(D)", "do(C)", "do(B)")] == \
       [60, 8, 6]
@@ -71,7 +77,7 @@ def test_baseline_diagrams_derive_from_the_true_one():
 
 def test_eval_defaults_and_bad_values():
   config = evaluate.with_eval_defaults(tiny_config())
-  assert config.eval.test_size == core.EVAL_DEFAULTS["test_size"]
+  assert config.eval.test_size == train.base_eval_config().test_size
   assert config.eval.batch_size == 16  # existing fields stay
   bad = tiny_config()
   bad.eval.cycles = 3
@@ -94,7 +100,7 @@ def test_a_run_keeps_its_data_and_model(tmp_path):
   with pytest.raises(UserError, match="another data config"):
     job._save_run_config(other, tmp_path)
   other = config.copy_and_resolve_references()
-  other.model.image_latent_dim = 8
+  other.model.image.vae.latent_dim = 8
   with pytest.raises(UserError, match="another model config"):
     job._save_run_config(other, tmp_path)
   (tmp_path / "single").mkdir()
@@ -107,7 +113,7 @@ def test_relative_reading_cancels_reader_errors_on_the_factual():
   factual = {"D": np.array([3, 3, 3, 5])}
   factual_read = {"D": np.array([3, 8, 8, 5])}  # misread the 2nd and 3rd
   read = {"D": np.array([3, 8, 3, 7])}
-  out = evaluate.relative_reading(read, factual_read, factual)
+  out = colored_mnist.relative_reading(read, factual_read, factual)
   # Same reading as the factual image -> the factual digit; else as read.
   np.testing.assert_array_equal(out["D"], [3, 3, 3, 7])
 
@@ -115,21 +121,27 @@ def test_relative_reading_cancels_reader_errors_on_the_factual():
 class FakeModel:
   """Records edit calls; the edit writes do()'s value into the pixels."""
 
+  graph = "C; B"
+
   def __init__(self):
     self.calls = []
 
   def edit(self, params, images, do, rng, num_samples=1, labels=None):
     del params, rng
-    self.calls.append((len(images), dict(do)))
-    value = do.get("D", 0)
+    self.calls.append((len(images), {k: np.asarray(v).tolist()
+                                     for k, v in do.items()}))
     out = np.asarray(images).copy()
-    out[:, 0, 0, 0] = value
+    drawn = {k: np.asarray(v) for k, v in labels.items()}
+    drawn.update({k: np.broadcast_to(v, (len(images),))
+                  for k, v in do.items()})
+    if "D" in do:
+      out[:, 0, 0, 0] = do["D"]
     return {"image": out[:, None],
-            "D": np.full((len(images), num_samples), value),
-            "C": np.asarray(labels["C"])[:, None]}
+            **{k: np.repeat(v[:, None], num_samples, 1)
+               for k, v in drawn.items()}}
 
 
-def test_edit_images_groups_by_value_and_pads_chunks():
+def test_edit_images_passes_per_image_values_in_padded_chunks():
   model = FakeModel()
   images = np.zeros((7, 4, 4, 3), np.uint8)
   images[:, 1, 1, 1] = np.arange(7)  # identifies each image
@@ -137,8 +149,9 @@ def test_edit_images_groups_by_value_and_pads_chunks():
   do = {"D": np.array([2, 5, 2, 2, 5, 2, 2])}
   out, drawn = evaluate.edit_images(model, None, images, labels, do,
                                     jax.random.key(0), chunk=3)
-  # Value 2: five images in two chunks of 3; value 5: one chunk.
-  assert model.calls == [(3, {"D": 2}), (3, {"D": 2}), (3, {"D": 5})]
+  # No grouping by value: chunks in order, the last padded with image 6.
+  assert model.calls == [(3, {"D": [2, 5, 2]}), (3, {"D": [2, 5, 2]}),
+                         (3, {"D": [2, 2, 2]})]
   np.testing.assert_array_equal(out[:, 0, 0, 0], do["D"])
   np.testing.assert_array_equal(out[:, 1, 1, 1], np.arange(7))
   np.testing.assert_array_equal(drawn["D"], do["D"])
@@ -149,9 +162,143 @@ def test_edit_images_groups_by_value_and_pads_chunks():
   assert model.calls == [(4, {}), (4, {})]
 
 
+def test_registry_dispatches_by_dataset_and_rejects_unknown_ones():
+  ev = evaluate.evaluator("colored_mnist_bars/frontdoor")
+  assert isinstance(ev, colored_mnist.ColoredMNIST)
+  assert ev.graph == "D -> C; C -> B; D <-> B"
+  assert ev.features == ("D", "C", "B")
+  with pytest.raises(UserError) as err:
+    evaluate.evaluator("celeba/simple")
+  assert str(err.value) == (
+      "dataset 'celeba/simple' has no evaluator; known: "
+      "colored_mnist_bars/backdoor, colored_mnist_bars/frontdoor")
+
+
+# A second dataset evaluator, defined here, through the generic pipeline ------
+
+
+class TinyReader:
+  """Pixel rules for C and B; the embedding is per-quadrant channel means."""
+
+  name = "quadrants"
+  evaluators = {"quadrants": {"note": "test reader"}}
+
+  def read(self, images):
+    return colored_mnist_bars.read_labels(images)
+
+  def embed(self, images):
+    x = np.asarray(images, np.float32).reshape(len(images), 2, 16, 2, 16, 3)
+    return x.mean(axis=(2, 4)).reshape(len(images), -1)
+
+
+class TinyEvaluator:
+  """Features C and B only; do(B) has no ground truth; the scores are mean
+  absolute errors, as a continuous feature's would be."""
+
+  features = ("C", "B")
+  graph = "C -> B"
+
+  def __init__(self, dataset):
+    self.dataset = dataset
+
+  def reader(self, workdir, config):
+    del workdir, config
+    return TinyReader()
+
+  def interventions(self, labels, seed):
+    del seed
+    return {f"do({k})": {k: 1 - labels[k]} for k in self.features}
+
+  def truth(self, config, test, interventions):
+    do_c = interventions["do(C)"]
+    gen = colored_mnist.ColoredMNIST(self.dataset)
+    return {"do(C)": gen.truth(config, test, {"do(C)": do_c})["do(C)"],
+            "do(B)": None}
+
+  def read(self, reader, images, evalset):
+    del evalset
+    return reader.read(images)
+
+  def score(self, family, images, read, drawn, evalset):
+    true = evalset.truth[family]
+    return {
+        "effectiveness": {k: float(np.mean(read[k] == drawn[k]))
+                          for k in self.features},
+        "mae": {k: float(np.mean(np.abs(read[k] - drawn[k])))
+                for k in self.features},
+        "ctf_consistency": [],
+        "ground_truth_error": None if true is None else float(np.mean(
+            np.abs(images.astype(float) - true["image"]))),
+    }
+
+  def classes(self, feature, values):
+    del feature
+    return np.asarray(values)
+
+  def figure_rows(self, labels, rows):
+    return np.arange(rows)
+
+  def caption(self, values, i):
+    return f"c={values['C'][i]} b={values['B'][i]}"
+
+  def column_title(self, family):
+    return family
+
+  def notes(self, evalset, reader):
+    return [f"{len(evalset.labels['C'])} test images, read by {reader.name}"]
+
+
+class FakeLatent:
+  """CLD's encoder stand-in: channel means as the posterior mean."""
+
+  name = "fake_latent"
+  info = {}
+
+  def encode(self, images):
+    mean = np.asarray(images, np.float32).mean(axis=(1, 2)) / 255.0
+    return mean, np.zeros_like(mean)
+
+
+def test_a_second_dataset_evaluator_plugs_in(tmp_path, monkeypatch):
+  monkeypatch.setitem(datasets.EVALUATORS, BACKDOOR, TinyEvaluator)
+  config = evaluate.with_eval_defaults(
+      ancm_colored_mnist_backdoor.get_config())
+  config.data.size = 64
+  config = tiny_eval(config)
+  reader = evaluate.evaluator(BACKDOOR).reader(tmp_path, config)
+  evalset = evaluate.prepare(config, reader, FakeLatent())
+  assert set(evalset.labels) == {"C", "B"}
+  model = FakeModel()
+  entry, fig = evaluate.evaluate_model(
+      evalset, reader, model, None, name="fake",
+      train_info={"steps": 0, "seconds": 0.0})
+  # Per-image do() values, one fixed chunk size.
+  assert {n for n, _ in model.calls} == {config.eval.edit_chunk}
+  # Every edit takes its intervened value; the reader sees the factual.
+  assert entry["effectiveness"]["do(C)"]["C"] == 0.0
+  assert entry["mae"]["do(B)"] == {"C": 0.0, "B": 1.0}
+  assert entry["ground_truth_error"]["do(B)"] is None
+  assert entry["ground_truth_error"]["do(C)"] > 0
+  assert entry["graph"] == "C; B"
+  assert entry["realism"]["metric"] == "FD[quadrants]"
+  assert set(entry["minimality"]["per_intervention"]) == {"do(C)", "do(B)"}
+  oracle = evaluate.evaluate_truth(evalset, reader)
+  assert set(oracle["effectiveness"]) == {"do(C)"}  # do(B) has no truth
+  assert oracle["effectiveness"]["do(C)"] == {"C": 1.0, "B": 1.0}
+  report = {"dataset": BACKDOOR, "graph": "C -> B", "models": [entry],
+            "oracle": oracle, "notes": TinyEvaluator(BACKDOOR).notes(
+                evalset, reader)}
+  job.write_outputs(tmp_path, report,
+                    job._edit_blocks(evalset, [("fake", "C; B", fig)]))
+  for name in ("report.json", "report.md", "edits.png"):
+    assert (tmp_path / name).stat().st_size > 0
+  assert not (tmp_path / "bounds.png").exists()  # no ctf-consistency rows
+  assert "quadrants" in (tmp_path / "report.md").read_text()
+
+
 def test_benchmark_tables_from_current_reports(tmp_path):
   workdirs = (tmp_path / "back", tmp_path / "front")
-  config = evaluate.load_config(ROOT / "configs" / "benchmark.py", [
+  config = train.load_config(ROOT / "configs" / "benchmark.py", [
       f"benchmark.workdirs=('{workdirs[0]}', '{workdirs[1]}')",
       f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
       "run.models=('ancm_vae', 'cvae_noncausal')"])
@@ -161,7 +308,7 @@ def test_benchmark_tables_from_current_reports(tmp_path):
     report["dataset"] = dataset
     for e in report["models"]:
       e["dataset"] = dataset
-    report["eval"] = {k: config.eval[k] for k in core.EVAL_DEFAULTS}
+    report["eval"] = core.eval_settings(config)
     report["evaluation_version"] = core.EVALUATION_VERSION
     schema.write(report, workdir / "report.json")
     cfg = config.copy_and_resolve_references()
@@ -217,7 +364,8 @@ def test_tiny_trained_model(tmp_path):
   workdir = tmp_path / "run"
   config = tiny_eval(evaluate.with_eval_defaults(tiny_config()))
   model, result = ancm_train.train_and_evaluate(config, workdir)
-  reader = evaluate.feature_reader(workdir, steps=config.eval.reader_steps)
+  reader = colored_mnist.feature_reader(workdir,
+                                       steps=config.eval.reader_steps)
   load_latent = lambda: evaluate.latent_vae(
       workdir, dataset=config.data.name, size=config.data.size or None,
       steps=config.eval.latent_steps)
@@ -273,7 +421,7 @@ def check_minimality(section, n):
 
 
 def check_ctf_rows(evalset, entry):
-  ref = evalset.reference
+  ref = colored_mnist.reference(evalset.dataset)
   rows = entry["ctf_consistency"]
   assert len(rows) == sum(len(q) for q in ref.queries.values()) == 74
   for row in rows:

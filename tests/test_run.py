@@ -16,8 +16,8 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 # configs/quickstart.py shrunk to seconds, through command-line overrides.
 TINY = [
     "--config.data.size=64", "--config.model.ncm_hidden=(16,)",
-    "--config.model.image_latent_dim=4",
-    "--config.model.decoder_convs=((8,3),(8,3),(8,3))",
+    "--config.model.image.vae.latent_dim=4",
+    "--config.model.image.vae.decoder_convs=((8,3),(8,3),(8,3))",
     "--config.model.num_particles=32", "--config.model.likelihood_particles=16",
     "--config.train.steps=4", "--config.train.batch_size=16",
     "--config.train.log_every=2", "--config.ckpt.every=2",
@@ -102,7 +102,8 @@ def _one_line_error(result, pattern):
     ("launch.run", ["--config=configs/quickstart.py"], "--workdir is required"),
     ("launch.run", ["--config=configs/quickstart.py", "--workdir=x",
                     "--config.data.name=morpho_mnist"],
-     "has no exact feature SCM"),
+     "dataset 'morpho_mnist' has no evaluator; known: "
+     "colored_mnist_bars/backdoor"),
     ("launch.evaluate", ["--workdir=/nonexistent/run"],
      "workdir /nonexistent/run does not exist"),
     ("launch.evaluate", ["--workdir=configs"], "is not a trained run"),

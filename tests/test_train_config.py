@@ -69,3 +69,36 @@ def test_check_names_a_missing_field():
   del config.ckpt["every"]
   with pytest.raises(UserError, match="config has no key 'ckpt.every'"):
     train_config.check_train_config(config)
+
+
+def test_base_eval_config_has_a_minimum_per_field():
+  config = train_config.base_eval_config()
+  assert set(config) == set(train_config.EVAL_MINIMUM)
+  assert all(config[k] >= low for k, low in train_config.EVAL_MINIMUM.items())
+
+
+def test_split_and_load_config(tmp_path):
+  rest, overrides = train_config.split_config_args(
+      ["prog", "--config=c.py", "--config.train.steps=7", "--workdir=w"])
+  assert rest == ["prog", "--config=c.py", "--workdir=w"]
+  assert overrides == ["train.steps=7"]
+  path = tmp_path / "c.py"
+  path.write_text("from ctfjax.train import config\n"
+                  "def get_config():\n"
+                  "  return config.base_train_config()\n")
+  assert train_config.load_config(path, overrides).train.steps == 7
+  with pytest.raises(UserError, match="config file .*missing.py does not "
+                     "exist"):
+    train_config.load_config(tmp_path / "missing.py")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("x = 1\n", "has no get_config()"),
+    ("def get_config():\n  return {}\n", "must return a ConfigDict"),
+    ("1 +\n", "fails to load: SyntaxError"),
+])
+def test_load_config_rejects_a_broken_file(tmp_path, text, expected):
+  path = tmp_path / "bad.py"
+  path.write_text(text)
+  with pytest.raises(UserError, match=expected):
+    train_config.load_config(path)

@@ -1,49 +1,33 @@
 """Evaluation of a trained model on a synthetic dataset: one report entry.
 
-For each intervention family of the protocol (do(X = x'), x' = (x + |X|/2)
-mod |X| per test image: 1 - c, 1 - b, d + 5 mod 10), every test image is
-edited once and the edit's factors are read back (`readers`). From the
-(factual, edit) pairs:
+The generic pipeline: for each intervention family of the dataset's
+protocol, every test image is edited once (`edit_images`); from the
+(factual, edit) pairs the dataset's evaluator (`datasets`) scores the
+features it reads back (effectiveness, ctf-consistency, ground-truth error:
+see its module), and this module adds what needs no feature:
 
-* effectiveness: per factor, the accuracy of the value read from the edit
-  against the value the model drew for it (intervened, propagated to a
-  descendant, or preserved), seed 004 eq. 8;
-* ctf-consistency: the protocol's feature counterfactual probabilities with
-  95% Wilson intervals, against exact bounds and truth (`reference`); each
-  row also carries "estimate_features", the same probability from the
-  features the model drew (its NCM alone, before the image mechanism);
-* ground-truth error: L1 (0-255) to the true counterfactual image that the
-  generator renders from the test sample's stored exogenous values, and the
-  fraction of edits whose read factors match the true ones;
-* realism: Frechet distances between the edits and real training images
-  on two feature networks: the digit CNN's embedding (FD[digit_cnn], strokes
-  only) and the posterior means of CLD's unconditional VAE (FD[latent_vae],
-  which sees colour and bar too);
+* realism: Frechet distances between the edits and real training images on
+  two feature networks: the readers' embedding (FD[<reader>]) and the
+  posterior means of CLD's unconditional VAE (FD[latent_vae]);
 * minimality: CLD (`metrics.cld`) per family, from the latent Gaussians of
   an unconditional VAE trained on the run's training images
-  (`latent_vae`), against real training images as reference;
+  (`unconditional_vae`), against real training images as reference;
 * composition: the null intervention repeated `cycles` times on a subset,
-  L1 in pixels and in the digit CNN's embedding;
+  L1 in pixels and in the readers' embedding;
 * reversibility: per family, do(X = x') then do(X = x) back, `cycles` round
   trips on the same subset, measured like composition.
 
-Reading the digit. The CNN misreads a few percent of real digits, which
-alone would make every "digit preserved" row fall short of its bound of 1.
-An edit's digit therefore counts as the factual one when the CNN reads the
-same digit in the edit as in the factual image (its error on that image
-cancels), and as the CNN's reading otherwise (`relative_reading`). C and B
-are read exactly from real images, so for them the rule changes nothing.
-The same pipeline applied to the generator's true counterfactual images
-(`score_edits` on the truth: the "oracle" of a report) shows what the
-readers alone cost.
-
-Edits use the test images' true labels as the factual features (no label
-reader), so the scores measure the counterfactual machinery, not labelling.
+The same scores of the generator's true counterfactual images
+(`evaluate_truth`: the "oracle" of a report) show what the readers alone
+cost. Edits use the test images' true labels as the factual features (no
+label reader), so the scores measure the counterfactual machinery, not
+labelling. A model enters only through `model.edit` and `model.graph`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Mapping
 
@@ -54,57 +38,45 @@ import numpy as np
 from ctfjax import data
 from ctfjax import metrics
 from ctfjax.errors import UserError
+from ctfjax.evaluate import datasets
 from ctfjax.evaluate.unconditional_vae import LatentVAE
-from ctfjax.evaluate.readers import FeatureReader
-from ctfjax.evaluate.reference import Reference, reference
+from ctfjax.train import config as train_config
 
 # Bumped whenever the evaluation adds a report section or changes how one is
 # computed; the benchmark re-evaluates reports written by another version
 # instead of reusing them.
 EVALUATION_VERSION = 2
 
-# The eval fields this package reads, their defaults and meaning. Configs
-# set them in their `eval` section; `with_eval_defaults` fills in the rest
-# (e.g. for a run trained before these fields existed).
-EVAL_DEFAULTS = {
-    "test_size": 500,  # Test images edited per intervention family.
-    "composition_size": 200,  # Test images in the composition cycles.
-    "cycles": 10,  # Null interventions in a row (>= 10: l1_10 is reported).
-    "real_size": 1000,  # Training images for realism and CLD references.
-    "edit_chunk": 64,  # Images per edit call (one shape: compiled once).
-    "figure_rows": 8,  # Test images in edits.png (2 per (C, B) value).
-    "reader_steps": 600,  # Training steps of the digit CNN (batch 128).
-    "latent_steps": 600,  # Training steps of CLD's VAE (batch 64).
-    "seed": 0,  # Seed of the edits' abduction draws.
-}
-
-
-# Smallest allowed value of each field (a covariance needs two samples;
-# composition reports 10 cycles).
-_EVAL_MINIMUM = {"test_size": 1, "composition_size": 1, "cycles": 10,
-                 "real_size": 2, "edit_chunk": 1, "figure_rows": 1,
-                 "reader_steps": 1, "latent_steps": 1, "seed": 0}
-
 
 def with_eval_defaults(config: ml_collections.ConfigDict
                        ) -> ml_collections.ConfigDict:
-  """A copy of `config` whose `eval` section has every `EVAL_DEFAULTS` key.
+  """A copy of `config` whose `eval` section has every evaluation field.
+
+  Fields missing from the config take their `train.base_eval_config`
+  default.
 
   Raises:
     UserError: a field is not an integer or below its minimum.
   """
   config = config.copy_and_resolve_references()
+  defaults = train_config.base_eval_config()
   with config.unlocked():
     if "eval" not in config:
       config.eval = ml_collections.ConfigDict()
-    for key, default in EVAL_DEFAULTS.items():
+    for key, default in defaults.items():
       if key not in config.eval:
         config.eval[key] = default
-      value, low = config.eval[key], _EVAL_MINIMUM[key]
+      value, low = config.eval[key], train_config.EVAL_MINIMUM[key]
       if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UserError(f"config key 'eval.{key}' must be an integer >= "
                         f"{low}, got {value!r}")
   return config
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """The evaluation fields of a config (after `with_eval_defaults`), as the
+  report records them."""
+  return {k: config.eval[k] for k in train_config.base_eval_config()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,16 +114,16 @@ class EvalSet:
 
   Attributes:
     dataset: dataset name.
-    reference: exact queries, bounds and truth.
+    evaluator: the dataset's evaluator (`datasets.evaluator`).
     test: the test samples (images, labels, exogenous values).
-    labels: {factor: [N]} true factual labels.
-    factual_read: {factor: [N]} the readers' reading of the test images.
+    labels: {feature: [N]} true factual features.
+    factual_read: {feature: [N]} the readers' reading of the test images.
     interventions: {"do(X)": {X: [N] x'}}.
-    truth: {"do(X)": the generator's true counterfactual samples}.
+    truth: {"do(X)": the generator's true counterfactual samples, or None}.
     realism: {report section: `Realism`}, one per feature network.
     latent: CLD's encoder.
     latent_factual: (mean, log-variance) of the test images.
-    latent_reference: (mean, log-variance, {factor: [M]}) of the real
+    latent_reference: (mean, log-variance, {feature: [M]}) of the real
       training images CLD compares with.
     composition_size: images in the composition cycles.
     cycles: null interventions in a row.
@@ -160,12 +132,12 @@ class EvalSet:
   """
 
   dataset: str
-  reference: Reference
+  evaluator: datasets.DatasetEvaluator
   test: dict[str, Any]
   labels: dict[str, np.ndarray]
   factual_read: dict[str, np.ndarray]
   interventions: dict[str, dict[str, np.ndarray]]
-  truth: dict[str, dict[str, Any]]
+  truth: dict[str, dict[str, Any] | None]
   realism: dict[str, Realism]
   latent: LatentVAE
   latent_factual: tuple[np.ndarray, np.ndarray]
@@ -176,49 +148,37 @@ class EvalSet:
   figure_index: np.ndarray
 
 
-def _figure_index(labels: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
-  """Test indices for edits.png: spread over the (C, B) combinations."""
-  combos = [(c, b) for c in (0, 1) for b in (0, 1)]
-  pools = [list(np.flatnonzero((labels["C"] == c) & (labels["B"] == b)))
-           for c, b in combos]
-  out = []
-  while len(out) < rows and any(pools):
-    for pool in pools:
-      if pool and len(out) < rows:
-        out.append(pool.pop(0))
-  return np.asarray(sorted(out), np.int64)
-
-
-def prepare(config: ml_collections.ConfigDict, reader: FeatureReader,
+def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
             latent: LatentVAE) -> EvalSet:
   """Loads and precomputes the shared evaluation data of a config.
 
   Args:
     config: a model config (`data` and `eval` sections; see
       `with_eval_defaults`).
-    reader: the feature reader.
+    reader: the dataset's feature readers (`evaluator.reader`).
     latent: CLD's encoder (`unconditional_vae.latent_vae`).
+
+  Returns:
+    The evaluation data of `config.data.name`, scored by its evaluator.
   """
   config = with_eval_defaults(config)
   name, ev = config.data.name, config.eval
-  ref = reference(name)
+  dataset = datasets.evaluator(name)
   source = config.data.source or None
   test = data.load(name, split="test", size=ev.test_size,
                    seed=config.data.seed, source=source)
-  labels = {k: np.asarray(test[k]) for k in ref.domains}
-  families = metrics.protocol_interventions(labels, ref.domains)
-  gen = data.generator(name, "test", source=source)
-  truth = {fam: gen.counterfactual(test, do) for fam, do in families.items()}
+  labels = {k: np.asarray(test[k]) for k in dataset.features}
+  families = dataset.interventions(labels, ev.seed)
   train_ds = data.load(name, split="train", size=config.data.size or None,
                        seed=config.data.seed, source=source)
   real = np.asarray(train_ds["image"][:ev.real_size])
   real_labels = {k: np.asarray(train_ds[k][:ev.real_size])
-                 for k in ref.domains}
+                 for k in dataset.features}
   real_latent, test_latent = latent.encode(real), latent.encode(test["image"])
   return EvalSet(
-      dataset=name, reference=ref, test=test, labels=labels,
+      dataset=name, evaluator=dataset, test=test, labels=labels,
       factual_read=reader.read(test["image"]), interventions=families,
-      truth=truth,
+      truth=dataset.truth(config, test, families),
       realism={
           "realism": Realism.of(reader.embed(real),
                                 reader.embed(test["image"]), reader.name),
@@ -226,9 +186,9 @@ def prepare(config: ml_collections.ConfigDict, reader: FeatureReader,
                                        latent.name)},
       latent=latent, latent_factual=test_latent,
       latent_reference=(*real_latent, real_labels),
-      composition_size=min(ev.composition_size, len(labels["D"])),
+      composition_size=min(ev.composition_size, len(test["image"])),
       cycles=ev.cycles, chunk=ev.edit_chunk,
-      figure_index=_figure_index(labels, ev.figure_rows))
+      figure_index=dataset.figure_rows(labels, ev.figure_rows))
 
 
 # Editing ----------------------------------------------------------------------
@@ -240,120 +200,81 @@ def edit_images(model, params, images: np.ndarray,
                 chunk: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """One edit per image, in fixed-size calls so each stage compiles once.
 
-  Images are grouped by their intervention value (the NCM takes one do()
-  per call) and each group is cut into chunks of `chunk` images, the last
-  padded by repeating its final image.
+  The images are cut into chunks of `chunk`, the last padded by repeating
+  the final image; each call gets its chunk's own do() values, one per
+  image.
 
   Args:
-    model: an `ANCM` (anything with its `edit` signature).
+    model: anything with the `ANCM.edit` signature.
     params: its parameters.
     images: uint8 [N, H, W, C].
-    labels: {factor: [N]} factual features.
-    do: {factor: scalar or [N]}; {} is the null intervention.
+    labels: {feature: [N]} factual features.
+    do: {feature: scalar or [N]}; {} is the null intervention.
     rng: PRNG key.
     chunk: images per call.
 
   Returns:
-    (edited uint8 [N, H, W, C], {factor: [N]} features the model drew).
+    (edited uint8 [N, H, W, C], {feature: [N]} features the model drew).
   """
   images = np.asarray(images)
   n = len(images)
-  keys = sorted(do)
-  values = (np.stack([np.broadcast_to(np.asarray(do[k]), (n,)) for k in keys],
-                     axis=1) if keys else np.zeros((n, 0), np.int64))
-  out_images = np.zeros_like(images)
-  out_v = {k: np.zeros(n, np.int32) for k in labels}
-  calls = 0
-  for combo in np.unique(values, axis=0):
-    rows = np.flatnonzero((values == combo).all(axis=1))
-    for start in range(0, len(rows), chunk):
-      part = rows[start:start + chunk]
-      idx = np.concatenate([part, np.full(chunk - len(part), part[-1])])
-      res = model.edit(params, images[idx],
-                       {k: int(v) for k, v in zip(keys, combo)},
-                       jax.random.fold_in(rng, calls), num_samples=1,
-                       labels={k: np.asarray(v)[idx] for k, v in
-                               labels.items()})
-      calls += 1
-      out_images[part] = np.asarray(res["image"])[:len(part), 0]
-      for k in out_v:
-        out_v[k][part] = np.asarray(res[k])[:len(part), 0]
-  return out_images, out_v
-
-
-def relative_reading(read: Mapping[str, np.ndarray],
-                     factual_read: Mapping[str, np.ndarray],
-                     factual: Mapping[str, np.ndarray]) -> dict[str,
-                                                                np.ndarray]:
-  """Read factors of edits, judged against the reading of the factual image.
-
-  Where the reader sees the same value in the edit as in the factual image,
-  the edit keeps the factual value (the reader's error on that image
-  cancels); elsewhere the reading stands. See the module docstring.
-  """
-  return {k: np.where(np.asarray(read[k]) == np.asarray(factual_read[k]),
-                      np.asarray(factual[k]), np.asarray(read[k]))
-          .astype(np.int32) for k in read}
+  do = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in do.items()}
+  labels = {k: np.asarray(v) for k, v in labels.items()}
+  parts = []
+  for call, start in enumerate(range(0, n, chunk)):
+    idx = np.minimum(np.arange(start, start + chunk), n - 1)
+    res = model.edit(params, images[idx], {k: v[idx] for k, v in do.items()},
+                     jax.random.fold_in(rng, call), num_samples=1,
+                     labels={k: v[idx] for k, v in labels.items()})
+    parts.append({k: np.asarray(res[k])[:n - start, 0]
+                  for k in ("image", *labels)})
+  edited = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  return edited.pop("image"), edited
 
 
 # Scoring ----------------------------------------------------------------------
 
 
-def _accuracy(pred, target) -> float:
-  return float(np.mean(np.asarray(pred) == np.asarray(target)))
+def _add_sections(out: dict[str, Any], family: str,
+                  sections: Mapping[str, Any]):
+  """Files one family's scores into the entry (see `DatasetEvaluator.score`):
+  lists are joined, other values go under the family."""
+  for key, value in sections.items():
+    if isinstance(value, list):
+      out.setdefault(key, []).extend(value)
+    else:
+      out.setdefault(key, {})[family] = value
 
 
-def score_edits(evalset: EvalSet, reader: FeatureReader,
+def score_edits(evalset: EvalSet, reader: datasets.Reader,
                 edits: Mapping[str, tuple[np.ndarray, Mapping[str, Any]]]
                 ) -> dict[str, Any]:
   """Scores one edit per test image per family (model or truth alike).
 
   Args:
     evalset: the shared evaluation data.
-    reader: the feature reader.
-    edits: {"do(X)": (uint8 images [N, ...], {factor: [N] drawn values})}.
+    reader: the dataset's feature readers.
+    edits: {"do(X)": (uint8 images [N, ...], {feature: [N] drawn values})}.
 
   Returns:
-    The entry's "effectiveness", "ctf_consistency", "ground_truth_error",
-    "ground_truth_features", "realism", "realism_latent", "minimality"
-    sections, and "read"
-    ({"do(X)": read factors}) for the figure.
+    The evaluator's sections (for Colored MNIST "effectiveness",
+    "ctf_consistency", "ground_truth_error", "ground_truth_features"), then
+    "realism", "realism_latent", "minimality", and "read"
+    ({"do(X)": the evaluator's reading of the edits}) for the figure.
   """
-  ref = evalset.reference
-  eff, rows, gt, gt_feat, reads, cld = {}, [], {}, {}, {}, {}
+  dataset = evalset.evaluator
+  out, reads, cld = {}, {}, {}
   features = {"realism": {}, "realism_latent": {}}
   for fam, (images, drawn) in edits.items():
-    do = evalset.interventions[fam]
-    read = relative_reading(reader.read(images), evalset.factual_read,
-                            evalset.labels)
+    read = dataset.read(reader, images, evalset)
     reads[fam] = read
-    eff[fam] = {k: _accuracy(read[k], drawn[k]) for k in ref.domains}
-    fam_rows = metrics.ctf_consistency(
-        evalset.labels, read, do, ref.queries[fam], bounds=ref.bounds,
-        truth=ref.truth)
-    drawn_rows = metrics.ctf_consistency(
-        evalset.labels, drawn, do, ref.queries[fam], bounds=ref.bounds)
-    for row, d in zip(fam_rows, drawn_rows):
-      row["estimate_features"] = d["estimate"]
-      if row["query"] in ref.notes:
-        row["bounds_note"] = ref.notes[row["query"]]
-    rows += fam_rows
-    true = evalset.truth[fam]
-    err = metrics.ground_truth_error(
-        images, true["image"], generated_features=read,
-        true_features={k: true[k] for k in ref.domains})
-    gt[fam] = err["l1"]
-    gt_feat[fam] = {"all": err["feature_match"],
-                    **err["feature_match_per_var"]}
+    _add_sections(out, fam, dataset.score(fam, images, read, drawn, evalset))
     encoded = evalset.latent.encode(images)
-    cld[fam] = minimality(evalset, encoded, do)
+    cld[fam] = minimality(evalset, encoded, evalset.interventions[fam])
     features["realism"][fam] = reader.embed(images)
     features["realism_latent"][fam] = encoded[0]
   return {
-      "effectiveness": eff,
-      "ctf_consistency": rows,
-      "ground_truth_error": gt,
-      "ground_truth_features": gt_feat,
+      **out,
       **{key: evalset.realism[key].section(f)
          for key, f in features.items()},
       "minimality": {"metric": f"CLD[{evalset.latent.name}]",
@@ -377,14 +298,15 @@ def minimality(evalset: EvalSet, encoded: tuple[np.ndarray, np.ndarray],
   """
   (x, values), = do.items()
   ref_mean, ref_logvar, ref_labels = evalset.latent_reference
+  classes = functools.partial(evalset.evaluator.classes, x)
   res = metrics.cld(*evalset.latent_factual, *encoded,
-                    evalset.labels[x], values, ref_mean, ref_logvar,
-                    ref_labels[x])
+                    classes(evalset.labels[x]), classes(values), ref_mean,
+                    ref_logvar, classes(ref_labels[x]))
   return {k: res[k] for k in ("cld", "p1", "p2", "n")}
 
 
-def evaluate_model(evalset: EvalSet, reader: FeatureReader, model, params, *,
-                   name: str, train_info: Mapping[str, Any],
+def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
+                   *, name: str, train_info: Mapping[str, Any],
                    graph: str | None = None, seed: int = 0,
                    progress: Callable[[str], None] | None = None
                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -392,8 +314,9 @@ def evaluate_model(evalset: EvalSet, reader: FeatureReader, model, params, *,
 
   Args:
     evalset: from `prepare`.
-    reader: the feature reader.
-    model: the trained `ANCM`.
+    reader: the dataset's feature readers.
+    model: the trained model; only `model.edit` (the `ANCM.edit`
+      signature) and `model.graph` are used.
     params: its parameters.
     name: the model's report name, e.g. "ancm_vae".
     train_info: {"steps": int, "seconds": float}.
@@ -404,8 +327,8 @@ def evaluate_model(evalset: EvalSet, reader: FeatureReader, model, params, *,
 
   Returns:
     (entry, {"images": {"do(X)": uint8 [R, H, W, C]}, "read": {"do(X)":
-    {factor: [R]}}}): the report entry, and the edits of the figure's rows
-    with the factors read from them.
+    {feature: [R]}}}): the report entry, and the edits of the figure's rows
+    with the features read from them.
   """
   t0 = time.perf_counter()
   tick = progress or (lambda _: None)
@@ -460,17 +383,19 @@ def evaluate_model(evalset: EvalSet, reader: FeatureReader, model, params, *,
   return entry, {"images": figure, "read": figure_read}
 
 
-def evaluate_truth(evalset: EvalSet, reader: FeatureReader) -> dict[str, Any]:
+def evaluate_truth(evalset: EvalSet, reader: datasets.Reader
+                   ) -> dict[str, Any]:
   """The same scores for the generator's true counterfactual images.
 
   A reader check: where the truth itself misses a [1, 1] bound, the readers
-  (not the models) are the limit. Returned as a report entry without
-  "train" and "composition", named "true counterfactuals".
+  (not the models) are the limit. Families without ground truth are left
+  out. Returned as a report entry without "train" and "composition", named
+  "true counterfactuals".
   """
   edits = {fam: (np.asarray(t["image"]),
-                 {k: np.asarray(t[k]) for k in evalset.reference.domains})
-           for fam, t in evalset.truth.items()}
+                 {k: np.asarray(t[k]) for k in evalset.evaluator.features})
+           for fam, t in evalset.truth.items() if t is not None}
   scored = score_edits(evalset, reader, edits)
   del scored["read"]
   return {"dataset": evalset.dataset, "model": "true counterfactuals",
-          "graph": evalset.reference.graph, **scored}
+          "graph": evalset.evaluator.graph, **scored}

@@ -21,8 +21,8 @@ import ml_collections
 
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
+from ctfjax.evaluate import datasets
 from ctfjax.evaluate import job
-from ctfjax.evaluate.reference import reference
 from ctfjax.report import files
 from ctfjax.report import schema
 from ctfjax.report import tables
@@ -43,7 +43,7 @@ def _check(config: ml_collections.ConfigDict):
       raise UserError(f"config key 'benchmark.tables': unknown table "
                       f"{name!r}; known: {', '.join(known)}")
   for dataset in b.datasets:
-    reference(dataset)  # Real data fails before any training.
+    datasets.evaluator(dataset)  # Fails before any training.
 
 
 def _dataset_config(config: ml_collections.ConfigDict,
@@ -77,8 +77,7 @@ def _current_report(config: ml_collections.ConfigDict,
       and [e["model"] for e in report["models"]] == list(config.run.models)
       and all(e["train"]["steps"] == config.train.steps
               for e in report["models"])
-      and report.get("eval") == {k: config.eval[k]
-                                 for k in core.EVAL_DEFAULTS})
+      and report.get("eval") == core.eval_settings(config))
   return report if same else None
 
 

@@ -6,9 +6,13 @@ workdir:
 
     <workdir>/run_config.json        the run's config
     <workdir>/models/<name>/         one training workdir per model
-    <workdir>/evaluators/digit_cnn/  the feature reader (trained once)
-    <workdir>/evaluators/latent_vae/ CLD's unconditional VAE (trained once)
+    <workdir>/evaluators/<name>/     the dataset's feature readers and CLD's
+                                     unconditional VAE (each trained once)
     <workdir>/report.json, report.md, edits.png, bounds.png
+
+The dataset's evaluator (`datasets.evaluator(config.data.name)`) supplies
+its readers, protocol, ground truth, feature scores, figure captions and
+notes; this module is the same for every dataset.
 
 `run(config, workdir)` trains what is missing (resuming from checkpoints),
 then evaluates every model and writes the outputs; a finished run only
@@ -28,9 +32,7 @@ The baselines are the same ANCM with another diagram over the features:
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import pathlib
 import sys
 import time
@@ -46,9 +48,8 @@ from ctfjax.ancm import train as ancm_train
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
+from ctfjax.evaluate import datasets
 from ctfjax.evaluate import unconditional_vae
-from ctfjax.evaluate import readers
-from ctfjax.evaluate.reference import reference
 from ctfjax.report import figures
 from ctfjax.report import files
 from ctfjax.report import schema
@@ -56,56 +57,6 @@ from ctfjax.report import tables
 
 RUN_CONFIG = "run_config.json"
 MODELS_DIR = "models"
-CONFIG_PREFIX = "--config."
-
-
-def split_config_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-  """Separates `--config.a.b=value` overrides from the other arguments.
-
-  Returns:
-    (the other arguments, ["a.b=value", ...]) for `load_config`.
-  """
-  rest, overrides = [], []
-  for arg in argv:
-    if arg.startswith(CONFIG_PREFIX):
-      overrides.append(arg[len(CONFIG_PREFIX):])
-    else:
-      rest.append(arg)
-  return rest, overrides
-
-
-def load_config(path: str | os.PathLike,
-                overrides: Sequence[str] | Mapping[str, Any] = ()
-                ) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file, with overrides of existing keys.
-
-  Args:
-    path: a configs/*.py file.
-    overrides: ["train.steps=200", ...] or {"train.steps": 200}.
-
-  Raises:
-    UserError: missing or broken file, no get_config(), unknown key or a
-      value of the wrong type (`train.apply_overrides`).
-  """
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise UserError(f"config file {path} does not exist")
-  spec = importlib.util.spec_from_file_location(
-      f"_ctfjax_config_{file.stem}", file)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except Exception as e:  # A broken file is the user's, not a bug here.
-    raise UserError(f"config file {path} fails to load: "
-                    f"{type(e).__name__}: {e}") from None
-  if not callable(getattr(module, "get_config", None)):
-    raise UserError(f"config file {path} has no get_config()")
-  config = module.get_config()
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise UserError(f"get_config() of {path} must return a ConfigDict")
-  return train.apply_overrides(config, overrides)
-
-
 def _noncausal(graph: Graph) -> str:
   return "; ".join(graph.topological_order())
 
@@ -142,7 +93,7 @@ def model_graph(name: str, true_graph: Graph | str) -> str:
 
 def model_name(config: ml_collections.ConfigDict) -> str:
   """The report name of a single-model config, from the diagram it assumes."""
-  true_graph = Graph.parse(reference(config.data.name).graph)
+  true_graph = Graph.parse(datasets.evaluator(config.data.name).graph)
   assumed = config.model.get("graph") or ""
   for name in MODELS:
     want = model_graph(name, true_graph)
@@ -167,7 +118,8 @@ def model_config(config: ml_collections.ConfigDict,
                  name: str) -> ml_collections.ConfigDict:
   """The training config of model `name`: `config` with its diagram set."""
   out = config.copy_and_resolve_references()
-  out.model.graph = model_graph(name, reference(config.data.name).graph)
+  out.model.graph = model_graph(name,
+                                datasets.evaluator(config.data.name).graph)
   return out
 
 
@@ -176,7 +128,7 @@ def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
   if name not in MODELS:
     return None  # A custom diagram: the model's own spelling.
   return (model_config(config, name).model.graph or
-          reference(config.data.name).graph)
+          datasets.evaluator(config.data.name).graph)
 
 
 def log(message: str):
@@ -192,42 +144,36 @@ def _train_info(workdir: pathlib.Path) -> dict[str, Any]:
           "seconds": float(records[-1]["seconds"] or 0.0)}
 
 
-def _caption(values: Mapping[str, Any], i: int) -> str:
-  d, c, b = (int(values[k][i]) for k in ("D", "C", "B"))
-  return f"{d} {'red' if c else 'green'}{' bar' if b else ''}"
-
-
-def _column_title(family: str, domains: Mapping[str, int]) -> str:
-  x = family[3:-1]
-  k = domains[x]
-  v = x.lower()
-  change = f"1-{v}" if k == 2 else f"{v}+{k // 2} mod {k}"
-  return f"do({x}={change})"
-
-
 def _edit_blocks(evalset: core.EvalSet, per_model
                  ) -> list[figures.EditBlock]:
+  """edits.png: the factual images, the true counterfactuals (blank where a
+  family has none), then each model's edits; captions by the evaluator."""
+  dataset = evalset.evaluator
   idx = evalset.figure_index
   fams = list(evalset.interventions)
-  columns = [_column_title(f, evalset.reference.domains) for f in fams]
+  columns = [dataset.column_title(f) for f in fams]
   test = evalset.test
   rows = range(len(idx))
-  factual = {k: evalset.labels[k][idx] for k in ("D", "C", "B")}
+  factual_images = np.asarray(test["image"])[idx]
+  factual = {k: evalset.labels[k][idx] for k in dataset.features}
   blocks = [figures.EditBlock(
-      "factual (test)", np.asarray(test["image"])[idx][:, None],
-      [[_caption(factual, i)] for i in rows], ["image"])]
-  true_imgs = np.stack([np.asarray(evalset.truth[f]["image"])[idx]
-                        for f in fams], 1)
-  true_v = {f: {k: np.asarray(evalset.truth[f][k])[idx] for k in factual}
-            for f in fams}
+      "factual (test)", factual_images[:, None],
+      [[dataset.caption(factual, i)] for i in rows], ["image"])]
+  true_imgs = np.stack([
+      np.zeros_like(factual_images) if evalset.truth[f] is None else
+      np.asarray(evalset.truth[f]["image"])[idx] for f in fams], 1)
+  captions = {f: ["no ground truth"] * len(idx) if evalset.truth[f] is None
+              else [dataset.caption({k: np.asarray(evalset.truth[f][k])[idx]
+                                     for k in factual}, i) for i in rows]
+              for f in fams}
   blocks.append(figures.EditBlock(
       "true counterfactual\n(data generator)", true_imgs,
-      [[_caption(true_v[f], i) for f in fams] for i in rows], columns))
+      [[captions[f][i] for f in fams] for i in rows], columns))
   for name, graph, fig in per_model:
     imgs = np.stack([fig["images"][f] for f in fams], 1)
     blocks.append(figures.EditBlock(
         f"{name}\n{graph}", imgs,
-        [[_caption(fig["read"][f], i) for f in fams] for i in rows],
+        [[dataset.caption(fig["read"][f], i) for f in fams] for i in rows],
         columns))
   return blocks
 
@@ -237,6 +183,8 @@ def write_outputs(workdir: str | pathlib.Path, report: Mapping[str, Any],
   """Writes report.json, report.md, edits.png and bounds.png atomically.
 
   The report is validated first, so a schema error writes nothing.
+  bounds.png is written only when some model has ctf-consistency rows
+  (a dataset's evaluator may score none).
 
   Returns:
     {file name: path}.
@@ -245,19 +193,17 @@ def write_outputs(workdir: str | pathlib.Path, report: Mapping[str, Any],
   text = schema.dumps(report)
   clean = json.loads(text)
   title = f"{clean['dataset']}  (true diagram: {clean['graph']})"
-  paths = {
-      "edits.png": figures.edits_figure(
-          blocks, workdir / "edits.png",
-          title=f"Edits of test images, {title}; captions: factors read "
-                "from each image"),
-      "bounds.png": figures.bounds_figure(
-          clean, workdir / "bounds.png",
-          title=f"Ctf-consistency, {title}; rows with bounds [0, 1] "
-                "left out"),
-      "report.md": files.write_text(workdir / "report.md",
-                                    tables.markdown(clean)),
-      "report.json": files.write_text(workdir / "report.json", text),
-  }
+  paths = {"edits.png": figures.edits_figure(
+      blocks, workdir / "edits.png",
+      title=f"Edits of test images, {title}; captions: features read "
+            "from each image")}
+  if any(e["ctf_consistency"] for e in clean["models"]):
+    paths["bounds.png"] = figures.bounds_figure(
+        clean, workdir / "bounds.png",
+        title=f"Ctf-consistency, {title}; rows with bounds [0, 1] left out")
+  paths["report.md"] = files.write_text(workdir / "report.md",
+                                        tables.markdown(clean))
+  paths["report.json"] = files.write_text(workdir / "report.json", text)
   return {k: str(v) for k, v in paths.items()}
 
 
@@ -276,11 +222,11 @@ def evaluate_models(config: ml_collections.ConfigDict,
     The report.
   """
   config = core.with_eval_defaults(config)
+  dataset = datasets.evaluator(config.data.name)
   workdir = pathlib.Path(workdir)
   t0 = time.perf_counter()
-  log("evaluation: feature reader")
-  reader = readers.feature_reader(workdir, source=config.data.source or None,
-                                  steps=config.eval.reader_steps)
+  log("evaluation: feature readers")
+  reader = dataset.reader(workdir, config)
   log("evaluation: CLD's unconditional VAE")
   latent = unconditional_vae.latent_vae(
       workdir, dataset=config.data.name, source=config.data.source or None,
@@ -305,24 +251,17 @@ def evaluate_models(config: ml_collections.ConfigDict,
       entries.append(entry)
       per_model.append((name, entry["graph"], fig))
   oracle = core.evaluate_truth(evalset, reader)
-  ev = config.eval
   report = {
       "version": schema.VERSION,
       "evaluation_version": core.EVALUATION_VERSION,
       "dataset": evalset.dataset,
-      "graph": evalset.reference.graph,
+      "graph": dataset.graph,
       "models": entries,
       "oracle": oracle,
-      "evaluators": {reader.name: dict(reader.info),
-                     latent.name: dict(latent.info),
-                     "C, B": "pixel rules of the data generator "
-                             "(colored_mnist_bars.read_labels)"},
-      "eval": {k: ev[k] for k in core.EVAL_DEFAULTS},
+      "evaluators": {**reader.evaluators, latent.name: dict(latent.info)},
+      "eval": core.eval_settings(config),
       "notes": [
-          f"Test images: {len(evalset.labels['D'])} per intervention "
-          f"family, one edit each; digit reader {reader.name} "
-          f"(test accuracy {reader.info.get('test_accuracy', float('nan')):.3f}"
-          " on real MNIST digits); colour and bar by pixel rules.",
+          *dataset.notes(evalset, reader),
           "The row 'true counterfactuals' scores the generator's own "
           "counterfactual images through the same readers: what the "
           "readers alone cost.",
@@ -358,7 +297,7 @@ def run(config: ml_collections.ConfigDict,
 
   Args:
     config: an ANCM config with a `run` section (`run.models`: names of
-      `MODELS`) and optional `eval` fields (`core.EVAL_DEFAULTS`).
+      `MODELS`) and optional `eval` fields (`train.base_eval_config`).
     workdir: the run's folder.
 
   Returns:
@@ -366,7 +305,7 @@ def run(config: ml_collections.ConfigDict,
   """
   names = _models(config)
   config = core.with_eval_defaults(config)
-  reference(config.data.name)  # Real data fails here, before training.
+  datasets.evaluator(config.data.name)  # Fails here, before training.
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a folder")

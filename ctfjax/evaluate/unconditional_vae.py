@@ -4,8 +4,8 @@ CLD (`metrics.cld`) compares images by the KL divergence between their
 latent Gaussians q(z | x) under a VAE that knows nothing about the features
 (seed 004 section 3.3): how far an edit moved the image, against how far
 real images of the old and of the new parent value lie. This module trains
-that VAE on the run's training images, once, and caches it like the digit
-reader under `<workdir>/evaluators/latent_vae/`.
+that VAE on the run's training images, once, and caches it like the feature
+readers under `<workdir>/evaluators/latent_vae/` (`networks`).
 
 The encoder and decoder are the models' seed-004 convolutional networks
 (`ctfjax.nn.conv`) with no features to condition on. The likelihood is
@@ -32,7 +32,7 @@ from flax import nnx
 
 from ctfjax import data
 from ctfjax import train
-from ctfjax.evaluate import readers
+from ctfjax.evaluate import networks
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder
 
 NAME = "latent_vae"
@@ -96,8 +96,8 @@ def _apply(module, params, x, method):
 
 def vae_config(steps: int, batch_size: int = 64,
                seed: int = 0) -> ml_collections.ConfigDict:
-  """The VAE's training config (a `train.base_train_config`)."""
-  config = readers.reader_config(steps, batch_size=batch_size, seed=seed)
+  """The VAE's training config (a `networks.network_config`)."""
+  config = networks.network_config(steps, batch_size=batch_size, seed=seed)
   config.train.learning_rate = 1e-3
   return config
 
@@ -148,7 +148,7 @@ def latent_vae(workdir: str | pathlib.Path, *, dataset: str,
   Returns:
     The encoder, with its reconstruction L1 (0-255) on held-out test images.
   """
-  folder = pathlib.Path(workdir) / readers.EVALUATORS_DIR / NAME
+  path = networks.folder(workdir, NAME)
   config = vae_config(steps, seed=seed)
   identity = {"network": NETWORK, "steps": steps, "dataset": dataset,
               "size": size, "data_seed": data_seed,
@@ -161,7 +161,7 @@ def latent_vae(workdir: str | pathlib.Path, *, dataset: str,
       init=module.init, loss=_loss_fn(module),
       train_batches=lambda start: data.batches(
           images, config.train.batch_size, seed=seed, start_step=start))
-  params, info = readers.train_cached(folder, identity, config, task)
+  params, info = networks.train_cached(path, identity, config, task)
   if info is not None:
     return LatentVAE(module, params, info)
   test = np.asarray(data.load(dataset, split="test", size=500, seed=data_seed,
@@ -178,5 +178,5 @@ def latent_vae(workdir: str | pathlib.Path, *, dataset: str,
                "compares images by the KL between their latent Gaussians "
                "q(z | x), mean and variance."),
   }
-  readers.write_info(folder, info)
+  networks.write_info(path, info)
   return LatentVAE(module, params, info)

@@ -9,8 +9,9 @@ pure functions through `PureModule`.
 """
 
 from ctfjax.train.checkpoint import Checkpoints, find_checkpoints
-from ctfjax.train.config import apply_overrides, base_train_config
-from ctfjax.train.config import check_train_config
+from ctfjax.train.config import apply_overrides, base_eval_config
+from ctfjax.train.config import base_train_config, check_train_config
+from ctfjax.train.config import load_config, split_config_args
 from ctfjax.train.loop import Task, TrainingDivergedError, TrainResult
 from ctfjax.train.loop import batches_from_fn, load_state, train_and_evaluate
 from ctfjax.train.metrics_log import read_metrics
@@ -21,9 +22,10 @@ from ctfjax.train.step import make_eval_step, make_train_step
 
 __all__ = [
     "Checkpoints", "PureModule", "Task", "TrainResult", "TrainState",
-    "TrainingDivergedError", "apply_overrides", "base_train_config",
-    "batches_from_fn", "check_train_config", "create_train_state",
-    "find_checkpoints", "load_state", "make_eval_step", "make_mesh",
-    "make_optimizer", "make_train_step", "read_metrics", "replicated",
-    "shard_batch", "stream_key", "train_and_evaluate",
+    "TrainingDivergedError", "apply_overrides", "base_eval_config",
+    "base_train_config", "batches_from_fn", "check_train_config",
+    "create_train_state", "find_checkpoints", "load_config", "load_state",
+    "make_eval_step", "make_mesh", "make_optimizer", "make_train_step",
+    "read_metrics", "replicated", "shard_batch", "split_config_args",
+    "stream_key", "train_and_evaluate",
 ]

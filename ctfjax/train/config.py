@@ -1,4 +1,4 @@
-"""The config sections the training loop reads, and safe overrides.
+"""Config files, the sections the training loop reads, and safe overrides.
 
 Every family's base config starts from `base_train_config()` and adds its own
 `data` and `model` fields; experiment configs override a base, never copy it:
@@ -9,14 +9,20 @@ Every family's base config starts from `base_train_config()` and adds its own
     config.train.steps = 2000
     return config
 
-Overrides from a command line or a test go through `apply_overrides`, which
-turns a misspelt key into a one-line `UserError` instead of silently adding a
-field nobody reads.
+A config that the main job evaluates adds `base_eval_config()` to its `eval`
+section. Launchers load a file with `load_config` (its `get_config()` plus
+overrides); overrides from a command line or a test go through
+`apply_overrides`, which turns a misspelt key into a one-line `UserError`
+instead of silently adding a field nobody reads. This module imports no
+model, data or evaluation code, so configs and launchers stay light.
 """
 
 import ast
 import difflib
-from collections.abc import Iterable, Mapping
+import importlib.util
+import os
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -94,6 +100,34 @@ def base_train_config() -> ml_collections.ConfigDict:
   config.mesh = mesh = ml_collections.ConfigDict()
   mesh.data = -1  # Devices on the data-parallel axis; -1 = all devices.
   return config
+
+
+def base_eval_config() -> ml_collections.ConfigDict:
+  """The fields the evaluation (`ctfjax.evaluate`) reads, with defaults.
+
+  Configs of the main job add them to their `eval` section
+  (`config.eval.update(base_eval_config())`); the evaluation fills in any
+  that a config lacks (e.g. a run trained before a field existed). Each
+  field is an integer of at least `EVAL_MINIMUM[field]`.
+  """
+  ev = ml_collections.ConfigDict()
+  ev.test_size = 500  # Test images edited per intervention family.
+  ev.composition_size = 200  # Test images in the composition cycles.
+  ev.cycles = 10  # Null interventions in a row (>= 10: l1_10 is reported).
+  ev.real_size = 1000  # Training images for realism and CLD references.
+  ev.edit_chunk = 64  # Images per edit call (one shape: compiled once).
+  ev.figure_rows = 8  # Test images in edits.png (chosen by the dataset).
+  ev.reader_steps = 600  # Training steps of the dataset's feature readers.
+  ev.latent_steps = 600  # Training steps of CLD's VAE (batch 64).
+  ev.seed = 0  # Seed of the edits' abduction draws.
+  return ev
+
+
+# Smallest allowed value of each `base_eval_config` field (a covariance
+# needs two samples; composition reports 10 cycles).
+EVAL_MINIMUM = {"test_size": 1, "composition_size": 1, "cycles": 10,
+                "real_size": 2, "edit_chunk": 1, "figure_rows": 1,
+                "reader_steps": 1, "latent_steps": 1, "seed": 0}
 
 
 def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -212,3 +246,56 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     if value not in allowed:
       raise UserError(f"config key '{key}' must be one of {allowed}, "
                       f"got {value!r}")
+
+
+CONFIG_PREFIX = "--config."
+
+
+def split_config_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """Separates `--config.a.b=value` overrides from the other arguments.
+
+  Returns:
+    (the other arguments, ["a.b=value", ...]) for `load_config`.
+  """
+  rest, overrides = [], []
+  for arg in argv:
+    if arg.startswith(CONFIG_PREFIX):
+      overrides.append(arg[len(CONFIG_PREFIX):])
+    else:
+      rest.append(arg)
+  return rest, overrides
+
+
+def load_config(path: str | os.PathLike,
+                overrides: Sequence[str] | Mapping[str, Any] = ()
+                ) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, with overrides of existing keys.
+
+  Args:
+    path: a configs/*.py file.
+    overrides: ["train.steps=200", ...] or {"train.steps": 200}.
+
+  Returns:
+    The config.
+
+  Raises:
+    UserError: missing or broken file, no get_config(), unknown key or a
+      value of the wrong type (`apply_overrides`).
+  """
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise UserError(f"config file {path} does not exist")
+  spec = importlib.util.spec_from_file_location(
+      f"_ctfjax_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # A broken file is the user's, not a bug here.
+    raise UserError(f"config file {path} fails to load: "
+                    f"{type(e).__name__}: {e}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise UserError(f"config file {path} has no get_config()")
+  config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"get_config() of {path} must return a ConfigDict")
+  return apply_overrides(config, overrides)
