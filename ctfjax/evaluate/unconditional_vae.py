@@ -33,6 +33,7 @@ from flax import nnx
 from ctfjax import data
 from ctfjax import train
 from ctfjax.evaluate import networks
+from ctfjax.nn import gaussian
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder
 
 NAME = "latent_vae"
@@ -59,11 +60,11 @@ class UnconditionalVAE(nnx.Module):
   def loss(self, x: jax.Array, rng: jax.Array):
     """Negative ELBO per example, and its parts."""
     mean, logvar = self.encode(x)
-    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    z = gaussian.reparameterize(rng, mean, logvar)
     logits = self.decoder(z, _no_cond(z))[0]
     nll = optax.sigmoid_binary_cross_entropy(logits, x)
     nll = nll.reshape(x.shape[0], -1).sum(-1)
-    kl = 0.5 * (jnp.exp(logvar) + mean**2 - 1.0 - logvar).sum(-1)
+    kl = gaussian.kl_to_standard_normal(mean, logvar)
     return nll + kl, {"nll": nll, "kl": kl}
 
 

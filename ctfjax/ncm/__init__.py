@@ -19,7 +19,7 @@ training and min/max bounds.
 """
 
 from ctfjax.ncm.fit import BoundsFit, default_optimizer, fit, fit_bounds
-from ctfjax.ncm.fit import lambda_schedule, make_train_step, nll
+from ctfjax.ncm.fit import lambda_schedule, make_step, nll
 from ctfjax.ncm.fit import optimise, total_variation, weighted_assignments
 from ctfjax.ncm.model import NCM, Exogenous, Mechanisms, NCMError, Particles
 from ctfjax.ncm.query import QueryPlan, estimate_query, query_value

@@ -19,9 +19,9 @@ two trained models; they approach the optimal bounds from inside as the fit
 improves (every model they come from is compatible with the diagram, and
 approximately with the data).
 
-Training is a jitted optax step `(params, opt_state, batch, rng, t) ->
-(params, opt_state, metrics)`, compiled once per fit and driven by a Python
-loop with the step's rng `fold_in(rng, t)`.
+Training uses the library's one step factory (`ctfjax.train.step`), compiled
+once per fit and driven by a Python loop; the step's rng is
+`fold_in(rng, t)` of the fit's own key.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from ctfjax.causal.discrete import Table
 from ctfjax.causal.query import Query
 from ctfjax.ncm.model import NCM, NCMError, Params
 from ctfjax.ncm.query import QueryPlan, estimate_query, query_value
+from ctfjax.train.state import create_train_state
+from ctfjax.train.step import make_train_step
 
 Array = jax.Array
 LossFn = Callable[[Params, Any, Array, Array], tuple[Array, dict]]
@@ -90,23 +92,6 @@ def nll(model: NCM, params: Params, v: Mapping[str, Array], w: Array,
                                            num_latent_samples))
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation
-                    ) -> Callable:
-  """A jitted pure step `(params, opt_state, batch, rng, t) -> (params,
-  opt_state, metrics)` minimising `loss_fn(params, batch, rng, t)`, which
-  returns (loss, metrics)."""
-
-  @jax.jit
-  def step(params, opt_state, batch, rng, t):
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, metrics), grads = grad_fn(params, batch, rng, t)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state,
-            {"loss": loss, **metrics})
-
-  return step
-
-
 def default_optimizer(learning_rate: float, steps: int
                       ) -> optax.GradientTransformation:
   """Adam with a cosine decay to 5% of `learning_rate` over `steps`: the
@@ -116,24 +101,34 @@ def default_optimizer(learning_rate: float, steps: int
                                                 alpha=0.05))
 
 
+def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation
+              ) -> Callable:
+  """The library's one training step (`ctfjax.train.make_train_step`) for
+  `loss_fn(params, batch, rng, t) -> (loss, metrics)`, with step keys
+  `fold_in(rng, t)` of the key `optimise` is given."""
+  return make_train_step(loss_fn, optimizer, loss_takes_step=True,
+                         stream=None)
+
+
 def optimise(step: Callable, optimizer: optax.GradientTransformation,
              params: Params, batch: Any, rng: Array, steps: int
              ) -> tuple[Params, dict[str, np.ndarray]]:
-  """Runs `steps` steps of `step = make_train_step(loss_fn, optimizer)`
-  from a fresh optimiser state.
+  """Runs `steps` steps of `step = make_step(loss_fn, optimizer)` from a
+  fresh optimiser state.
 
   Returns:
     (params, history): history maps each metric to its [steps] values.
   """
-  opt_state = optimizer.init(params)
+  # The step donates its state: `params` must survive for the caller.
+  params = jax.tree.map(jnp.copy, params)
+  state = create_train_state(rng, lambda _: params, optimizer)
   history = []
-  for t in range(int(steps)):
-    params, opt_state, metrics = step(params, opt_state, batch,
-                                      jax.random.fold_in(rng, t), t)
+  for _ in range(int(steps)):
+    state, metrics = step(state, batch)
     history.append(metrics)  # device arrays: no host sync per step
   history = jax.device_get(history)
-  return params, {k: np.array([m[k] for m in history]) for k in
-                  (history[0] if history else {})}
+  return state.params, {k: np.array([m[k] for m in history]) for k in
+                        (history[0] if history else {})}
 
 
 def fit(model: NCM, params: Params, data: Table | Mapping[str, Any],
@@ -168,7 +163,7 @@ def fit(model: NCM, params: Params, data: Table | Mapping[str, Any],
     return loss, {"kl": loss - entropy}
 
   optimizer = optimizer or default_optimizer(learning_rate, steps)
-  return optimise(make_train_step(loss_fn, optimizer), optimizer, params,
+  return optimise(make_step(loss_fn, optimizer), optimizer, params,
                   (v, w), rng, steps)
 
 
@@ -259,7 +254,7 @@ def fit_bounds(model: NCM, params: Params, table: Table,
                                    "lambda": lam}
 
   # The sign is data, not structure: both runs share one compilation.
-  step = make_train_step(loss_fn, optimizer)
+  step = make_step(loss_fn, optimizer)
   start = time.time()
   runs = {}
   for name, sign in (("lower", 1.0), ("upper", -1.0)):

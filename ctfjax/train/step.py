@@ -39,6 +39,7 @@ def make_train_step(
     mesh: Mesh | None = None,
     update_extra: UpdateExtraFn | None = None,
     loss_takes_step: bool = False,
+    stream: str | None = "train",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the jitted `(state, batch) -> (state, metrics)` training step.
 
@@ -56,6 +57,9 @@ def make_train_step(
     loss_takes_step: call `loss_fn(params, batch, rng, step)` with step the
       int32 [] count of earlier updates, for losses with schedules (KL
       warm-up, annealed penalties).
+    stream: the named random stream of `state.rng` the step keys fold from;
+      None folds them from `state.rng` itself, for callers whose state holds
+      a key made for this one optimisation (`ctfjax.ncm.fit`).
 
   Returns:
     The step. It donates the incoming state (its buffers are reused for the
@@ -64,7 +68,8 @@ def make_train_step(
   """
 
   def train_step(state: TrainState, batch: Batch):
-    rng = jax.random.fold_in(stream_key(state.rng, "train"), state.step)
+    root = state.rng if stream is None else stream_key(state.rng, stream)
+    rng = jax.random.fold_in(root, state.step)
     step_arg = (state.step,) if loss_takes_step else ()
     if grads_fn is not None:
       grads, loss, metrics = grads_fn(state.params, batch, rng, *step_arg)
