@@ -89,7 +89,7 @@ def bench_ancm(repeats):
   step = train.make_train_step(task.loss, task.optimizer, grads_fn=task.grads)
   state = train.create_train_state(jax.random.key(0), task.init,
                                    task.optimizer)
-  params = state.params
+  params = jax.tree.map(jnp.copy, state.params)  # the step donates state
   compile_train, train_s = timed_train(step, state, batch, repeats)
   e = FLAGS.ancm_edit_batch
   images = ds["image"][:e]
@@ -118,7 +118,7 @@ def bench_cvae(repeats):
       p, batch["x"], batch["pa"], rng, method="loss")[0]["loss"].mean(), {})
   optimizer = optax.adamw(1e-3, b1=0.9, b2=0.9, weight_decay=0.01)
   state = train.create_train_state(jax.random.key(0), module.init, optimizer)
-  params = state.params
+  params = jax.tree.map(jnp.copy, state.params)  # the step donates state
   rng = np.random.default_rng(0)
   data = lambda n: {
       "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),

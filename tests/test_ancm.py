@@ -12,6 +12,7 @@ from PIL import Image
 
 from ctfjax.ancm import model as ancm_model
 from ctfjax.ancm import train as ancm_train
+from ctfjax.ncm import model as ncm_model
 from configs import ancm_colored_mnist_backdoor
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -105,13 +106,17 @@ def test_null_intervention_keeps_features_and_pixel_noise_is_exact(setup):
 
 
 def test_library_stages_compile_once(setup, monkeypatch):
-  """The library's own jitted stages trace once for new images and values."""
+  """The library's own jitted stages (image abduction and prediction, the
+  reader, the NCM's feature abduction-action-prediction) trace once for new
+  images, scalar and per-image do() values alike."""
   _, model, params, ds = setup
-  static = {"_abduct_image": (0,), "_predict_image": (0, 5),
-            "_read_labels": (0,)}
-  for name, argnums in static.items():
-    fn = getattr(ancm_model, name).__wrapped__
-    monkeypatch.setattr(ancm_model, name, jax.jit(
+  stages = [(ancm_model, "_abduct_image", (0,)),
+            (ancm_model, "_predict_image", (0, 5)),
+            (ancm_model, "_read_labels", (0,)),
+            (ncm_model, "_counterfactual_sample", (0, 5, 6))]
+  for module, name, argnums in stages:
+    fn = getattr(module, name).__wrapped__
+    monkeypatch.setattr(module, name, jax.jit(
         chex.assert_max_traces(fn, n=1), static_argnums=argnums))
   chex.clear_trace_counter()
   labels = lambda s: {k: ds[k][s] for k in model.order}
