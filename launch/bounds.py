@@ -8,7 +8,9 @@ r"""Optimal bounds of a counterfactual query from a diagram and P(V).
 With --scm or --example the diagram and P(V) are those the model induces (and
 the model's own value of the query is printed beside the bounds). A table file
 is the JSON {"variables": [...], "probs": nested list, one axis per variable}.
-Prints `lo hi` (or JSON with --json).
+Prints `lo hi` (or JSON with --json). Queries the linear program cannot
+solve go to SCIP (`cc.bounds_certificate`); for those the method, SCIP's
+proven gap and any note (e.g. a time limit reached: outer bounds) follow.
 """
 
 import json
@@ -25,6 +27,9 @@ flags.DEFINE_enum("example", None, list(examples.BY_NAME),
 flags.DEFINE_string("graph", None, "Diagram text, e.g. 'D <-> C; D -> B'.")
 flags.DEFINE_string("table", None, "Path of a JSON table of P(V).")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0, Y=0)'.")
+flags.DEFINE_float("time_limit", 60.0,
+                   "Seconds SCIP may spend on each end of a polynomial "
+                   "program; past it the bounds are valid outer bounds.")
 flags.DEFINE_bool("json", False, "Print JSON instead of text.")
 FLAGS = flags.FLAGS
 
@@ -57,14 +62,21 @@ def main():
            else cc.DiscreteSCM.from_json(FLAGS.scm))
     graph, table = scm.graph, scm.observational()
     truth = cc.query(scm, query)
-  lo, hi = cc.bounds(graph, table, query)
+  b = cc.bounds_certificate(graph, table, query, time_limit=FLAGS.time_limit)
   if FLAGS.json:
-    print(json.dumps({"query": query, "graph": str(graph), "bounds": [lo, hi],
+    print(json.dumps({"query": query, "graph": str(graph),
+                      "bounds": [b.lo, b.hi], "method": b.method,
+                      "gap": b.gap, "exact": b.exact, "note": b.note,
                       "model_value": truth}))
-  else:
-    print(f"{lo:.12g} {hi:.12g}" +
-          ("" if truth is None else f"\t(model value {truth:.12g})"))
-
+    return
+  extra = []
+  if b.method == "polynomial":
+    extra.append(f"polynomial (SCIP), gap {b.gap:.3g}")
+  if b.note:
+    extra.append(b.note)
+  if truth is not None:
+    extra.append(f"model value {truth:.12g}")
+  print(f"{b.lo:.12g} {b.hi:.12g}" + "".join(f"\t({e})" for e in extra))
 
 if __name__ == "__main__":
   cli.run(main)

@@ -3,7 +3,9 @@
 Independent checks: the Frechet closed form of science.md section 3, the
 natural (Manski) bounds, witness pair B, a brute-force LP over the full joint
 of response functions for single-c-component graphs, and the exact query value
-of random models compatible with each graph (it must lie inside the bounds).
+of random models compatible with each graph (it must lie inside the bounds);
+for the polynomial programs (SCIP), closed forms derived by hand, vertex
+enumeration and Charnes-Cooper LPs.
 """
 
 import itertools
@@ -13,7 +15,9 @@ import pytest
 import scipy.optimize
 
 from ctfjax import causal as cc
+from ctfjax import data
 from ctfjax.causal import optimal_bounds as cb
+from ctfjax.causal import polynomial_bounds as pb
 from ctfjax.causal.optimal_bounds import BoundsError, bounds
 
 TOL = 1e-7
@@ -236,7 +240,6 @@ def test_chordal_cover_fills_a_cycle():
     (FRONTDOOR, {"D": 3, "C": 2, "B": 2}, "D", "B"),
 ])
 def test_random_models_truth_inside_bounds(text, domains, x, y):
-  solved = unsupported = 0
   for seed in range(3):
     rng = np.random.default_rng(seed)
     scm = random_scm(text, rng, domains)
@@ -257,16 +260,9 @@ def test_random_models_truth_inside_bounds(text, domains, x, y):
         truth = cc.query(scm, q)
       except cc.ZeroProbabilityError:
         continue
-      try:
-        got = bounds(scm.graph, table, q)
-      except BoundsError as e:
-        assert "not linear" in str(e) or "not identified" in str(e), str(e)
-        unsupported += 1
-        continue
-      solved += 1
-      assert_contains(got, truth)
-  # Most queries are in the LP class; front-door do(D) is half bilinear.
-  assert solved >= unsupported, (solved, unsupported)
+      got = cc.bounds_certificate(scm.graph, table, q)
+      assert got.exact, (q, got)
+      assert_contains((got.lo, got.hi), truth)
 
 
 # Colored MNIST with bars ------------------------------------------------------
@@ -335,10 +331,255 @@ def test_frontdoor_bar_queries_contain_the_truth():
   assert bounds(scm.graph, table, "P(B_{D=5}=1 | D=5, C=0, B=0)") == (0, 0)
 
 
-def test_frontdoor_bilinear_query_is_refused():
+def test_frontdoor_bilinear_query_is_refused_by_the_lp_only():
   scm = frontdoor_scm()
   with pytest.raises(BoundsError, match="not linear in one c-component"):
-    bounds(scm.graph, scm.observational(), "P(B_{D=1}=1 | D=0, B=0)")
+    cc.bounds_certificate(scm.graph, scm.observational(),
+                          "P(B_{D=1}=1 | D=0, B=0)", method="lp")
+
+
+# Polynomial programs (SCIP) ---------------------------------------------------
+
+
+def frontdoor_closed_form(table, d, d1):
+  """Exact range of P(B_{D=d1}=1 | D=d, B=0) in the front-door graph.
+
+  Derived by hand: with s = P(r_C(d)=0, r_C(d1)=1) and u = P(r_B(0)=0,
+  r_B(1)=1 | r_D=d) (the only couplings the query reads), the numerator is
+  P(d) [s u + (s + p - p1)(u + b0 - b1)], p = P(C=1 | d), p1 = P(C=1 | d1),
+  b_c = P(B=1 | d, c); s and u range over Frechet intervals independently,
+  and a bilinear function of a box is extreme at its corners.
+  """
+  probs = table.marginal(("D", "C", "B")).probs  # [D, C, B]
+  p_d = probs.sum(axis=(1, 2))
+  p_c = probs[:, 1].sum(-1) / p_d  # P(C=1 | D)
+  b = probs[d, :, 1] / probs[d].sum(-1)  # P(B=1 | d, c), [C]
+  p, p1 = p_c[d], p_c[d1]
+  s_range = (max(0.0, p1 - p), min(p1, 1 - p))
+  u_range = (max(0.0, b[1] - b[0]), min(b[1], 1 - b[0]))
+  values = [p_d[d] * (s * u + (s + p - p1) * (u + b[0] - b[1]))
+            / probs[d, :, 0].sum()
+            for s in s_range for u in u_range]
+  return min(values), max(values)
+
+
+def test_frontdoor_digit_query_matches_closed_form():
+  scm = data.feature_scm("colored_mnist_bars/frontdoor")
+  table = scm.observational()
+  for d, d1 in [(0, 1), (3, 8), (9, 2)]:
+    q = f"P(B_{{D={d1}}}=1 | D={d}, B=0)"
+    got = cc.bounds_certificate(scm.graph, table, q)
+    assert got.method == "polynomial" and got.exact, got
+    assert got.gap <= 1e-6
+    assert (got.lo, got.hi) == pytest.approx(
+        frontdoor_closed_form(table, d, d1), abs=1e-6), q
+    assert_contains((got.lo, got.hi), cc.query(scm, q))
+    assert bounds(scm.graph, table, q) == (got.lo, got.hi)
+
+
+def polytope_vertices(a, b):
+  """Vertices of {x >= 0 : a x = b}, by trying every column support."""
+  out = []
+  for k in range(1, a.shape[1] + 1):
+    for cols in itertools.combinations(range(a.shape[1]), k):
+      sub = a[:, cols]
+      if np.linalg.matrix_rank(sub) < k:
+        continue  # not a basic support
+      y = np.linalg.lstsq(sub, b, rcond=None)[0]
+      if np.allclose(sub @ y, b, atol=1e-10) and (y >= -1e-12).all():
+        x = np.zeros(a.shape[1])
+        x[list(cols)] = y
+        out.append(x)
+  return out
+
+
+def responses(graph, table):
+  """All joint response functions, and their evaluation in a world."""
+  dom = table.domains
+  order = graph.topological_order()
+  configs = {v: list(itertools.product(*[range(dom[p])
+                                         for p in graph.parents(v)]))
+             for v in order}
+  choices = [list(itertools.product(range(dom[v]), repeat=len(configs[v])))
+             for v in order]
+
+  def evaluate(resp, world):
+    vals, do = {}, dict(world)
+    for v, r in zip(order, resp):
+      pa = tuple(vals[p] for p in graph.parents(v))
+      vals[v] = do[v] if v in do else r[configs[v].index(pa)]
+    return vals
+
+  return order, configs, choices, evaluate
+
+
+def brute_force_frontdoor(graph, table, query):
+  """Exact bounds for D -> C -> B, D <-> B over all response functions.
+
+  The masses are q_DB(r_D, r_B) q_C(r_C) with q_C in its own polytope
+  (q_C(r_C(d) = c) = P(c | d)). The query is linear in q_C for fixed q_DB,
+  so its extremes lie at vertices of that polytope: for each vertex, an LP
+  over q_DB subject to all of P(V).
+  """
+  order, configs, choices, evaluate = responses(graph, table)
+  assert list(order) == ["D", "C", "B"]
+  q = cc.Query.parse(query)
+  p_dc = table.marginal(("D", "C")).probs  # [D, C]
+  p_c_d = p_dc / p_dc.sum(-1, keepdims=True)
+  rows, rhs = [np.ones(len(choices[1]))], [1.0]
+  for d, c in itertools.product(*map(range, p_dc.shape)):
+    rows.append(np.array([r[d] == c for r in choices[1]], float))
+    rhs.append(p_c_d[d, c])
+  rest = list(itertools.product(choices[0], choices[2]))  # (r_D, r_B)
+  den = table.prob({t.name: t.value for t in q.evidence}) if q.evidence else 1
+  out = [np.inf, -np.inf]
+  for q_c in polytope_vertices(np.array(rows), np.array(rhs)):
+    a_eq = np.zeros((table.probs.size, len(rest)))
+    objective = np.zeros(len(rest))
+    for (j, (r_d, r_b)), (k, r_c) in itertools.product(
+        enumerate(rest), enumerate(choices[1])):
+      resp = (r_d, r_c, r_b)
+      vals = evaluate(resp, ())
+      a_eq[np.ravel_multi_index([vals[v] for v in table.variables],
+                                table.probs.shape), j] += q_c[k]
+      objective[j] += q_c[k] * all(evaluate(resp, t.world)[t.name] == t.value
+                                   for t in q.terms)
+    for i, sign in enumerate((1.0, -1.0)):
+      res = scipy.optimize.linprog(sign * objective, A_eq=a_eq,
+                                   b_eq=table.probs.ravel(), bounds=(0, None),
+                                   method="highs")
+      if res.status == 0:
+        val = sign * res.fun / den
+        out[i] = min(out[i], val) if i == 0 else max(out[i], val)
+  return tuple(out)
+
+
+@pytest.mark.parametrize("domains", [{"D": 2, "C": 2, "B": 2},
+                                     {"D": 3, "C": 2, "B": 2}])
+def test_frontdoor_matches_brute_force(domains):
+  queries = ["P(B_{D=1}=1 | D=0, B=0)", "P(B_{D=0}=0 | D=1, B=1)",
+             "P(B_{D=1}=1, B_{D=0}=0)", "P(B_{D=0}=1 | D=1, C=1, B=0)",
+             "P(C_{D=1}=1, B_{D=0}=1)"]
+  for seed in range(2):
+    scm = random_scm(FRONTDOOR, np.random.default_rng(seed), domains)
+    table = scm.observational()
+    for q in queries:
+      got = cc.bounds_certificate(scm.graph, table, q)
+      assert got.exact, (q, got)
+      want = brute_force_frontdoor(scm.graph, table, q)
+      assert (got.lo, got.hi) == pytest.approx(want, abs=1e-6), (seed, q)
+
+
+CHAIN = "A -> B; B -> C; A <-> B; B <-> C"
+
+
+def brute_force_chain(graph, table, query):
+  """Exact bounds for the chain A -> B -> C, A <-> B <-> C (binary).
+
+  With latents U_AB and U_BC, r_A and r_C are independent; conversely every
+  joint with r_A independent of r_C comes from such latents. A is a root,
+  so P(r_A = a) = P(A = a) and the independence is linear:
+  P(A=1) q(r_A=0, r_C) = P(A=0) q(r_A=1, r_C). One LP over all response
+  functions.
+  """
+  order, _, choices, evaluate = responses(graph, table)
+  assert list(order) == ["A", "B", "C"]
+  q = cc.Query.parse(query)
+  joint = list(itertools.product(*choices))
+  a_eq = np.zeros((table.probs.size, len(joint)))
+  objective = np.zeros(len(joint))
+  p_a = table.marginal(("A",)).probs
+  indep = np.zeros((len(choices[2]), len(joint)))
+  for j, resp in enumerate(joint):
+    vals = evaluate(resp, ())
+    a_eq[np.ravel_multi_index([vals[v] for v in table.variables],
+                              table.probs.shape), j] = 1.0
+    objective[j] = all(evaluate(resp, t.world)[t.name] == t.value
+                       for t in q.terms)
+    r_a = resp[0][0]
+    indep[choices[2].index(resp[2]), j] = p_a[1] if r_a == 0 else -p_a[0]
+  a_eq = np.concatenate([a_eq, indep])
+  b_eq = np.concatenate([table.probs.ravel(), np.zeros(len(indep))])
+  den = table.prob({t.name: t.value for t in q.evidence}) if q.evidence else 1
+  out = []
+  for sign in (1.0, -1.0):
+    res = scipy.optimize.linprog(sign * objective, A_eq=a_eq, b_eq=b_eq,
+                                 bounds=(0, None), method="highs")
+    assert res.status == 0
+    out.append(sign * res.fun / den)
+  return tuple(out)
+
+
+def test_chain_matches_brute_force_and_beats_the_lp():
+  queries = ["P(B_{A=1}=1, C_{B=0}=0)", "P(C_{B=0}=1 | A=1, B=1)",
+             "P(C_{A=1}=1 | A=0, C=0)", "P(C_{A=1}=0, A_{B=0}=1)"]
+  tighter = 0
+  for seed in range(3):
+    scm = random_scm(CHAIN, np.random.default_rng(seed),
+                     {"A": 2, "B": 2, "C": 2})
+    table = scm.observational()
+    for q in queries:
+      got = cc.bounds_certificate(scm.graph, table, q)
+      assert got.method == "polynomial" and got.exact, got
+      want = brute_force_chain(scm.graph, table, q)
+      assert (got.lo, got.hi) == pytest.approx(want, abs=1e-6), (seed, q)
+      assert_contains((got.lo, got.hi), cc.query(scm, q))
+      lp = cc.bounds_certificate(scm.graph, table, q, method="lp")
+      assert not lp.exact and "not a clique" in lp.note
+      assert lp.lo <= got.lo + TOL and got.hi <= lp.hi + TOL
+      tighter += (got.hi - got.lo) < (lp.hi - lp.lo) - 1e-3
+  assert tighter >= 3  # the independence of r_A and r_C matters
+
+
+@pytest.mark.parametrize("text, domains, queries", [
+    (BACKDOOR, {"D": 3, "C": 2, "B": 2},
+     ["P(B_{C=1}=1 | C=0, B=0)", "P(B_{D=2}=0 | D=0, C=1, B=1)",
+      "P(B_{C=1}=1, B_{C=0}=0)"]),
+    (FRONTDOOR, {"D": 2, "C": 2, "B": 2},
+     ["P(B_{C=1}=1 | C=0, B=0)", "P(B_{D=1}=1 | D=0, C=0, B=0)"]),
+])
+def test_lp_and_polynomial_agree_where_the_lp_is_exact(text, domains,
+                                                      queries):
+  scm = random_scm(text, np.random.default_rng(4), domains)
+  table = scm.observational()
+  for q in queries:
+    lp = cc.bounds_certificate(scm.graph, table, q)
+    poly = cc.bounds_certificate(scm.graph, table, q, method="polynomial")
+    assert lp.method == "lp" and lp.exact and lp.gap == 0
+    assert poly.method == "polynomial" and poly.exact
+    assert (poly.lo, poly.hi) == pytest.approx((lp.lo, lp.hi), abs=1e-6), q
+
+
+def test_time_limit_gives_valid_outer_bounds(monkeypatch):
+  scm = data.feature_scm("colored_mnist_bars/frontdoor")
+  table = scm.observational()
+  q = "P(B_{D=1}=1 | D=0, B=0)"
+  exact = cc.bounds_certificate(scm.graph, table, q)
+  real = pb.optimise
+
+  def stopped(*args, **kwargs):
+    out = real(*args, **kwargs)
+    # What SCIP reports when stopped early: a proven bound short of the
+    # attained value.
+    shift = 0.002 if args[4] == "minimize" else -0.002
+    return pb.Solution(out.dual - shift, out.primal, False, out.seconds)
+
+  monkeypatch.setattr(pb, "optimise", stopped)
+  got = cc.bounds_certificate(scm.graph, table, q, time_limit=1.0)
+  assert not got.exact and "time limit 1 s reached" in got.note
+  assert got.lo <= exact.lo and got.hi >= exact.hi
+  # lo = 0 is clipped; hi moves by 0.002 / P(D=0, B=0).
+  assert got.gap == pytest.approx(0.002 / table.prob({"D": 0, "B": 0}))
+  assert got.hi == pytest.approx(exact.hi + got.gap)
+
+
+def test_scip_time_limit_is_honoured():
+  scm = random_scm(FRONTDOOR, np.random.default_rng(0),
+                   {"D": 3, "C": 2, "B": 2})
+  got = cc.bounds_certificate(scm.graph, scm.observational(),
+                              "P(B_{D=1}=1 | D=0, B=0)", time_limit=1e-3)
+  assert 0.0 <= got.lo <= got.hi <= 1.0
+  assert got.exact == (got.note == "")
 
 
 # Bad input --------------------------------------------------------------------
@@ -373,11 +614,33 @@ def test_zero_probability_evidence():
       (0.0, 1.0), abs=TOL)
 
 
-def test_unidentified_evidence_is_refused():
+def test_unidentified_evidence_is_a_ratio_program():
   scm = random_scm("X -> Y; X <-> Y", np.random.default_rng(3),
                    {"X": 2, "Y": 2})
+  table = scm.observational()
+  q = "P(Y_{X=1}=1 | Y_{X=0}=0)"
   with pytest.raises(BoundsError, match="is not identified"):
-    bounds(scm.graph, scm.observational(), "P(Y_{X=1}=1 | Y_{X=0}=0)")
+    cc.bounds_certificate(scm.graph, table, q, method="lp")
+  got = cc.bounds_certificate(scm.graph, table, q)
+  assert got.method == "polynomial" and got.exact
+  # Charnes-Cooper over the full joint of response functions (one
+  # component): max N(x) / D(x) is the LP max N(y), D(y) = 1, A y = t b.
+  p = table.probs  # [X, Y]
+  resp = list(itertools.product(range(2), itertools.product(range(2),
+                                                            repeat=2)))
+  a = np.zeros((4, 8))
+  for j, (x, r_y) in enumerate(resp):
+    a[2 * x + r_y[x], j] = 1.0
+  num = np.array([r_y[1] == 1 and r_y[0] == 0 for _, r_y in resp], float)
+  den = np.array([r_y[0] == 0 for _, r_y in resp], float)
+  a_cc = np.concatenate([np.concatenate([a, -p.reshape(4, 1)], 1),
+                         np.append(den, 0.0)[None]])
+  b_cc = np.append(np.zeros(4), 1.0)
+  want = [sign * scipy.optimize.linprog(
+      sign * np.append(num, 0.0), A_eq=a_cc, b_eq=b_cc, bounds=(0, None),
+      method="highs").fun for sign in (1.0, -1.0)]
+  assert (got.lo, got.hi) == pytest.approx(want, abs=1e-5)
+  assert_contains((got.lo, got.hi), cc.query(scm, q))
 
 
 def test_incompatible_table_is_detected():

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from ctfjax import data
 from ctfjax.causal import examples
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -50,6 +51,23 @@ def test_bounds(spec_file, tmp_path):
             "--query=P(Y_{X=1}=1 | X=0, Y=0)")
   assert out.returncode == 0, out.stderr
   assert [float(x) for x in out.stdout.split()] == pytest.approx([0.5, 0.75])
+
+
+def test_bounds_of_a_polynomial_program(tmp_path):
+  scm = data.feature_scm("colored_mnist_bars/frontdoor")
+  table = tmp_path / "frontdoor.json"
+  table.write_text(json.dumps(scm.observational().as_dict()))
+  args = [f"--graph={scm.graph}", f"--table={table}",
+          "--query=P(B_{D=1}=1 | D=0, B=0)"]
+  out = run("launch.bounds", "--json", *args)
+  assert out.returncode == 0, out.stderr
+  got = json.loads(out.stdout)
+  assert got["method"] == "polynomial" and got["exact"]
+  assert got["gap"] <= 1e-6 and got["note"] == ""
+  assert got["bounds"] == pytest.approx([0.0, 0.424], abs=1e-6)
+  out = run("launch.bounds", *args)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.split("\t")[1].startswith("(polynomial (SCIP), gap")
 
 
 @pytest.mark.parametrize("module, args, message", [

@@ -1,4 +1,4 @@
-"""Optimal bounds of counterfactual queries by linear programming.
+"""Optimal bounds of counterfactual queries: linear and polynomial programs.
 
 `bounds(graph, table, query)` returns the smallest and largest value of a
 counterfactual query over the discrete SCMs compatible with a causal diagram
@@ -32,34 +32,45 @@ edges) over discrete variables, with `table` a joint over exactly its nodes;
 domain sizes come from the table's shape.
 
 Queries handled: any query of the grammar of `ctfjax.causal.query` (joint
-counterfactuals, counterfactual evidence) such that, once every c-component
-factor that the table identifies (its minimum equals its maximum over the
-component's polytope) is replaced by its value,
+counterfactuals, counterfactual evidence). Once every c-component factor that
+the table identifies (its minimum equals its maximum over the component's
+polytope) is replaced by its value, two cases remain.
 
-* the numerator P(outcome, evidence) is a sum of terms each linear in the
-  masses of at most one c-component (a separable LP: one min and one max per
-  component), or is a constant plus a single product of free factors of
-  different components (the bounds are the products of the per-factor
-  bounds, which are non-negative and range over independent polytopes), and
-* the denominator P(evidence) is identified: always the case for factual
-  evidence, which is read off the table.
+* The LP (the fast path, exact): the numerator P(outcome, evidence) is a
+  sum of terms each linear in the masses of at most one c-component (one min
+  and one max per component), or a constant plus a single product of free
+  factors of different components (the products of the per-factor bounds:
+  non-negative factors over independent polytopes); the denominator
+  P(evidence) is identified (always, for factual evidence); and every
+  c-component the query touches has a complete bidirected part.
+* A polynomial program (`polynomial_bounds`, SCIP's spatial branch and
+  bound, proven global optimum): everything else. E.g. P(B_{D=1}=1 | D=0,
+  B=0) in the front-door graph D -> C -> B, D <-> B is bilinear in the
+  {D, B} and {C} masses; evidence whose probability P(V) does not fix makes
+  a ratio; and a bidirected part with two maximal cliques K1, K2 (the chain
+  A <-> B <-> C) adds the constraint that the response functions of K1 - K2
+  and K2 - K1 are independent (`_CanonicalModel.independence`), which the
+  single joint of the LP would not impose. The program's variables are the
+  same clique marginals, so its size is the LP's. A time limit leaves SCIP's
+  dual bounds: valid, outer, with the gap to its best feasible point.
 
-Anything else (e.g. P(B_{D=1}=1 | D=0, B=0) in the front-door graph
-D -> C -> B, D <-> B, which is bilinear in two components) raises
-`BoundsError`. For the Colored-MNIST-bars graphs this covers every query of
-the ctf-consistency table: in the backdoor graph D <-> C, D -> B, C -> B all
-of do(C), do(D), do(B); in the front-door graph do(C), do(B), and do(D) when
-C is in the evidence (a product of a {D, B} and a {C} factor).
+`bounds_certificate` says which was used, the gap, and whether the bounds are
+exact. For the Colored-MNIST-bars graphs the LP covers every query of the
+ctf-consistency table but front-door do(D) with C unobserved, which SCIP
+solves in well under a second per query.
 
 Tightness. The bounds are always valid. They are tight (optimal) when (a)
-every c-component's bidirected part is complete, so one shared latent per
-component loses no generality (otherwise the canonical model also allows
-dependences between response functions that the diagram excludes: the bounds
-are then outer bounds), and (b) every conditioning event P(W_i = w) in the
-c-factors is positive. A c-factor row whose conditioning event has probability
-zero is dropped, unless another of its factors is a well-defined zero (the row
-is then zero in every compatible model); dropping rows is a relaxation, so
-bounds with zeros in the table may be loose.
+every c-component's bidirected part has at most two maximal cliques (one
+latent per maximal clique; a complete part loses no generality with one
+shared latent; with more than two cliques the canonical model also allows
+dependences the diagram excludes: the bounds are then outer bounds, and
+`Bounds.note` says so), (b) every conditioning event P(W_i = w) in the
+c-factors is positive, and (c) SCIP finished within its time limit. A c-factor
+row whose conditioning event has probability zero is dropped, unless another
+of its factors is a well-defined zero (the row is then zero in every
+compatible model); dropping rows is a relaxation, so bounds with zeros in the
+table may be loose. Ratio programs consider models whose evidence has
+probability at least `polynomial_bounds.MIN_EVIDENCE`.
 
 Tables that no model compatible with the graph produces (e.g. violating the
 instrumental inequality) make a component's constraints infeasible and raise
@@ -69,6 +80,7 @@ instrumental inequality) make a component's constraints infeasible and raise
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import math
 from typing import Iterable, Sequence
@@ -77,6 +89,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse
 
+from ctfjax.causal import polynomial_bounds
 from ctfjax.causal.table import Table
 from ctfjax.errors import UserError
 from ctfjax.causal.graph import Graph, GraphError
@@ -103,12 +116,40 @@ Monomial = tuple[tuple[int, Event], ...]
 
 
 class BoundsError(UserError):
-  """Bad input to `bounds`, or a graph / query the LP method cannot handle."""
+  """Bad input to `bounds`, or a graph / query it cannot handle."""
+
+
+class _NotLinear(BoundsError):
+  """The query is a polynomial program, not an LP (`method='lp'` only)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+  """Certified bounds of a counterfactual query (`bounds_certificate`).
+
+  Attributes:
+    lo, hi: valid bounds: every model compatible with the diagram and P(V)
+      gives the query a value in [lo, hi].
+    gap: how far lo and hi may each lie outside the optimal interval: 0 for
+      the LP, SCIP's proven primal-dual gap (in query units) otherwise.
+    method: 'lp' (linear program) or 'polynomial' (SCIP).
+    exact: whether [lo, hi] is the optimal interval (to the solvers'
+      tolerances, about 1e-6).
+    note: why the bounds are not exact, or empty.
+  """
+  lo: float
+  hi: float
+  gap: float
+  method: str
+  exact: bool
+  note: str = ""
 
 
 def bounds(graph: Graph | str, table: Table,
            query: Query | str) -> tuple[float, float]:
   """Tight bounds of a counterfactual query given a diagram and P(V).
+
+  `bounds_certificate` with its defaults, as a pair.
 
   Args:
     graph: the causal diagram (a `Graph` or its text form).
@@ -122,11 +163,41 @@ def bounds(graph: Graph | str, table: Table,
     docstring for when they are tight.
 
   Raises:
-    BoundsError: bad graph or table, evidence of probability zero, a table
-      incompatible with the graph, a query outside the supported class, or
-      an LP too large to build.
+    BoundsError: see `bounds_certificate`.
     QueryError: a malformed query, or one naming unknown variables or values.
   """
+  b = bounds_certificate(graph, table, query)
+  return b.lo, b.hi
+
+
+def bounds_certificate(graph: Graph | str, table: Table, query: Query | str,
+                       *, time_limit: float = 60.0,
+                       method: str = "auto") -> Bounds:
+  """Bounds of a counterfactual query with how they were proven.
+
+  Args:
+    graph: the causal diagram (a `Graph` or its text form).
+    table: the observational joint distribution over the graph's nodes.
+    query: e.g. 'P(B_{D=1}=1 | D=0, B=0)'.
+    time_limit: seconds SCIP may spend on each end of a polynomial program;
+      when it runs out, lo and hi are SCIP's dual bounds (valid, outer) and
+      `exact` is False.
+    method: 'auto' (the LP where it is exact, SCIP otherwise), 'lp' (refuse
+      what the LP cannot solve) or 'polynomial' (SCIP even where the LP is
+      exact; for tests).
+
+  Returns:
+    A `Bounds`.
+
+  Raises:
+    BoundsError: bad graph or table, evidence of probability zero, a table
+      incompatible with the graph, a query outside the supported class
+      (method 'lp'), or a program too large to build.
+    QueryError: a malformed query, or one naming unknown variables or values.
+  """
+  if method not in ("auto", "lp", "polynomial"):
+    raise BoundsError(f"method must be 'auto', 'lp' or 'polynomial', got "
+                      f"{method!r}")
   graph = _as_graph(graph)
   table = _as_table(graph, table)
   q = Query.parse(query)
@@ -136,6 +207,7 @@ def bounds(graph: Graph | str, table: Table,
   factual = all(not t.world for t in q.evidence)
   denominator = None if factual else model.polynomial(q.evidence)
   model.build_lps([numerator] + ([denominator] if denominator else []))
+  den = None
   if not q.evidence:
     den = 1.0
   elif factual:
@@ -143,20 +215,68 @@ def bounds(graph: Graph | str, table: Table,
     # Y=0 and Y=1 together: one dict entry would hide the contradiction.
     clash = len(given) < len({(t.name, t.value) for t in q.evidence})
     den = 0.0 if clash else table.prob(given)
-  else:
-    lo, hi = model.range(denominator, q)
-    if hi - lo > IDENTIFIED_TOL:
+  evidence = ", ".join(map(str, q.evidence))
+  if den is not None and den <= ZERO_TOL:
+    raise BoundsError(f"evidence {evidence} has probability zero")
+  cliques = {c: model.clique_count(c) for c in model.lps}
+  outer = sorted(model.lps[c].name for c, k in cliques.items() if k > 2)
+  note = (f"outer bounds: the bidirected part of {', '.join(outer)} has more "
+          "than two maximal cliques" if outer else "")
+  if method != "polynomial":
+    try:
+      if den is None:
+        lo, hi = model.range(denominator, q)
+        if hi <= ZERO_TOL:
+          raise BoundsError(f"evidence {evidence} has probability zero")
+        if hi - lo > IDENTIFIED_TOL:
+          raise _NotLinear(
+              f"P({evidence}) is not identified from the table (it lies in "
+              f"[{lo:.6g}, {hi:.6g}]), so {q} is a ratio of two free "
+              "quantities")
+        den = 0.5 * (lo + hi)
+      lo, hi = model.range(numerator, q)
+      if method == "lp" or all(k == 1 for k in cliques.values()) or outer:
+        exact = all(k == 1 for k in cliques.values())
+        return Bounds(float(np.clip(lo / den, 0.0, 1.0)),
+                      float(np.clip(hi / den, 0.0, 1.0)), 0.0, "lp", exact,
+                      "" if exact else note or "outer bounds: "
+                      "a bidirected part is not a clique")
+    except _NotLinear as e:
+      if method == "lp":
+        raise BoundsError(f"{e}; use method='auto'") from None
+  return _polynomial_bounds(model, q, numerator, denominator, den,
+                            time_limit, note)
+
+
+def _polynomial_bounds(model, q, numerator, denominator, den, time_limit,
+                       note) -> Bounds:
+  """Both ends of the query by SCIP; `den` None means a ratio program."""
+  polys = [numerator] if den is not None else [numerator, denominator]
+  polytopes, factors, reduced = model.program(polys)
+  ends = []
+  for sense in ("minimize", "maximize"):
+    try:
+      ends.append(polynomial_bounds.optimise(
+          polytopes, factors, reduced[0], None if den else reduced[1], sense,
+          time_limit))
+    except ValueError:
       raise BoundsError(
-          f"P({', '.join(map(str, q.evidence))}) is not identified from the "
-          f"table (it lies in [{lo:.6g}, {hi:.6g}]), so {q} is a ratio of "
-          "two free quantities; only identified evidence is supported")
-    den = 0.5 * (lo + hi)
-  if den <= ZERO_TOL:
-    raise BoundsError(
-        f"evidence {', '.join(map(str, q.evidence))} has probability zero")
-  lo, hi = model.range(numerator, q)
-  return (float(np.clip(lo / den, 0.0, 1.0)),
-          float(np.clip(hi / den, 0.0, 1.0)))
+          "the table is not compatible with the graph: the observational "
+          f"constraints of the components of {q} are infeasible") from None
+  scale = 1.0 if den is None else den
+  lo_end, hi_end = ends
+  lo = float(np.clip(lo_end.dual / scale, 0.0, 1.0))
+  hi = float(np.clip(hi_end.dual / scale, 0.0, 1.0))
+  inner = (np.clip(lo_end.primal / scale, 0.0, 1.0),
+           np.clip(hi_end.primal / scale, 0.0, 1.0))
+  gap = max(inner[0] - lo, hi - inner[1])
+  gap = float(hi - lo if math.isnan(gap) else max(gap, 0.0))
+  optimal = lo_end.optimal and hi_end.optimal
+  if not optimal:
+    note = "; ".join(filter(None, [
+        f"time limit {time_limit:g} s reached: SCIP's dual bounds, valid "
+        f"but up to {gap:.3g} outside the optimum", note]))
+  return Bounds(lo, hi, gap, "polynomial", optimal and not note, note)
 
 
 def _as_graph(graph) -> Graph:
@@ -347,18 +467,25 @@ class _CanonicalModel:
           events[c].add(e)
     for c, evs in sorted(events.items()):
       name = "{" + ", ".join(sorted(self.components[c])) + "}"
-      self.lps[c] = _ComponentLP(name, self.domains, self.c_factor_rows(c),
-                                 evs)
+      rows = self.c_factor_rows(c)
+      sets = [[coord for coord, _ in e] for e, _ in rows]
+      sets += [[coord for coord, _ in e] for e in evs]
+      self.lps[c] = _ComponentLP(name, self.domains, rows, evs,
+                                 self.independence(c, sets))
 
   def _event_ranges(self, items):
     """(min, max) of q_C(E) for each (component C, event E) of `items`."""
     return [self.lps[c].event_range(e) for c, e in items]
 
-  def range(self, poly: dict[Monomial, float], q: Query):
-    """(min, max) of a polynomial over the compatible canonical models."""
+  def reduce(self, poly: dict[Monomial, float]):
+    """Substitutes identified factors: (constant, linear, products).
+
+    linear[c][E] is the coefficient of the free factor q_c(E); products are
+    (coefficient, [(component, event), ...]) with at least two free factors.
+    """
     const = 0.0
     linear = collections.defaultdict(lambda: collections.defaultdict(float))
-    products = []  # (coefficient, [(component, event), ...]) with >= 2 free
+    products = []
     for mono, coef in poly.items():
       if not mono:
         const += coef
@@ -381,6 +508,11 @@ class _CanonicalModel:
         linear[free[0][0]][free[0][1]] += coef
       else:
         products.append((coef, free))
+    return const, linear, products
+
+  def range(self, poly: dict[Monomial, float], q: Query):
+    """(min, max) of a polynomial over the compatible canonical models."""
+    const, linear, products = self.reduce(poly)
     parts = {c: self.lps[c].linear_range(obj) for c, obj in linear.items()}
     if not products:
       return (const + sum(lo for lo, _ in parts.values()),
@@ -394,12 +526,76 @@ class _CanonicalModel:
       ranges = self._event_ranges(free)
       return (const + coef * math.prod(lo for lo, _ in ranges),
               const + coef * math.prod(hi for _, hi in ranges))
-    names = sorted({"{" + ", ".join(sorted(self.components[c])) + "}"
-                    for _, free in products for c, _ in free})
-    raise BoundsError(
+    names = sorted({self.lps[c].name for _, free in products for c, _ in free})
+    raise _NotLinear(
         f"{q} is not linear in one c-component's response-function masses "
-        f"(it is a polynomial program over components {', '.join(names)}); "
-        "such queries are not supported")
+        f"(it is a polynomial program over components {', '.join(names)})")
+
+  # Polynomial programs --------------------------------------------------------
+
+  def program(self, polys):
+    """The SCIP program of `polys`: polytopes, factors, reduced polynomials."""
+    reduced = []
+    for poly in polys:
+      const, linear, products = self.reduce(poly)
+      terms = [(coef, [(c, e)]) for c, obj in linear.items()
+               for e, coef in obj.items()]
+      reduced.append((const, terms + products))
+    comps = sorted({c for _, terms in reduced for _, keys in terms
+                    for c, _ in keys})
+    part = {c: i for i, c in enumerate(comps)}
+    polytopes = [self.lps[c].polytope() for c in comps]
+    factors = {}
+    for _, terms in reduced:
+      for _, keys in terms:
+        for c, e in keys:
+          if (c, e) not in factors:
+            lo, hi = self.lps[c].event_range(e)
+            factors[c, e] = polynomial_bounds.Factor(
+                part[c], self.lps[c].columns(e), lo, hi)
+    return polytopes, factors, reduced
+
+  def clique_count(self, c: int) -> int:
+    """Number of maximal cliques of component c's bidirected part."""
+    return len(self._bidirected_cliques(c))
+
+  def _bidirected_cliques(self, c: int) -> list[frozenset]:
+    comp = self.components[c]
+    nb = {v: {w for pair in self.graph.bidirected if v in pair
+              for w in pair if w != v} for v in comp}
+    cliques = []
+
+    def grow(r, p, x):  # Bron-Kerbosch: the components are small
+      if not p and not x:
+        cliques.append(frozenset(r))
+      for v in sorted(p):
+        grow(r | {v}, p & nb[v], x & nb[v])
+        p = p - {v}
+        x = x | {v}
+
+    grow(set(), set(comp), set())
+    return sorted(cliques, key=sorted)
+
+  def independence(self, c: int, sets) -> tuple[list, list] | None:
+    """Coordinates that must be independent in a two-clique component.
+
+    With one latent per maximal clique K1, K2 of the bidirected part, the
+    response functions of K1 - K2 depend on K1's latent only, those of
+    K2 - K1 on K2's only, and those of the shared variables on both (and
+    their own noise). The joints this allows are exactly those in which
+    r(K1 - K2) and r(K2 - K1) are independent: given such a joint, take the
+    latents to be r(K1 - K2) plus a uniform seed, and r(K2 - K1), and draw
+    the shared variables' responses from their conditional. Only the
+    coordinates that some event names need the constraint: the others can
+    be set independently.
+    """
+    cliques = self._bidirected_cliques(c)
+    if len(cliques) != 2:
+      return None
+    k1, k2 = cliques
+    named = sorted({coord for s in sets for coord in s})
+    return ([coord for coord in named if coord[0] in k1 - k2],
+            [coord for coord in named if coord[0] in k2 - k1])
 
 
 class _ComponentLP:
@@ -413,10 +609,16 @@ class _ComponentLP:
   """
 
   def __init__(self, name: str, domains: dict[str, int],
-               rows: list[tuple[Event, float]], events: set[Event]):
+               rows: list[tuple[Event, float]], events: set[Event],
+               independent: tuple[list, list] | None = None):
     self.name = name
+    self.domains = domains
+    self.independent = independent
     sets = [frozenset(c for c, _ in e) for e, _ in rows]
     sets += [frozenset(c for c, _ in e) for e in events]
+    if independent and all(independent):
+      # One clique holds both sides, so their joint is an LP variable.
+      sets.append(frozenset(independent[0] + independent[1]))
     # A coordinate r_V(pa) takes V's values.
     sizes = {c: domains[c[0]] for s in sets for c in s}
     self.cliques = _chordal_cover(sets, sizes)
@@ -455,7 +657,7 @@ class _ComponentLP:
         data.append(np.full(grid.shape[1], sign))
       b.extend([0.0] * math.prod(sizes[c] for c in sep))
     for event, value in rows:
-      cols = self._columns(event)
+      cols = self.columns(event)
       add_row(cols, np.ones(len(cols)), value)
     self.a_eq = scipy.sparse.csr_matrix(
         (np.concatenate(data), (np.concatenate(r_idx), np.concatenate(c_idx))),
@@ -463,7 +665,23 @@ class _ComponentLP:
     self.b_eq = np.asarray(b)
     self._cache: dict[Event, tuple[float, float]] = {}
 
-  def _columns(self, event: Event) -> np.ndarray:
+  def polytope(self) -> polynomial_bounds.Polytope:
+    """The LP's polytope, plus the independence of a two-clique component."""
+    products, sides = [], {}
+    if self.independent and all(self.independent):
+      left, right = self.independent
+      events = [[tuple(zip(coords, vals)) for vals in itertools.product(
+          *[range(self.domains[c[0]]) for c in coords])]
+                for coords in (left, right)]
+      for e in events[0] + events[1]:
+        # The LP range of each side's masses: when it is a point (a root's
+        # response, fixed by P(V)), the product is linear.
+        sides[e] = (self.columns(e), *self.event_range(e))
+      for a, b in itertools.product(*events):
+        products.append((self.columns(tuple(sorted(a + b))), a, b))
+    return polynomial_bounds.Polytope(self.a_eq, self.b_eq, products, sides)
+
+  def columns(self, event: Event) -> np.ndarray:
     """LP columns whose clique entry agrees with `event`."""
     coords = frozenset(c for c, _ in event)
     if coords not in self.home:
@@ -497,14 +715,14 @@ class _ComponentLP:
       return coef * lo, coef * hi
     vec = np.zeros(self.n)
     for event, coef in objective.items():
-      vec[self._columns(event)] += coef
+      vec[self.columns(event)] += coef
     return self._optimum(vec, 1.0), self._optimum(vec, -1.0)
 
   def event_range(self, event: Event) -> tuple[float, float]:
     """(min, max) of q_C(event) over the polytope (cached)."""
     if event not in self._cache:
       vec = np.zeros(self.n)
-      vec[self._columns(event)] = 1.0
+      vec[self.columns(event)] = 1.0
       self._cache[event] = (self._optimum(vec, 1.0),
                             self._optimum(vec, -1.0))
     return self._cache[event]
