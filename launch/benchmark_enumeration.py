@@ -4,8 +4,8 @@ r"""Exact counterfactual query time versus chain length, against brute force.
 
 A chain V0 -> V1 -> ... -> V{n-1}, each node with its own 3-valued exogenous
 input (3^n exogenous states), answers P(V{n-1}_{V0=1}=1 | V{n-1}=0). The
-twin-network variable elimination is timed (first call, with tracing, and the
-median of repeats) and compared with a vectorised dense enumeration of all
+twin-network variable elimination is timed (first call and the median of
+repeats) and compared with a vectorised dense enumeration of all
 exogenous states wherever 3^n is small enough to list.
 """
 

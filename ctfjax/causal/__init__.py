@@ -10,7 +10,8 @@ from ctfjax.causal.inference import ZeroProbabilityError, distribution, joint
 from ctfjax.causal.inference import posterior_exogenous, probability, query
 from ctfjax.causal.inference import sample_posterior
 from ctfjax.causal.query import Query, QueryError, Term, Variable
-from ctfjax.causal.optimal_bounds import BoundsError, bounds
+from ctfjax.causal.optimal_bounds import Bounds, BoundsError, bounds
+from ctfjax.causal.optimal_bounds import bounds_certificate
 from ctfjax.causal import gumbel
 from ctfjax.causal import kinds
 from ctfjax.causal import scm

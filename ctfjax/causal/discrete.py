@@ -14,6 +14,9 @@ the listed order whose leaves are the variable's value.
 
 Two endogenous variables that read the same exogenous variable are confounded:
 the induced diagram has a bidirected edge between them.
+
+A model may also be written as a NumPyro program (`DiscreteSCM.from_numpyro`);
+its structural equations are recovered by intervening on its sites.
 """
 
 from __future__ import annotations
@@ -24,11 +27,21 @@ import math
 import os
 from typing import Callable, Iterable, Mapping
 
+import jax
 import numpy as np
+from numpyro import distributions as dist
+from numpyro import handlers
+from numpyro.primitives import Messenger
 
 from ctfjax.causal.graph import Graph, GraphError
 from ctfjax.causal.inference import joint
 from ctfjax.causal.table import PROB_TOL, SCMError, Table
+
+# Most joint values of the sites before one site that `from_numpyro`
+# tabulates it over (one vectorised run of the model), and the most it
+# evaluates one at a time when the model cannot run on arrays.
+MAX_NUMPYRO_CELLS = 2**20
+MAX_NUMPYRO_LOOP_CELLS = 2**12
 
 @dataclasses.dataclass(frozen=True)
 class Mechanism:
@@ -180,6 +193,58 @@ class DiscreteSCM:
       endo[name] = Mechanism(int(domain), inputs, table)
     return cls(exogenous, endo)
 
+  @classmethod
+  def from_numpyro(cls, model_fn: Callable[[], object], *,
+                   domains: Mapping[str, int] | None = None) -> DiscreteSCM:
+    """Builds from a NumPyro model, recovering its structural equations.
+
+    Exogenous variables are `numpyro.sample` sites with a scalar Categorical
+    or Bernoulli distribution whose parameters are constants; endogenous ones
+    are `numpyro.deterministic` sites (or `numpyro.sample` with `dist.Delta`)
+    with non-negative integer values. Each site is tabulated over every joint
+    value of the sites the model ran before it, those substituted (for an
+    endogenous site, an intervention), so an endogenous site's inputs are
+    the sites it reads - an endogenous parent, not the noise behind it - and
+    counterfactuals are those of the program. Contract: compute each
+    endogenous value only from the values `numpyro.sample` and
+    `numpyro.deterministic` return; a dependence through another Python value
+    cannot be seen.
+
+    Args:
+      model_fn: the model, called with no arguments (bind any with
+        functools.partial).
+      domains: optional {endogenous site: domain size}; by default one more
+        than the largest value its table takes.
+
+    Returns:
+      The `DiscreteSCM`, sites in the order the model runs them.
+    """
+    exo: dict[str, np.ndarray] = {}
+    endo: dict[str, Mechanism] = {}
+    sizes: dict[str, int] = {}
+    domains = dict(domains or {})
+    sites = _numpyro_sites(model_fn)
+    for name in domains:
+      if sites.get(name, 0) is not None:
+        raise SCMError(f"domains names {name!r}, not an endogenous site of "
+                       "the model")
+    for name, probs in sites.items():
+      before = list(sizes)
+      values = _numpyro_site_grid(model_fn, name, probs is not None,
+                                  [sizes[k] for k in before], before)
+      if probs is not None:
+        exo[name] = probs
+        sizes[name] = len(probs)
+        continue
+      inputs = [k for axis, k in enumerate(before)
+                if np.any(np.diff(values, axis=axis) != 0)]
+      table = np.asarray(
+          values[tuple(slice(None) if k in inputs else 0 for k in before)])
+      domain = domains.get(name, int(table.max()) + 1)
+      endo[name] = Mechanism(int(domain), tuple(inputs), table)
+      sizes[name] = int(domain)
+    return cls(exo, endo)
+
   def to_dict(self) -> dict:
     return {
         "exogenous": {k: v.tolist() for k, v in self.exogenous.items()},
@@ -251,3 +316,152 @@ class DiscreteSCM:
   def observational(self) -> Table:
     """The exact joint P(V) over endogenous variables, in spec order."""
     return joint(self, list(self.endogenous))
+
+
+# The NumPyro front end ------------------------------------------------------
+
+
+class _Stop(Exception):
+  """Ends a model run once the wanted site has been processed."""
+
+
+class _Capture(Messenger):
+  """Records the message of one site, then stops the model."""
+
+  def __init__(self, name: str):
+    super().__init__()
+    self.name = name
+    self.msg = None
+
+  def postprocess_message(self, msg):
+    if msg.get("name") == self.name:
+      self.msg = dict(msg)
+      raise _Stop
+
+
+def _is_endogenous(msg) -> bool:
+  return msg["type"] == "deterministic" or (
+      msg["type"] == "sample" and isinstance(msg["fn"], dist.Delta))
+
+
+def _numpyro_sites(model_fn) -> dict[str, np.ndarray | None]:
+  """Site name -> its probabilities if exogenous, None if endogenous.
+
+  In the order the model runs them.
+  """
+  # Exogenous draws are pinned to 0 so that integer arithmetic on them runs.
+  def zero(msg):
+    return None if _is_endogenous(msg) else np.int64(0)
+
+  with jax.enable_x64(True):
+    trace = handlers.trace(handlers.seed(handlers.substitute(
+        model_fn, substitute_fn=zero), 0)).get_trace()
+  sites = {}
+  for name, msg in trace.items():
+    if msg["type"] not in ("sample", "deterministic", "param", "plate"):
+      continue
+    if msg["type"] in ("param", "plate") or msg.get("cond_indep_stack"):
+      raise SCMError(f"site {name!r} is a {msg['type']} or inside a plate; "
+                     "from_numpyro takes one scalar site per variable")
+    if msg["type"] == "sample" and msg.get("is_observed") and not (
+        _is_endogenous(msg)):
+      raise SCMError(f"sample site {name!r} is observed; give evidence to "
+                     "the query instead")
+    sites[name] = (None if _is_endogenous(msg) else
+                   _exogenous_probs(name, msg["fn"]))
+  if not sites:
+    raise SCMError("the NumPyro model has no sample or deterministic sites")
+  return sites
+
+
+def _run_site(model_fn, name: str, data: Mapping[str, object]):
+  """The message of site `name` with the sites in `data` substituted."""
+  capture = _Capture(name)
+  with jax.enable_x64(True):
+    try:
+      with capture:
+        handlers.seed(handlers.substitute(model_fn, data=data), 0)()
+    except _Stop:
+      pass
+  if capture.msg is None:
+    raise SCMError(f"site {name!r} did not run once earlier sites were "
+                   "substituted; sites must not be skipped by branches")
+  return capture.msg
+
+
+def _numpyro_site_grid(model_fn, name: str, exogenous: bool,
+                       shape: list[int], before: list[str]):
+  """Runs the model up to site `name` over every joint value of `before`.
+
+  Returns:
+    For an endogenous site its int values, one axis per site in `before`
+    (shape `shape`); for an exogenous one None, once its distribution is
+    checked not to depend on the earlier sites.
+  """
+  cells = math.prod(shape)
+  if cells > MAX_NUMPYRO_CELLS:
+    raise SCMError(f"site {name!r} follows sites with {cells} joint values "
+                   f"(more than {MAX_NUMPYRO_CELLS}); use fewer or smaller "
+                   "sites, or a JSON spec")
+  pin = {name: np.int64(0)} if exogenous else {}
+  grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+  try:
+    msg = _run_site(model_fn, name, {**dict(zip(before, grids)), **pin})
+    msgs = [msg]
+    raw = np.broadcast_to(np.asarray(msg["value"]), shape)
+  except SCMError:
+    raise
+  except Exception:  # pylint: disable=broad-except
+    # Python branches on site values cannot take arrays: one run per cell.
+    if cells > MAX_NUMPYRO_LOOP_CELLS:
+      raise SCMError(f"site {name!r} could not be computed on arrays of site "
+                     f"values and follows {cells} joint values (more than "
+                     f"{MAX_NUMPYRO_LOOP_CELLS} to run one by one); use jnp "
+                     "operations instead of Python branches") from None
+    msgs = [_run_site(model_fn, name, {
+        **{k: np.int64(i) for k, i in zip(before, idx)}, **pin})
+            for idx in np.ndindex(*shape)]
+    raw = np.reshape([np.asarray(m["value"]) for m in msgs], shape)
+  if exogenous:
+    # Scalar when read alone (checked), so a batch shape comes from the grid.
+    fn = msgs[0]["fn"]
+    stochastic = fn.batch_shape != () or any(
+        not np.array_equal(_params(m["fn"]), _params(fn)) for m in msgs[1:])
+    if stochastic:
+      raise SCMError(f"sample site {name!r} draws from a distribution that "
+                     "depends on other sites (a stochastic endogenous "
+                     "variable); make it a deterministic site of its own "
+                     "noise site")
+    return None
+  if raw.dtype == bool:
+    raw = raw.astype(np.int64)
+  if not np.issubdtype(raw.dtype, np.number) or not np.all(np.isfinite(raw)):
+    raise SCMError(f"endogenous site {name!r} takes non-numeric or "
+                   "non-finite values")
+  bad = raw[(raw != np.round(raw)) | (raw < 0)]
+  if bad.size:
+    raise SCMError(f"endogenous site {name!r} takes the value {bad[0]}; "
+                   "values must be integers 0, 1, 2, ...")
+  return raw.astype(np.int64)
+
+
+def _params(fn) -> np.ndarray:
+  return np.asarray(getattr(fn, "probs", getattr(fn, "logits", np.nan)))
+
+
+def _exogenous_probs(name: str, fn) -> np.ndarray:
+  """The probability vector of a scalar Categorical or Bernoulli site."""
+  kind = type(fn).__name__
+  if not fn.is_discrete:
+    raise SCMError(f"exogenous site {name!r} has the continuous distribution "
+                   f"{kind}; from_numpyro takes Categorical or Bernoulli")
+  if fn.batch_shape != () or fn.event_shape != ():
+    raise SCMError(f"exogenous site {name!r} has batch shape "
+                   f"{fn.batch_shape}; from_numpyro takes scalar sites")
+  if isinstance(fn, (dist.CategoricalProbs, dist.CategoricalLogits)):
+    return np.asarray(fn.probs, dtype=np.float64)
+  if isinstance(fn, (dist.BernoulliProbs, dist.BernoulliLogits)):
+    p = float(fn.probs)
+    return np.array([1.0 - p, p])
+  raise SCMError(f"exogenous site {name!r} has the distribution {kind}; "
+                 "from_numpyro takes Categorical or Bernoulli")

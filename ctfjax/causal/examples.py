@@ -11,13 +11,19 @@ value is the tuple read as a binary number, first element most significant
 * Witness C (image level): same P(X, I), different edits (impossibility 2b).
 * The 4-pixel ASCM of seed 003: one observed image arises from three exogenous
   states that do(X=1) sends to three different images.
+
+Witness B and the 4-pixel ASCM are also written as NumPyro models
+(`witness_b_model`, `four_pixel_model`) for `DiscreteSCM.from_numpyro`.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import jax.numpy as jnp
 import numpy as np
+import numpyro
+from numpyro import distributions as dist
 
 from ctfjax.causal.discrete import DiscreteSCM
 
@@ -67,6 +73,20 @@ def witness_b() -> tuple[DiscreteSCM, DiscreteSCM]:
           DiscreteSCM.from_functions(exo, {"X": x, "Y": (2, ["X", "u_y"], b2)}))
 
 
+def witness_b_model(variant: int):
+  """Witness B's model `variant` (1 or 2) as a NumPyro program.
+
+  `DiscreteSCM.from_numpyro(witness_b_model(1))` is `witness_b()[0]`.
+  """
+  def model():
+    u_x = numpyro.sample("u_x", dist.Bernoulli(probs=0.5))
+    u_y = numpyro.sample("u_y", dist.Categorical(probs=jnp.full(10, 0.1)))
+    x = numpyro.deterministic("X", u_x)
+    high = u_y <= 5 if variant == 1 else u_y >= 4
+    numpyro.deterministic("Y", jnp.where(x == 0, u_y <= 1, high))
+  return model
+
+
 def witness_c() -> tuple[DiscreteSCM, DiscreteSCM]:
   """V = {X}; C1: I = (X, U_I); C2: I = (X, U_I xor X)."""
   exo = {"u_x": _HALF, "u_i": _HALF}
@@ -92,6 +112,17 @@ def four_pixel_ascm() -> DiscreteSCM:
       "Y": (2, ["u_y", "u_xy"], np.bitwise_xor),
       "I": (16, ["u_x", "X", "Y", "u_I"], pixels),
   })
+
+
+def four_pixel_model():
+  """The 4-pixel ASCM as a NumPyro program (`four_pixel_ascm` from it)."""
+  u_x = numpyro.sample("u_x", dist.Categorical(probs=jnp.array([0.4, 0.6])))
+  u_y = numpyro.sample("u_y", dist.Categorical(probs=jnp.array([0.6, 0.4])))
+  u_xy = numpyro.sample("u_xy", dist.Bernoulli(probs=0.5))
+  u_i = numpyro.sample("u_I", dist.Bernoulli(probs=0.5))
+  x = numpyro.deterministic("X", u_x ^ u_xy)
+  y = numpyro.deterministic("Y", u_y ^ u_xy)
+  numpyro.deterministic("I", _bits(u_x & x, y, x ^ u_i, x ^ y ^ u_i))
 
 
 def exogenous_table(scm: DiscreteSCM, order: Sequence[str] | None = None):
