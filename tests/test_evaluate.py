@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
+from ctfjax import data
 from ctfjax import evaluate
+from ctfjax import metrics
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from ctfjax.data import colored_mnist_bars
@@ -53,6 +55,132 @@ def test_reference_rows_have_exact_bounds_and_truth():
   assert ref.bounds["P(D_{C=1} = D | C=0)"] == (1.0, 1.0)
   assert ref.bounds["P(C_{D=5} = C | D=0)"] == (1.0, 1.0)
   assert ref.truth["P(B_{B=1}=1 | B=0)"] == 1.0
+
+
+# The decision rule on the real reference rows, at the default test size ----
+
+FRONTDOOR = "colored_mnist_bars/frontdoor"
+
+
+def truth_table(dataset, change=None, seed=0):
+  """The ctf-consistency table of the generator's true counterfactuals of
+  `eval.test_size` test images, decided as `core.score_edits` does.
+
+  The truth's drawn features are the true ones. The readers are simulated:
+  C and B exact, the digit misread on 4% of the images whose digit changed
+  (as the digit CNN on real digits; where the strokes stay,
+  `relative_reading` cancels its error), independently on the model's
+  images and on the true ones. `change(family, drawn, read)` returns the
+  model's (drawn, read) from the truth's.
+  """
+  ref = colored_mnist.reference(dataset)
+  size = train.base_eval_config().test_size
+  test = data.load(dataset, split="test", size=size, seed=seed)
+  gen = data.generator(dataset, "test")
+  labels = {k: np.asarray(test[k]) for k in ref.domains}
+  rng = np.random.default_rng(seed)
+
+  def reader(values):
+    wrong = (values["D"] != labels["D"]) & (rng.random(size) < 0.04)
+    digit = (values["D"] + rng.integers(1, 10, size)) % 10
+    return {**values, "D": np.where(wrong, digit, values["D"])}
+
+  rows = []
+  for fam, do in metrics.protocol_interventions(labels, ref.domains).items():
+    true = gen.features(test["exogenous"], do)
+    drawn, read = true, reader(true)
+    if change is not None:
+      drawn, read = change(fam, dict(drawn), dict(read))
+    rows += metrics.ctf_consistency(
+        labels, read, do, ref.queries[fam], bounds=ref.bounds,
+        truth=ref.truth, drawn=drawn, reference=(true, reader(true)))
+  return metrics.decide(rows)
+
+
+@pytest.mark.parametrize("dataset", [BACKDOOR, FRONTDOOR])
+def test_true_counterfactuals_pass_every_row(dataset):
+  rows = truth_table(dataset)
+  assert len(rows) == 74 if dataset == BACKDOOR else len(rows) > 74
+  assert {r["decision"] for r in rows} <= {"pass", "no data", "no bounds"}
+  judged = [r for r in rows if r["consistent"] is not None]
+  assert len(judged) >= 60 and all(r["consistent"] for r in judged)
+  # Every judged row reports n, its p-value and, where a violation is
+  # possible, the smallest one it detects; [1, 1] rows one failure in n.
+  for r in judged:
+    assert r["n"] > 0 and 0.0 <= r["p_value"] <= 1.0
+    if r["bounds"] == [1.0, 1.0]:
+      assert r["detectable"] == pytest.approx(1 - 0.2 ** (1 / r["n"]))
+  no_data = [r for r in rows if r["n"] == 0]
+  assert all(r["decision"] == "no data" and r["consistent"] is None
+             for r in no_data)
+
+
+def _flip_digit(share, drawn_too):
+  """A model that changes the (non-descendant) digit of `share` of its
+  do(C) edits: in what it draws and shows, or only in what it shows."""
+  def change(family, drawn, read):
+    if family == "do(C)":
+      n = len(read["D"])
+      idx = np.random.default_rng(1).permutation(n)[:round(share * n)]
+      for values in (drawn, read) if drawn_too else (read,):
+        values["D"] = values["D"].copy()
+        values["D"][idx] = (values["D"][idx] + 1) % 10
+    return drawn, read
+  return change
+
+
+@pytest.mark.parametrize("dataset", [BACKDOOR, FRONTDOOR])
+def test_changing_a_non_descendant_in_5_percent_of_edits_fails(dataset):
+  rows = {r["query"]: r for r in truth_table(dataset,
+                                             _flip_digit(0.05, True))}
+  for query in ("P(D_{C=1} = D | C=0)", "P(D_{C=0} = D | C=1)"):
+    assert rows[query]["decision"] == "fail: features", rows[query]
+  # Drawn right but drawn wrongly: the readers see another digit in 5% of
+  # the edits and the truth's in none of its images.
+  rows = {r["query"]: r for r in truth_table(dataset,
+                                             _flip_digit(0.05, False))}
+  for query in ("P(D_{C=1} = D | C=0)", "P(D_{C=0} = D | C=1)"):
+    assert rows[query]["decision"] == "fail: images", rows[query]
+  assert sum(r["consistent"] is False for r in rows.values()) == 2
+
+
+@pytest.mark.parametrize("dataset, query, side", [
+    (BACKDOOR, "P(B_{C=1}=0 | C=0, B=1)", -1),
+    (BACKDOOR, "P(B_{C=1}=0 | C=0, B=1)", 1),
+    (FRONTDOOR, "P(B_{C=0}=1 | C=1, B=0)", -1),
+    (FRONTDOOR, "P(B_{C=0}=1 | C=1, B=0)", 1),
+])
+def test_a_descendant_0_1_outside_its_bounds_fails(dataset, query, side):
+  ref = colored_mnist.reference(dataset)
+  lo, hi = ref.bounds[query]
+  target = lo - 0.1 if side < 0 else hi + 0.1
+  q = metrics.PairQuery.parse(query)
+  (x, x_new), = q.world
+  (b, b_new), = q.outcome
+
+  def change(family, drawn, read):
+    if family != f"do({x})":
+      return drawn, read
+    # The row's units: edited to x_new, with the query's evidence.
+    units = np.flatnonzero(np.logical_and.reduce(
+        [labels[v] == val for v, val in q.evidence]))
+    hits = units[:round(target * len(units))]
+    for values in (drawn, read):
+      values[b] = values[b].copy()
+      values[b][units] = 1 - b_new
+      values[b][hits] = b_new
+    return drawn, read
+
+  size = train.base_eval_config().test_size
+  test = data.load(dataset, split="test", size=size, seed=0)
+  labels = {k: np.asarray(test[k]) for k in ref.domains}
+  rows = {r["query"]: r for r in truth_table(dataset, change)}
+  row = rows[query]
+  assert row["n"] >= 100
+  assert row["estimate_features"] == pytest.approx(target, abs=0.005)
+  assert row["decision"] == "fail: features", row
+  # Every other row still passes: the failure is where it was put.
+  assert sum(r["consistent"] is False for r in rows.values()) == 1
 
 
 def test_baseline_diagrams_derive_from_the_true_one():
@@ -328,9 +456,9 @@ def test_benchmark_tables_from_current_reports(tmp_path):
   assert "## Table 3: Composition" in md
   assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
   csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
-  # ctf 4 + effectiveness 9 + composition 4 + reversibility 4 + realism
+  # ctf 7 + effectiveness 9 + composition 4 + reversibility 4 + realism
   # 2 x 4 + minimality 3 + ground truth 6.
-  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 38
+  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 41
   assert len(result["reports"]) == 2
   bad = config.copy_and_resolve_references()
   bad.benchmark.workdirs = (str(workdirs[0]),)
@@ -439,6 +567,12 @@ def check_ctf_rows(evalset, entry):
   # The row counts test images with factual C=0, B=1 (all edited to C=1).
   labels = evalset.labels
   assert row["n"] == int(np.sum((labels["C"] == 0) & (labels["B"] == 1)))
+  # Decided as one table, against the readers' agreement on true images.
+  assert row == metrics.decide(rows)[rows.index(row)]
+  for r in rows:
+    assert r["consistent"] is metrics.DECISIONS[r["decision"]]
+    if r["n"] and r["bounds"] is not None:
+      assert r["agreement"][1] == r["agreement_truth"][1] == r["n"]
 
 
 def check_oracle(evalset, oracle):
@@ -451,6 +585,10 @@ def check_oracle(evalset, oracle):
   for r in oracle["ctf_consistency"]:
     if r["query"].startswith(("P(B_", "P(C_")) and r["n"]:
       assert r["estimate"] == r["estimate_features"]
+  # The truth passes every row, whatever the (barely trained) digit reader
+  # makes of its images: its readings are their own floor.
+  assert {r["decision"] for r in oracle["ctf_consistency"]} <= {
+      "pass", "no data", "no bounds"}
   assert oracle["ground_truth_error"] == {f: 0.0 for f in
                                           evalset.interventions}
   check_minimality(oracle["minimality"], len(evalset.labels["D"]))

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from ctfjax import metrics
 from ctfjax.causal import Query, QueryError
@@ -244,3 +245,119 @@ def test_protocol_end_to_end_with_a_faithful_editor():
   # Raising the colour removes bars: P(B_{C=1}=1 | C=0, B=0) = 0.
   assert rows[6]["query"] == "P(B_{C=1}=1 | C=0, B=0)"
   assert rows[6]["truth"] == 0.0 and rows[6]["estimate"] == 0.0
+
+
+# The decision rule -----------------------------------------------------------
+
+
+def test_bounds_p_value_is_the_exact_binomial_tail():
+  binom = scipy.stats.binom
+  # Below the lower end: P_lo(X <= k); the upper side adds nothing here.
+  assert metrics.bounds_p_value(64, 215, [0.4, 0.68]) == pytest.approx(
+      binom.cdf(64, 215, 0.4), rel=1e-4)
+  assert metrics.bounds_p_value(168, 215, [0.4, 0.68]) == pytest.approx(
+      binom.sf(167, 215, 0.68), rel=1e-4)
+  # Inside the bounds nothing is extreme enough.
+  assert metrics.bounds_p_value(120, 215, [0.4, 0.68]) > 0.99
+  # A point null in the interior is the two-sided exact test.
+  assert metrics.bounds_p_value(2, 10, [0.5, 0.5]) == pytest.approx(
+      2 * binom.cdf(2, 10, 0.5))
+  # [1, 1] and [0, 0]: one violation is proof, none is no evidence.
+  assert metrics.bounds_p_value(499, 500, [1.0, 1.0]) == 0.0
+  assert metrics.bounds_p_value(500, 500, [1.0, 1.0]) == 1.0
+  assert metrics.bounds_p_value(1, 10, [0.0, 0.0]) == 0.0
+  # LP rounding: 1 - 1e-9 is 1, and an end 1e-9 off does not fail the truth.
+  assert metrics.bounds_p_value(499, 500, [1 - 1e-9, 1.0]) == 0.0
+  assert metrics.bounds_p_value(86, 215, [0.4 + 1e-9, 0.68]) > 0.5
+  # Bounds [0, 1] cannot be violated.
+  assert metrics.bounds_p_value(0, 7, [0.0, 1.0]) == 1.0
+
+
+def test_detectable_violation_has_the_stated_power():
+  # [1, 1]: the exact test rejects on one failure; 1 - (1 - d)^n = power.
+  for n in (12, 250):
+    assert metrics.detectable(n, [1.0, 1.0], 0.0) == pytest.approx(
+        1 - 0.2 ** (1 / n))
+  # Interval bounds: at the reported distance the exact test rejects with
+  # probability 0.8, a little closer with less.
+  n, b, level = 215, [0.4, 0.68], 0.005
+  d = metrics.detectable(n, b, level)
+  assert 0.05 < d < 0.2
+  ks = np.arange(n + 1)
+  reject = np.array([metrics.bounds_p_value(k, n, b) <= level for k in ks])
+  def power(p):
+    return scipy.stats.binom.pmf(ks, n, p)[reject].sum()
+  assert min(power(0.4 - d), power(0.68 + d)) == pytest.approx(0.8, abs=1e-6)
+  assert min(power(0.4 - d + 0.01), power(0.68 + d - 0.01)) < 0.8
+  # Nothing to violate, or a side no count can reject.
+  assert metrics.detectable(n, [0.0, 1.0], level) is None
+  assert metrics.detectable(3, [0.3, 0.6], 0.001) is None
+
+
+def test_images_p_value_is_fishers_one_sided_test():
+  p = metrics.images_p_value([237, 250], [250, 250])
+  want = scipy.stats.fisher_exact([[237, 13], [250, 0]],
+                                  alternative="less").pvalue
+  assert p == pytest.approx(want)
+  assert metrics.images_p_value([250, 250], [240, 250]) == 1.0
+  assert metrics.images_p_value([0, 0], [5, 5]) == 1.0
+
+
+def _decided(**fields):
+  base = {"n": 100, "bounds": [0.4, 0.6], "successes": 50,
+          "successes_features": 50, "agreement": None,
+          "agreement_truth": None}
+  return {**base, **fields}
+
+
+def test_decide_controls_the_whole_table_by_weighted_holm():
+  rows = [
+      # 0.3 of 200 against [0.4, 0.6]: p = 0.002.
+      _decided(n=200, successes_features=60),
+      _decided(n=100, successes_features=50),
+      # [1, 1] rows: exact, outside the error budget.
+      _decided(bounds=[1.0, 1.0], successes_features=99),
+      _decided(bounds=[1.0, 1.0], successes_features=100),
+      _decided(n=0, successes=0, successes_features=0),
+      _decided(bounds=None),
+      _decided(bounds=[0.0, 1.0], successes_features=3),
+  ]
+  out = metrics.decide(rows)
+  assert [r["decision"] for r in out] == [
+      "fail: features", "pass", "fail: features", "pass", "no data",
+      "no bounds", "pass"]
+  p = metrics.bounds_p_value(60, 200, [0.4, 0.6])
+  assert 0.001 < p < 0.003 and out[0]["p_features"] == p
+  # Two weighted hypotheses, weights 2/3 and 1/3: Holm's first step
+  # multiplies p by (sum of the weights) / w = 3/2.
+  assert out[0]["p_value"] == pytest.approx(1.5 * p)
+  assert [r["consistent"] for r in out[:6]] == [False, True, False, True,
+                                                None, None]
+  assert out[2]["p_value"] == 0.0 and out[2]["detectable"] == pytest.approx(
+      1 - 0.2 ** (1 / 100))
+  assert out[4]["p_value"] is None and out[6]["detectable"] is None
+  # The row's level is its share of alpha: 0.05 * 2/3.
+  assert out[0]["detectable"] == pytest.approx(
+      metrics.detectable(200, [0.4, 0.6], 0.05 * 2 / 3))
+
+
+def test_decide_images_against_the_readers_floor():
+  # The readers agree with the truth on 240 of 250 true images; with the
+  # model's features on 200 of its 250 edits: failed on images only.
+  rows = [_decided(n=250, successes_features=125, agreement=[200, 250],
+                   agreement_truth=[240, 250]),
+          _decided(n=250, successes_features=125, agreement=[238, 250],
+                   agreement_truth=[240, 250])]
+  out = metrics.decide(rows)
+  assert [r["decision"] for r in out] == ["fail: images", "pass"]
+  # Half of alpha for each kind, each shared by n: Holm's first step
+  # multiplies the smallest p by 4 (weights 1/4 each).
+  p = metrics.images_p_value([200, 250], [240, 250])
+  assert out[0]["p_images"] == p and out[0]["p_value"] == pytest.approx(4 * p)
+  assert out[0]["detectable"] == pytest.approx(
+      metrics.detectable(250, [0.4, 0.6], 0.05 / 4))
+  # Both hypotheses failing are both named.
+  both = metrics.decide([_decided(n=250, successes_features=50,
+                                  agreement=[200, 250],
+                                  agreement_truth=[240, 250])])
+  assert both[0]["decision"] == "fail: features, images"

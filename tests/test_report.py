@@ -13,12 +13,16 @@ from ctfjax.report import figures, schema, tables
 
 def _row(intervention, query, estimate, n, bounds, truth, consistent):
   k = round(estimate * n) if estimate is not None else 0
+  decision = {True: "pass", False: "fail: features",
+              None: "no data" if not n else "no bounds"}[consistent]
   return {"intervention": intervention, "query": query, "estimate": estimate,
           "ci": [max(0.0, (estimate or 0) - 0.1), min(1.0, (estimate or 0)
                                                       + 0.1)]
           if estimate is not None else [0.0, 1.0],
           "bounds": bounds, "truth": truth, "consistent": consistent,
-          "n": n, "successes": k}
+          "n": n, "successes": k, "decision": decision,
+          "p_value": None if consistent is None else float(consistent),
+          "detectable": 0.125 if bounds and bounds[0] < 1 else 0.03}
 
 
 def _entry(model, graph, d_kept, b_flip):
@@ -90,6 +94,15 @@ def test_valid_report_round_trips(tmp_path):
      r"ctf_consistency\[2\].bounds: expected 0 <= lo <= hi <= 1"),
     (("models", 0, "ctf_consistency", 3, "consistent"), True,
      r"ctf_consistency\[3\].consistent: expected null exactly when"),
+    # "consistent" is what the rule's decision says (metrics.decide).
+    (("models", 0, "ctf_consistency", 1, "consistent"), False,
+     r"ctf_consistency\[1\].consistent: expected True \(decision 'pass'\)"),
+    (("models", 0, "ctf_consistency", 1, "decision"), "ok",
+     r"ctf_consistency\[1\].decision: expected one of pass, fail: "),
+    (("models", 0, "ctf_consistency", 1, "n"), -1,
+     r"ctf_consistency\[1\].n: expected an integer >= 0"),
+    (("models", 0, "ctf_consistency", 2, "p_value"), 1.5,
+     r"ctf_consistency\[2\].p_value: expected a number in"),
     (("models", 0, "effectiveness", "do(C)", "D"), 1.5,
      r"effectiveness\['do\(C\)'\].D: expected a number in \[0.0, 1.0\]"),
     (("models", 0, "minimality", "per_intervention", "do(C)", "cld"), 1.1,
@@ -133,8 +146,9 @@ def test_markdown_puts_models_side_by_side():
                        "colored_mnist_bars/backdoor")
   assert "| ancm_vae | `D <-> C; D -> B; C -> B` | 100 | 12.500 |" in md
   # ctf counts: judged rows are those with an estimate and bounds.
-  assert "| ancm_vae | 3/3 | 1/1 | 2/2 |" in md
-  assert "| cvae_noncausal | 1/3 | 0/1 | 1/2 |" in md
+  # Then the failures by hypothesis and the rows without data.
+  assert "| ancm_vae | 3/3 | 1/1 | 2/2 | 0 | 0 | 1 |" in md
+  assert "| cvae_noncausal | 1/3 | 0/1 | 1/2 | 2 | 0 | 1 |" in md
   assert "| ancm_vae | 0.900 | 1.000 | 0.970 |" in md  # D under do(D/C/B)
   assert "| ancm_vae | 3.250 | 7.500 | 0.100 | 0.200 |" in md
   assert "FD[digit_cnn] do(D)" in md
@@ -151,8 +165,10 @@ def test_markdown_puts_models_side_by_side():
   # The rows table: bounds, truth and each model's estimate with a mark.
   row = [line for line in md.splitlines()
          if "P(B_{C=1}=0 \\| C=0, B=1)" in line][0]
-  assert "[0.400, 0.680] | 0.400 | 0.500 [0.40, 0.60] ✓ |" in row
-  assert "0.000 [0.00, 0.10] ✗" in row
+  # With n, the smallest detectable violation and the failed hypothesis.
+  assert ("[0.400, 0.680] | 0.400 | 0.500 [0.40, 0.60] n=40 δ=0.12 ✓ |"
+          in row)
+  assert "0.000 [0.00, 0.10] n=40 δ=0.12 ✗ features |" in row
   assert row.count(" ✓") + row.count(" ✗") == 3  # 2 models and the oracle
   assert "— (n=0)" in md
   assert "| true counterfactuals |" in md

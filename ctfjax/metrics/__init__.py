@@ -8,15 +8,19 @@ depends on model code.
 * effectiveness: accuracy, macro-F1 or MAE of parents read from the edits;
 * realism: Frechet distance on a named feature network (`fid`);
 * minimality: the Counterfactual Latent Divergence (`cld`);
-* ctf-consistency: feature counterfactual estimates with Wilson intervals
-  against optimal bounds;
+* ctf-consistency: feature counterfactual estimates against optimal
+  bounds, decided per row by exact tests with the family-wise error rate of
+  the whole table controlled (weighted Holm; `decide`);
 * ground-truth error: against the true counterfactuals of synthetic data.
 """
 
 from ctfjax.metrics.composition import composition, cycle_summary
 from ctfjax.metrics.composition import reversibility
+from ctfjax.metrics.consistency import ALPHA, DECISIONS, POWER
 from ctfjax.metrics.consistency import PairQuery, counterfactual_value
-from ctfjax.metrics.consistency import ctf_consistency, estimate
+from ctfjax.metrics.consistency import agreement, bounds_p_value
+from ctfjax.metrics.consistency import ctf_consistency, decide, detectable
+from ctfjax.metrics.consistency import estimate, images_p_value
 from ctfjax.metrics.consistency import protocol_interventions
 from ctfjax.metrics.consistency import protocol_queries, structural_bounds
 from ctfjax.metrics.consistency import wilson_interval

@@ -1,11 +1,37 @@
 """Ctf-consistency: feature counterfactuals of generated pairs vs. bounds.
 
-science.md section 3: the (factual, counterfactual) image pairs a model
-generates induce feature counterfactual probabilities; the model is
+science.md sections 3 and 7: the (factual, counterfactual) image pairs a
+model generates induce feature counterfactual probabilities; the model is
 ctf-consistent when each lies within the optimal bounds [l_Q, u_Q] that the
-diagram and P(V) allow. Here each probability is estimated from the features
-read off the generated pairs, with a 95% Wilson score interval, and called
-consistent when that interval meets the bounds.
+diagram and P(V) allow.
+
+The features of an edit are known twice: the values the model drew for it
+(exact) and what the readers see in the image (noisy: the digit reader errs
+on a few percent of real digits). A row of the table is therefore decided on
+two hypotheses (`decide`):
+
+* features: the probability of the model's drawn features lies within the
+  bounds. Exact binomial test of the interval null (`bounds_p_value`). Where
+  the bounds are a point at 0 or 1 ([1, 1]: effectiveness, preservation of a
+  non-descendant) the test is exact: a single drawn violation rejects and,
+  under the null, none can occur, so such rows cost no error rate.
+* images: the readers agree with the model's drawn features on its edits at
+  least as often as they agree with the truth's features on the true
+  counterfactual images of the same test units (their own floor, measured):
+  one-sided Fisher exact test (`images_p_value`).
+
+The size is controlled over the whole table by a weighted Holm procedure
+(family-wise error rate ALPHA; half of it for each kind of hypothesis,
+shared within a kind in proportion to the rows' n, which the design fixes
+before any edit is seen). Holm rather than Benjamini-Hochberg because the
+claim to be carried is "every row is consistent": a single false alarm
+would brand the truth itself inconsistent, so it is the family-wise error
+that must be bounded, not the expected share of false alarms; and rows
+share edits (one edit enters an effectiveness, a preservation and a
+descendant row), a dependence under which Holm stays valid and plain
+Benjamini-Hochberg does not. Each row reports n, the Wilson interval of
+what the readers saw, its Holm-adjusted p-value and decision, and the
+smallest violation it detects with probability POWER (`detectable`).
 
 Queries use the grammar of `ctfjax.causal.query`, restricted to what pairs
 can estimate: outcome terms all in one counterfactual world (the edit), and
@@ -43,9 +69,18 @@ from ctfjax.causal.query import QueryError, Variable, World
 from ctfjax.causal.query import parse_terms, split_top_level, world_str
 from ctfjax.metrics.errors import MetricError, check_lengths
 
-# Slack when comparing a Wilson interval with LP bounds, which carry solver
-# rounding of about 1e-9.
+# Slack when comparing estimates with LP bounds, which carry solver rounding
+# of about 1e-9; bounds this close to 0 or 1 are taken as exactly 0 or 1.
 BOUNDS_TOL = 1e-7
+# Family-wise error rate of a whole ctf-consistency table (`decide`).
+ALPHA = 0.05
+# Power at which a row's smallest detectable violation is reported.
+POWER = 0.8
+# A row's decision -> its "consistent" field (report.json): True, False, or
+# None where the row cannot be judged.
+DECISIONS = {"pass": True, "fail: features": False, "fail: images": False,
+             "fail: features, images": False, "no data": None,
+             "no bounds": None}
 # Parents of a descendant with at most this many values are split on in the
 # protocol's descendant rows; a 10-valued digit would leave about a tenth of
 # the samples per row, so it is pooled instead.
@@ -168,21 +203,7 @@ def estimate(query: str | PairQuery, factual: Mapping[str, object],
     satisfy every outcome term.
   """
   q = PairQuery.parse(query)
-  n = check_lengths({**{f"factual[{k!r}]": v for k, v in factual.items()},
-                     **{f"counterfactual[{k!r}]": v
-                        for k, v in counterfactual.items()},
-                     **{f"intervention[{k!r}]": v
-                        for k, v in intervention.items() if np.ndim(v)}})
-  world = dict(q.world)
-  if set(world) != set(intervention):
-    raise MetricError(f"{q}: the query's world ({world_str(q.world)}) must "
-                      f"set exactly the edited variables "
-                      f"({', '.join(sorted(intervention))})")
-  keep = np.ones(n, bool)
-  for var, value in q.world:
-    keep &= np.broadcast_to(np.asarray(intervention[var]), (n,)) == value
-  for var, value in q.evidence:
-    keep &= _column(factual, var, "factual", q) == value
+  keep = _matching(q, factual, intervention, counterfactual=counterfactual)
   hit = keep.copy()
   for var, value in q.outcome:
     target = _column(factual, var, "factual", q) if value is None else value
@@ -195,9 +216,15 @@ def ctf_consistency(factual: Mapping[str, object],
                     intervention: Mapping[str, object],
                     queries: Sequence[str | PairQuery], *,
                     bounds: Lookup, truth: Lookup = None,
-                    confidence: float = 0.95,
+                    drawn: Mapping[str, object] | None = None,
+                    reference: tuple[Mapping[str, object],
+                                     Mapping[str, object]] | None = None,
+                    confidence: float = 0.95, alpha: float = ALPHA,
                     tol: float = BOUNDS_TOL) -> list[dict]:
   """Rows of report.json's `ctf_consistency` list for one intervention.
+
+  The rows are decided as one table (`decide`); a caller that joins the
+  rows of several calls into one table decides them again together.
 
   Args:
     factual: {var: [N]} factual feature values of the test set.
@@ -208,16 +235,25 @@ def ctf_consistency(factual: Mapping[str, object],
     bounds: {query: (lo, hi) | None} or a function query -> (lo, hi) | None:
       the optimal bounds.
     truth: likewise for the ground-truth value, or None.
+    drawn: {var: [N]} the features the model drew for its edits (exact);
+      None to test the read features against the bounds instead.
+    reference: (true features, their reading) of the true counterfactuals
+      of the same test units, {var: [N]} each: the readers' own agreement
+      with the truth, against which theirs with `drawn` is tested; None for
+      no image test (then `drawn` alone is judged).
     confidence: level of the Wilson intervals.
-    tol: slack when checking that the interval meets the bounds.
+    alpha: family-wise error rate of the table.
+    tol: slack when comparing with the bounds.
 
   Returns:
     One dict per query: {"intervention": "C=1", "query": str, "estimate":
-    float | None, "ci": [lo, hi], "bounds": [lo, hi] | None, "truth":
-    float | None, "consistent": bool | None, "n": int, "successes": int}.
-    "estimate" is None when no sample matches (n = 0); "consistent" is None
-    when there is no estimate or no bounds, and otherwise whether
-    ci meets bounds (ci_lo <= hi + tol and lo - tol <= ci_hi).
+    float | None (read features), "ci": [lo, hi] (its Wilson interval),
+    "bounds": [lo, hi] | None, "truth": float | None, "n": int,
+    "successes": int, "estimate_features": float | None and
+    "successes_features": int (drawn features, or the read ones without
+    `drawn`), "agreement" and "agreement_truth": [k, n] | None (test units
+    whose read outcome features match the drawn ones, on the edits and on
+    the true images), and `decide`'s fields.
   """
   rows = []
   for text in queries:
@@ -231,6 +267,12 @@ def ctf_consistency(factual: Mapping[str, object],
       if not b[0] <= b[1] + tol:
         raise MetricError(f"bounds {b} of {key} have lo > hi")
     t = _lookup(truth, key)
+    kd = k if drawn is None else estimate(q, factual, drawn, intervention)[0]
+    agree = agree_truth = None
+    if drawn is not None and reference is not None:
+      agree = agreement(q, factual, counterfactual, drawn, intervention)
+      agree_truth = agreement(q, factual, reference[1], reference[0],
+                              intervention)
     rows.append({
         "intervention": world_str(q.world),
         "query": key.strip(),
@@ -238,12 +280,269 @@ def ctf_consistency(factual: Mapping[str, object],
         "ci": [lo, hi],
         "bounds": b,
         "truth": None if t is None else float(t),
-        "consistent": (None if b is None or n == 0 else
-                       bool(lo <= b[1] + tol and b[0] - tol <= hi)),
         "n": n,
         "successes": k,
+        "estimate_features": kd / n if n else None,
+        "successes_features": kd,
+        "agreement": agree,
+        "agreement_truth": agree_truth,
     })
-  return rows
+  return decide(rows, alpha=alpha, tol=tol)
+
+
+def agreement(query: str | PairQuery, factual: Mapping[str, object],
+              read: Mapping[str, object], drawn: Mapping[str, object],
+              intervention: Mapping[str, object]) -> list[int]:
+  """[k, n]: of the n samples a query counts, those whose read outcome
+  features all equal the drawn ones (the readers see what was decided)."""
+  q = PairQuery.parse(query)
+  keep = _matching(q, factual, intervention, read=read, drawn=drawn)
+  same = keep.copy()
+  for var, _ in q.outcome:
+    same &= (_column(read, var, "read", q) ==
+             _column(drawn, var, "drawn", q))
+  return [int(same.sum()), int(keep.sum())]
+
+
+def _matching(q: PairQuery, factual: Mapping[str, object],
+              intervention: Mapping[str, object],
+              **others: Mapping[str, object]) -> np.ndarray:
+  """[N] bool: samples edited with the query's world whose factual features
+  match its evidence; every column (of `others` too) must have length N."""
+  columns = {f"factual[{k!r}]": v for k, v in factual.items()}
+  for name, values in others.items():
+    columns.update({f"{name}[{k!r}]": v for k, v in values.items()})
+  columns.update({f"intervention[{k!r}]": v
+                  for k, v in intervention.items() if np.ndim(v)})
+  n = check_lengths(columns)
+  world = dict(q.world)
+  if set(world) != set(intervention):
+    raise MetricError(f"{q}: the query's world ({world_str(q.world)}) must "
+                      f"set exactly the edited variables "
+                      f"({', '.join(sorted(intervention))})")
+  keep = np.ones(n, bool)
+  for var, value in q.world:
+    keep &= np.broadcast_to(np.asarray(intervention[var]), (n,)) == value
+  for var, value in q.evidence:
+    keep &= _column(factual, var, "factual", q) == value
+  return keep
+
+
+def _snap(bounds: Sequence[float], tol: float) -> tuple[float, float]:
+  """Bounds widened by `tol`, with ends within `tol` of 0 or 1 set to it
+  (LP rounding must neither fail the truth nor make a point bound soft)."""
+  lo, hi = float(bounds[0]), float(bounds[1])
+  lo = 1.0 if lo >= 1.0 - tol else max(0.0, lo - tol)
+  hi = 0.0 if hi <= tol else min(1.0, hi + tol)
+  return lo, hi
+
+
+def _bounds_p_values(n: int, lo: float, hi: float) -> np.ndarray:
+  """p-values [n + 1] of every count k under H0: p in [lo, hi].
+
+  k is the more extreme the smaller T(k) = min(P_lo(X <= k), P_hi(X >= k))
+  (a side that cannot be violated is left out); p(k) = sup over p in
+  [lo, hi] of P_p(T(X) <= T(k)), attained at lo or hi (the probability of
+  {X <= a} + {X >= b} is quasi-convex in p).
+  """
+  ks = np.arange(n + 1)
+  t = np.ones(n + 1)
+  if lo > 0.0:
+    t = np.minimum(t, scipy.stats.binom.cdf(ks, n, lo))
+  if hi < 1.0:
+    t = np.minimum(t, scipy.stats.binom.sf(ks - 1, n, hi))
+  order = np.argsort(t, kind="stable")
+  # Ties within rounding count as equally extreme.
+  rank = np.searchsorted(t[order], t * (1 + 1e-9), side="right")
+  p = np.zeros(n + 1)
+  for end in (lo, hi):
+    mass = np.cumsum(scipy.stats.binom.pmf(ks, n, end)[order])
+    p = np.maximum(p, mass[rank - 1])
+  return np.minimum(p, 1.0)
+
+
+def bounds_p_value(successes: int, n: int, bounds: Sequence[float],
+                   tol: float = BOUNDS_TOL) -> float:
+  """Exact binomial p-value of "the probability lies within `bounds`".
+
+  Args:
+    successes: k of n samples satisfy the query.
+    n: samples (> 0).
+    bounds: [lo, hi].
+    tol: see `_snap`.
+
+  Returns:
+    p in [0, 1]; 1 where no count can violate the bounds ([0, 1]), and
+    exactly 0 for any k < n against bounds [1, 1].
+  """
+  lo, hi = _snap(bounds, tol)
+  return float(_bounds_p_values(int(n), lo, hi)[int(successes)])
+
+
+def _is_exact(bounds: Sequence[float], tol: float) -> bool:
+  """Point bounds at 0 or 1: a violation is certain once one is seen."""
+  lo, hi = _snap(bounds, tol)
+  return lo == 1.0 or hi == 0.0
+
+
+def _is_vacuous(bounds: Sequence[float], tol: float) -> bool:
+  lo, hi = _snap(bounds, tol)
+  return lo == 0.0 and hi == 1.0
+
+
+def detectable(n: int, bounds: Sequence[float], level: float,
+               power: float = POWER, tol: float = BOUNDS_TOL
+               ) -> float | None:
+  """Smallest violation of `bounds` a test at `level` finds with `power`.
+
+  Args:
+    n: samples of the row.
+    bounds: [lo, hi].
+    level: the test's size (the row's share of the table's error rate).
+    power: required probability of rejecting.
+    tol: see `_snap`.
+
+  Returns:
+    The largest over the bounds' violable sides of the smallest distance
+    d outside the bounds (true probability lo - d or hi + d) at which the
+    exact test rejects with probability >= power; None where no violation
+    is possible (bounds [0, 1]) or some side cannot be detected at all.
+  """
+  lo, hi = _snap(bounds, tol)
+  if n <= 0 or (lo == 0.0 and hi == 1.0):
+    return None
+  ks = np.arange(n + 1)
+  reject = _bounds_p_values(n, lo, hi) <= level
+  power_at = lambda p: float(scipy.stats.binom.pmf(ks, n, p)[reject].sum())
+  worst = 0.0
+  for end, far in ((lo, 0.0), (hi, 1.0)):
+    if end == far:
+      continue  # This side cannot be violated.
+    if power_at(far) < power:
+      return None  # Even the most extreme truth is missed too often.
+    near_d, far_d = 0.0, abs(end - far)
+    for _ in range(40):  # Bisection to ~1e-12; power grows with distance.
+      mid = 0.5 * (near_d + far_d)
+      p = end - mid if far == 0.0 else end + mid
+      near_d, far_d = (near_d, mid) if power_at(p) >= power else (mid, far_d)
+    worst = max(worst, far_d)
+  return worst
+
+
+def images_p_value(agree: Sequence[int], agree_truth: Sequence[int]) -> float:
+  """One-sided Fisher exact p-value of "the readers agree with the model's
+  features no less often than with the truth's".
+
+  Args:
+    agree: [k, n] on the model's edits.
+    agree_truth: [k, n] on the true counterfactual images.
+
+  Returns:
+    P(K <= k) for K hypergeometric given both margins (1 if n = 0).
+  """
+  k, n = (int(v) for v in agree)
+  kt, nt = (int(v) for v in agree_truth)
+  if n == 0 or nt == 0:
+    return 1.0
+  return float(min(1.0, scipy.stats.hypergeom.cdf(k, n + nt, k + kt, n)))
+
+
+def decide(rows: Sequence[Mapping], alpha: float = ALPHA,
+           power: float = POWER, tol: float = BOUNDS_TOL) -> list[dict]:
+  """Decides every row of a ctf-consistency table at family-wise level alpha.
+
+  The one implementation of the decision rule (see the module docstring);
+  tables, figures and the report schema read its fields.
+
+  Per row with n > 0 and bounds, up to two hypotheses: "features" (from
+  "successes_features" of "n", `bounds_p_value`; rows with bounds [0, 1]
+  have none) and "images" (from "agreement" and "agreement_truth" when
+  both are given, `images_p_value`). Exact hypotheses (bounds [1, 1] or
+  [0, 0]) are rejected when violated and cost nothing. The others share
+  alpha by weighted Holm: half to each kind present (all to a lone kind),
+  within a kind in proportion to n. Holm's first step, a hypothesis's own
+  share alpha * w, is the level at which "detectable" is computed.
+
+  Args:
+    rows: rows as `ctf_consistency` builds them (each needs "n", "bounds",
+      "successes_features" or "successes", optionally "agreement" and
+      "agreement_truth").
+    alpha: family-wise error rate of the whole table.
+    power: the power of "detectable".
+    tol: see `_snap`.
+
+  Returns:
+    Copies of the rows with "p_features" and "p_images" (raw p-values or
+    None), "p_value" (the row's smallest Holm-adjusted p-value; None when
+    the row is not judged), "decision" (a key of DECISIONS), "consistent"
+    (its value there) and "detectable" (`detectable` at the row's level,
+    None where none).
+  """
+  out = [dict(r) for r in rows]
+  tests = []  # (row index, kind, raw p, weight before normalising)
+  for i, r in enumerate(out):
+    r["p_features"] = r["p_images"] = None
+    n, b = int(r.get("n") or 0), r.get("bounds")
+    if n == 0 or b is None:
+      continue
+    if not _is_vacuous(b, tol):
+      k = r.get("successes_features", r.get("successes"))
+      r["p_features"] = bounds_p_value(k, n, b, tol)
+      tests.append((i, "features", r["p_features"],
+                    0.0 if _is_exact(b, tol) else float(n)))
+    if r.get("agreement") is not None and r.get("agreement_truth") is not None:
+      r["p_images"] = images_p_value(r["agreement"], r["agreement_truth"])
+      tests.append((i, "images", r["p_images"], float(n)))
+  totals = {}
+  for _, kind, _, w in tests:
+    totals[kind] = totals.get(kind, 0.0) + w
+  kinds = [k for k, t in totals.items() if t > 0]
+  weights = [w / totals[kind] / len(kinds) if w > 0 else 0.0
+             for _, kind, _, w in tests]
+  adjusted = _weighted_holm([t[2] for t in tests], weights)
+  failed = {}
+  best = {}
+  level = {}
+  for (i, kind, _, _), adj, w in zip(tests, adjusted, weights):
+    best[i] = min(best.get(i, 1.0), adj)
+    if adj <= alpha:
+      failed.setdefault(i, []).append(kind)
+    if kind == "features":
+      level[i] = alpha * w
+  for i, r in enumerate(out):
+    if not r.get("n"):
+      decision = "no data"
+    elif r.get("bounds") is None:
+      decision = "no bounds"
+    else:
+      decision = ("fail: " + ", ".join(failed[i]) if i in failed
+                  else "pass")
+    r["decision"] = decision
+    r["consistent"] = DECISIONS[decision]
+    judged = DECISIONS[decision] is not None
+    r["p_value"] = best.get(i, 1.0) if judged else None
+    r["detectable"] = (detectable(int(r["n"]), r["bounds"], level[i], power,
+                                  tol) if i in level else None)
+  return out
+
+
+def _weighted_holm(p: Sequence[float], w: Sequence[float]) -> list[float]:
+  """Holm-adjusted p-values with weights (Holm 1979, weighted form).
+
+  Hypotheses are taken in order of p / w; the j-th is rejected at level
+  alpha when every earlier one is and p_j / w_j * (sum of the weights from
+  j on) <= alpha. Weight 0 marks an exact test (its p is 0 or 1 and can
+  never be wrong): it keeps its own p and leaves the others' shares alone.
+  """
+  adjusted = list(p)
+  order = sorted((i for i in range(len(p)) if w[i] > 0),
+                 key=lambda i: p[i] / w[i])
+  left, running = sum(w[i] for i in order), 0.0
+  for i in order:
+    running = max(running, min(1.0, p[i] / w[i] * left))
+    adjusted[i] = running
+    left -= w[i]
+  return adjusted
 
 
 def structural_bounds(graph: Graph | str,

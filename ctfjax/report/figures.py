@@ -18,7 +18,8 @@ matplotlib.use("Agg")  # Headless: runs on CI and over ssh.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ctfjax.metrics.consistency import PairQuery, wilson_interval  # noqa: E402
+from ctfjax.metrics.consistency import ALPHA, PairQuery  # noqa: E402
+from ctfjax.metrics.consistency import wilson_interval  # noqa: E402
 from ctfjax.report import files  # noqa: E402
 
 # Model colours (colour-blind safe, Okabe-Ito); cycled past eight models.
@@ -113,7 +114,7 @@ def edits_figure(blocks: Sequence[EditBlock], path: str | os.PathLike,
 @dataclasses.dataclass
 class _Row:
   """One line of bounds.png: a query, its exact side, and each series'
-  (estimate, 95% interval, consistent)."""
+  (estimate, 95% interval, consistent as `metrics.decide` judged it)."""
 
   label: str
   bounds: tuple[float, float] | None
@@ -142,6 +143,12 @@ def _pooled_label(query: str) -> str:
   return f"do({x}): P({x}' = {x.lower()}'), intervened value"
 
 
+def _pooled_verdict(verdicts: Sequence[bool | None]) -> bool | None:
+  """False if any pooled row failed, None if none was judged, else True."""
+  judged = [v for v in verdicts if v is not None]
+  return all(judged) if judged else None
+
+
 def _panels(series: Sequence[Mapping[str, Any]]
             ) -> list[tuple[str, list[_Row]]]:
   """Rows to draw, grouped into titled panels.
@@ -155,17 +162,18 @@ def _panels(series: Sequence[Mapping[str, Any]]
                                for e in series for r in e["ctf_consistency"]))
   lookup = [{(r["intervention"], r["query"]): r for r in e["ctf_consistency"]}
             for e in series]
-  pooled: dict[str, list] = {}
+  pooled: dict[str, list] = {}  # label -> per series [k, n, verdicts]
   panels: dict[str, list[_Row]] = {}
   for key in queries:
     ref = next(m[key] for m in lookup if key in m)
     if _degenerate(ref):
       label = _pooled_label(key[1])
-      counts = pooled.setdefault(label, [[0, 0] for _ in series])
+      counts = pooled.setdefault(label, [[0, 0, []] for _ in series])
       for c, m in zip(counts, lookup):
         if key in m:
           c[0] += m[key].get("successes", 0)
           c[1] += m[key].get("n", 0)
+          c[2].append(m[key]["consistent"])
       continue
     if _vacuous(ref):
       continue
@@ -177,11 +185,10 @@ def _panels(series: Sequence[Mapping[str, Any]]
          if key in m else (None, (0.0, 1.0), None) for m in lookup]))
   summary = []
   for label, counts in pooled.items():
-    per_model = []
-    for k, n in counts:
-      ci = wilson_interval(k, n)
-      per_model.append((k / n if n else None, ci,
-                        None if not n else bool(ci[1] >= 1.0 - 1e-7)))
+    # The pooled proportion is drawn with its interval; its verdict is the
+    # rows' own (metrics.decide): failed if any row failed.
+    per_model = [(k / n if n else None, wilson_interval(k, n),
+                  _pooled_verdict(verdicts)) for k, n, verdicts in counts]
     summary.append(_Row(label, (1.0, 1.0), 1.0, per_model))
   out = []
   if summary:
@@ -250,10 +257,11 @@ def bounds_figure(report: Mapping[str, Any], path: str | os.PathLike,
   """Writes bounds.png: estimates with 95% intervals against exact bounds.
 
   Per query: the exact optimal bounds (grey band), the truth of the data's
-  generator (black diamond), and per model the estimate from its edits
-  (dot; a hollow X when its interval misses the bounds) with its Wilson
-  interval. A report's "oracle" entry (the generator's own counterfactual
-  images through the same readers) is drawn as a grey series. Rows with
+  generator (black diamond), and per model the estimate read from its
+  edits (dot; a hollow X when the row fails the table's decision rule,
+  `metrics.decide`) with its Wilson interval. A report's "oracle" entry
+  (the generator's own counterfactual images through the same readers) is
+  drawn as a grey series. Rows with
   bounds [0, 1] are left out (nothing to violate); report.md lists them.
 
   Args:
@@ -309,7 +317,7 @@ def bounds_figure(report: Mapping[str, Any], path: str | os.PathLike,
       plt.Line2D([], [], color="black", marker="D", ms=4.5, ls="none",
                  label="truth (data generator)"),
       plt.Line2D([], [], color="0.3", marker="X", mfc="white", ms=6.5,
-                 ls="none", label="95% interval misses the bounds")]
+                 ls="none", label=f"row fails (Holm, {ALPHA:.0%} family-wise)")]
   if title:
     fig.text(0.5, 1 - 0.15 / fig_h, title, ha="center", va="top",
              fontsize=11)

@@ -19,8 +19,12 @@ and may add keys freely; "reversibility" ({"per_intervention": {"do(C)":
 present. Nulls mean "not available" and are explicit: an
 estimate with no matching sample, bounds the LP cannot give
 (`cc.BoundsError`), a truth on real data; "consistent" is null exactly when
-the estimate or the bounds are. NaN and infinity are never written (JSON has
-no such values): `clean` turns them into null before validation.
+the estimate or the bounds are. A row decided by the rule of
+`metrics.consistency.decide` also carries "decision" (a key of
+`DECISIONS`), which "consistent" must match, "n", "p_value" and
+"detectable"; they are checked when present. NaN and infinity are never
+written (JSON has no such values): `clean` turns them into null before
+validation.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ctfjax.errors import UserError
+from ctfjax.metrics.consistency import DECISIONS
 from ctfjax.report import files
 
 # Bumped when a key listed in the module docstring changes meaning.
@@ -120,6 +125,21 @@ def _check_row(where: str, row: Any):
   if unknown != (consistent is None):
     _fail(f"{where}.consistent",
           "null exactly when the estimate or the bounds are", consistent)
+  if "decision" in row:
+    decision = row["decision"]
+    if decision not in DECISIONS:
+      _fail(f"{where}.decision", f"one of {', '.join(DECISIONS)}", decision)
+    if DECISIONS[decision] is not consistent:
+      _fail(f"{where}.consistent", f"{DECISIONS[decision]} (decision "
+            f"{decision!r})", consistent)
+  if "n" in row:
+    n = row["n"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+      _fail(f"{where}.n", "an integer >= 0", n)
+  for key in ("p_value", "detectable"):
+    if key in row:
+      _check_number(f"{where}.{key}", row[key], nullable=True, lo=0.0,
+                    hi=1.0)
 
 
 def validate_entry(entry: Any, where: str = "entry") -> None:

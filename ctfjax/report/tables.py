@@ -15,6 +15,7 @@ import os
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
+from ctfjax.metrics.consistency import ALPHA, POWER
 from ctfjax.report import files
 
 Entry = Mapping[str, Any]
@@ -59,7 +60,8 @@ def factors(entries: Sequence[Entry]) -> list[str]:
 
 def ctf_counts(entry: Entry, descendants_only: bool = False
                ) -> tuple[int, int]:
-  """(rows whose interval meets the bounds, rows that could be judged).
+  """(rows judged consistent, rows that could be judged), as the rows'
+  "consistent" fields say (`metrics.decide`).
 
   Args:
     entry: a report entry.
@@ -71,6 +73,13 @@ def ctf_counts(entry: Entry, descendants_only: bool = False
   if descendants_only:
     rows = [r for r in rows if r["bounds"][0] < 1.0]
   return sum(bool(r["consistent"]) for r in rows), len(rows)
+
+
+def ctf_decisions(entry: Entry, decision: str) -> int:
+  """How many rows of an entry have decision `decision`, or whose decision
+  names `decision` ("features", "images": the failed hypothesis)."""
+  return sum(decision in (r.get("decision") or "")
+             for r in entry.get("ctf_consistency", []))
 
 
 def _ratio(counts: tuple[int, int]) -> str | None:
@@ -106,6 +115,9 @@ def _ctf_columns(entries):
       ("descendant rows", lambda e: _ratio(ctf_counts(e, True))),
       ("preservation/effect rows", lambda e: _ratio(
           tuple(a - b for a, b in zip(ctf_counts(e), ctf_counts(e, True))))),
+      ("fail: features", lambda e: ctf_decisions(e, "features")),
+      ("fail: images", lambda e: ctf_decisions(e, "images")),
+      ("no data", lambda e: ctf_decisions(e, "no data")),
       ("mean |estimate - truth|", lambda e: _mean(
           abs(r["estimate"] - r["truth"]) for r in e["ctf_consistency"]
           if r["estimate"] is not None and r["truth"] is not None)),
@@ -180,6 +192,8 @@ def _summary_columns(entries):
   return [
       ("ctf-consistent", lambda e: _ratio(ctf_counts(e))),
       ("descendants", lambda e: _ratio(ctf_counts(e, True))),
+      ("fail feat/img", lambda e: f"{ctf_decisions(e, 'features')}/"
+                                  f"{ctf_decisions(e, 'images')}"),
       ("intervened acc", _intervened),
       ("comp l1 1/10", lambda e: (
           f"{fmt(_get(e, 'composition', 'l1_1'), 1)}/"
@@ -199,9 +213,14 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
     "models": ("Models", "", _model_columns),
     "ctf_consistency": (
         "Ctf-consistency",
-        "Rows of the section 6 protocol whose 95% Wilson interval meets the "
-        "exact optimal bounds, out of the rows with an estimate and bounds; "
-        "descendant rows have non-degenerate bounds, the rest are [1, 1].",
+        f"Rows of the section 6 protocol judged consistent, out of the rows "
+        f"with data and bounds; descendant rows have non-degenerate bounds, "
+        f"the rest are [1, 1]. A row fails on features when the features "
+        f"the model drew for its edits put the probability outside the "
+        f"bounds, on images when the readers agree with those features on "
+        f"the edits less often than with the truth's on the true images; "
+        f"exact tests, {ALPHA:.0%} family-wise error over the whole table "
+        f"(weighted Holm). No data: no test image matches the row.",
         _ctf_columns),
     "effectiveness": (
         "Effectiveness",
@@ -300,8 +319,14 @@ def _consistency_cell(row: Mapping[str, Any] | None) -> str:
   if row is None or row.get("estimate") is None:
     return f"{NONE} (n=0)" if row is not None else NONE
   mark = {True: " ✓", False: " ✗", None: ""}[row.get("consistent")]
+  decision = row.get("decision") or ""
+  if decision.startswith("fail: "):
+    mark += " " + decision[len("fail: "):]
   lo, hi = row["ci"]
-  return f"{row['estimate']:.3f} [{lo:.2f}, {hi:.2f}]{mark}"
+  size = f" n={row['n']}" if "n" in row else ""
+  if "detectable" in row:
+    size += f" δ={fmt(row['detectable'], 2)}"
+  return f"{row['estimate']:.3f} [{lo:.2f}, {hi:.2f}]{size}{mark}"
 
 
 def consistency_rows(entries: Sequence[Entry]) -> tuple[list[str],
@@ -353,9 +378,13 @@ def markdown(report: Mapping[str, Any]) -> str:
     rows = report["models"] if name in MODEL_ONLY else entries
     out += [markdown_table(*table(rows, name)), ""]
   out += ["## Ctf-consistency rows", "",
-          "Estimate [95% Wilson interval] per model; ✓ the interval meets "
-          "the bounds, ✗ it does not; n=0 no test sample matches the "
-          "evidence.", ""]
+          "Per model: the estimate read from its edits [95% Wilson "
+          "interval], n test images, δ the smallest violation of the bounds "
+          f"the row detects with probability {POWER:.0%} (— none it can), "
+          "and the decision: ✓ consistent, ✗ failed on the features the "
+          "model drew (features) or on what the readers see in its edits "
+          "against what they see in the true ones (images); n=0 no test "
+          "image matches the evidence.", ""]
   out += [markdown_table(*consistency_rows(entries)), ""]
   return "\n".join(out)
 

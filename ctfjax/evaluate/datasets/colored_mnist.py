@@ -13,12 +13,14 @@ Features D (digit), C (colour), B (bar), all categorical.
 * Scores per family: effectiveness (per factor, the accuracy of the value
   read from the edit against the value the model drew for it: intervened,
   propagated to a descendant, or preserved; seed 004 eq. 8);
-  ctf-consistency (the protocol's feature counterfactual probabilities with
-  95% Wilson intervals, against the exact bounds and truth of `reference`;
-  each row also carries "estimate_features", the same probability from the
-  features the model drew, i.e. its NCM alone); ground-truth error (L1,
-  0-255, to the true counterfactual image, and the fraction of edits whose
-  read factors match the true ones).
+  ctf-consistency (the protocol's feature counterfactual probabilities,
+  against the exact bounds and truth of `reference`, decided by
+  `metrics.decide`: the features the model drew, i.e. its NCM alone,
+  against the bounds, and the readers' agreement with them on the edits
+  against their agreement with the true features on the generator's true
+  counterfactual images of the same test units, `EvalSet.truth_read`);
+  ground-truth error (L1, 0-255, to the true counterfactual image, and the
+  fraction of edits whose read factors match the true ones).
 
 Reading the digit. The CNN misreads a few percent of real digits, which
 alone would make every "digit preserved" row fall short of its bound of 1.
@@ -240,16 +242,16 @@ class ColoredMNIST:
     feature match (see the module docstring)."""
     ref = reference(self.dataset)
     do = evalset.interventions[family]
+    true = evalset.truth[family]
+    true_read = (evalset.truth_read or {}).get(family)
+    floor = (None if true is None or true_read is None else
+             ({k: true[k] for k in self.features}, true_read))
     rows = metrics.ctf_consistency(
         evalset.labels, read, do, ref.queries[family], bounds=ref.bounds,
-        truth=ref.truth)
-    drawn_rows = metrics.ctf_consistency(
-        evalset.labels, drawn, do, ref.queries[family], bounds=ref.bounds)
-    for row, d in zip(rows, drawn_rows):
-      row["estimate_features"] = d["estimate"]
+        truth=ref.truth, drawn=drawn, reference=floor)
+    for row in rows:
       if row["query"] in ref.notes:
         row["bounds_note"] = ref.notes[row["query"]]
-    true = evalset.truth[family]
     err = metrics.ground_truth_error(
         images, true["image"], generated_features=read,
         true_features={k: true[k] for k in self.features})
