@@ -44,26 +44,6 @@ def chain(n: int, seed: int = 0) -> cc.DiscreteSCM:
   return cc.DiscreteSCM.from_dict({"exogenous": exo, "endogenous": endo})
 
 
-def dense(scm: cc.DiscreteSCM, query: cc.Query) -> float:
-  """The same query by listing every exogenous state (vectorised numpy)."""
-  names = list(scm.exogenous)
-  grids = np.meshgrid(*[np.arange(len(scm.exogenous[u])) for u in names],
-                      indexing="ij")
-  u = {n: g.ravel() for n, g in zip(names, grids)}
-  p = np.prod([scm.exogenous[n][u[n]] for n in names], axis=0)
-
-  def event(terms):
-    ok = np.ones_like(p, dtype=bool)
-    worlds = {}
-    for t in terms:
-      if t.world not in worlds:
-        worlds[t.world] = scm.evaluate(u, do=dict(t.world))
-      ok &= worlds[t.world][t.name] == t.value
-    return p[ok].sum()
-
-  return float(event(query.terms) / event(query.evidence))
-
-
 def timed(fn, repeats):
   start = time.perf_counter()
   value = fn()
@@ -86,8 +66,9 @@ def main():
     row = {"length": n, "exogenous_states": 3**n, "value": value,
            "exact_first_s": first, "exact_median_s": median}
     if 3**n <= FLAGS.max_brute_force_states:
-      brute, _, bmedian = timed(lambda: dense(scm, q),  # noqa: B023
-                                     max(1, FLAGS.repeats // 2))
+      brute, _, bmedian = timed(
+          lambda: cc.inference.query_by_enumeration(scm, q),  # noqa: B023
+          max(1, FLAGS.repeats // 2))
       row.update(brute_force_value=brute, brute_force_median_s=bmedian,
                  abs_difference=abs(brute - value))
     rows.append(row)

@@ -70,27 +70,6 @@ def random_queries(rng: np.random.Generator,
   ]
 
 
-def dense(scm: cc.DiscreteSCM, query: cc.Query) -> float | None:
-  """The query by listing every exogenous state; None if the evidence is 0."""
-  names = list(scm.exogenous)
-  grids = np.meshgrid(*[np.arange(len(scm.exogenous[u])) for u in names],
-                      indexing="ij")
-  u = {n: g.ravel() for n, g in zip(names, grids)}
-  p = np.prod([scm.exogenous[n][u[n]] for n in names], axis=0)
-
-  def event(terms):
-    ok = np.ones_like(p, dtype=bool)
-    worlds = {}
-    for t in terms:
-      if t.world not in worlds:
-        worlds[t.world] = scm.evaluate(u, do=dict(t.world))
-      ok &= worlds[t.world][t.name] == t.value
-    return p[ok].sum()
-
-  den = event(query.evidence)
-  return None if den <= 0 else float(event(query.terms) / den)
-
-
 def main():
   rng = np.random.default_rng(FLAGS.seed)
   rows = []
@@ -106,7 +85,7 @@ def main():
       row = {"model": m, "variables": len(scm.endogenous), "query": text,
              "first": k == 0, "seconds": seconds, "value": value}
       if FLAGS.check:
-        brute = dense(scm, cc.Query.parse(text))
+        brute = cc.inference.query_by_enumeration(scm, text)
         row["dense_value"] = brute
         row["agrees"] = (value is None) == (brute is None) and (
             value is None or abs(value - brute) <= 1e-12)

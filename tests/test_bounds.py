@@ -158,26 +158,12 @@ def brute_force_bounds(graph, table, query):
   """
   assert len(graph.c_components()) == 1
   q = cc.Query.parse(query)
-  dom = table.domains
-  order = graph.topological_order()
-  configs = {v: list(itertools.product(*[range(dom[p])
-                                         for p in graph.parents(v)]))
-             for v in order}
-  # A response function of v: one value per parent configuration.
-  choices = [list(itertools.product(range(dom[v]), repeat=len(configs[v])))
-             for v in order]
-  responses = list(itertools.product(*choices))
+  _, _, choices, evaluate = responses(graph, table)
+  joints = list(itertools.product(*choices))
 
-  def evaluate(resp, world):
-    vals, do = {}, dict(world)
-    for v, r in zip(order, resp):
-      pa = tuple(vals[p] for p in graph.parents(v))
-      vals[v] = do[v] if v in do else r[configs[v].index(pa)]
-    return vals
-
-  a_eq = np.zeros((table.probs.size, len(responses)))
-  objective = np.zeros(len(responses))
-  for j, resp in enumerate(responses):
+  a_eq = np.zeros((table.probs.size, len(joints)))
+  objective = np.zeros(len(joints))
+  for j, resp in enumerate(joints):
     vals = evaluate(resp, ())
     a_eq[np.ravel_multi_index([vals[v] for v in table.variables],
                               table.probs.shape), j] = 1.0
@@ -394,7 +380,9 @@ def polytope_vertices(a, b):
 
 
 def responses(graph, table):
-  """All joint response functions, and their evaluation in a world."""
+  """Response-function coordinates: (order, parent configurations per
+  variable, each variable's response functions (one value per parent
+  configuration), and `evaluate(joint response, world) -> values`)."""
   dom = table.domains
   order = graph.topological_order()
   configs = {v: list(itertools.product(*[range(dom[p])

@@ -13,6 +13,7 @@ from ctfjax.causal.query import Query, QueryError, Term, Variable
 from ctfjax.causal.optimal_bounds import Bounds, BoundsError, bounds
 from ctfjax.causal.optimal_bounds import bounds_certificate
 from ctfjax.causal import gumbel
+from ctfjax.causal import inference
 from ctfjax.causal import kinds
 from ctfjax.causal import scm
 from ctfjax.causal import worlds
