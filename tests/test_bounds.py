@@ -157,10 +157,16 @@ def brute_force_bounds(graph, table, query):
   canonical model and P(V) constrains it linearly; evidence must be factual.
   """
   assert len(graph.c_components()) == 1
+  _, _, a_eq, objective, den = joint_lp(graph, table, query)
+  return solve_lp(objective, a_eq, table.probs.ravel(), den)
+
+
+def joint_lp(graph, table, query):
+  """The LP over all joint response functions: (the joints, the response
+  choices, P(V) equality rows, the query's indicator, P(evidence))."""
   q = cc.Query.parse(query)
   _, _, choices, evaluate = responses(graph, table)
   joints = list(itertools.product(*choices))
-
   a_eq = np.zeros((table.probs.size, len(joints)))
   objective = np.zeros(len(joints))
   for j, resp in enumerate(joints):
@@ -170,11 +176,15 @@ def brute_force_bounds(graph, table, query):
     objective[j] = all(evaluate(resp, t.world)[t.name] == t.value
                        for t in q.terms)
   den = table.prob({t.name: t.value for t in q.evidence}) if q.evidence else 1
+  return joints, choices, a_eq, objective, den
+
+
+def solve_lp(objective, a_eq, b_eq, den):
+  """(min, max) of objective . x / den over x >= 0 with a_eq x = b_eq."""
   out = []
   for sign in (1.0, -1.0):
-    res = scipy.optimize.linprog(sign * objective, A_eq=a_eq,
-                                 b_eq=table.probs.ravel(), bounds=(0, None),
-                                 method="highs")
+    res = scipy.optimize.linprog(sign * objective, A_eq=a_eq, b_eq=b_eq,
+                                 bounds=(0, None), method="highs")
     assert res.status == 0
     out.append(sign * res.fun / den)
   return tuple(out)
@@ -470,32 +480,16 @@ def brute_force_chain(graph, table, query):
   P(A=1) q(r_A=0, r_C) = P(A=0) q(r_A=1, r_C). One LP over all response
   functions.
   """
-  order, _, choices, evaluate = responses(graph, table)
-  assert list(order) == ["A", "B", "C"]
-  q = cc.Query.parse(query)
-  joint = list(itertools.product(*choices))
-  a_eq = np.zeros((table.probs.size, len(joint)))
-  objective = np.zeros(len(joint))
+  assert list(graph.topological_order()) == ["A", "B", "C"]
+  joint, choices, a_eq, objective, den = joint_lp(graph, table, query)
   p_a = table.marginal(("A",)).probs
   indep = np.zeros((len(choices[2]), len(joint)))
   for j, resp in enumerate(joint):
-    vals = evaluate(resp, ())
-    a_eq[np.ravel_multi_index([vals[v] for v in table.variables],
-                              table.probs.shape), j] = 1.0
-    objective[j] = all(evaluate(resp, t.world)[t.name] == t.value
-                       for t in q.terms)
     r_a = resp[0][0]
     indep[choices[2].index(resp[2]), j] = p_a[1] if r_a == 0 else -p_a[0]
-  a_eq = np.concatenate([a_eq, indep])
-  b_eq = np.concatenate([table.probs.ravel(), np.zeros(len(indep))])
-  den = table.prob({t.name: t.value for t in q.evidence}) if q.evidence else 1
-  out = []
-  for sign in (1.0, -1.0):
-    res = scipy.optimize.linprog(sign * objective, A_eq=a_eq, b_eq=b_eq,
-                                 bounds=(0, None), method="highs")
-    assert res.status == 0
-    out.append(sign * res.fun / den)
-  return tuple(out)
+  return solve_lp(objective, np.concatenate([a_eq, indep]),
+                  np.concatenate([table.probs.ravel(),
+                                  np.zeros(len(indep))]), den)
 
 
 def test_chain_matches_brute_force_and_beats_the_lp():

@@ -20,13 +20,14 @@ line in `datasets.EVALUATORS`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 import ml_collections
 import numpy as np
 
-if TYPE_CHECKING:  # core imports this package; the name is for types only.
-  from ctfjax.evaluate.core import EvalSet
+# `evalset` arguments are the generic pipeline's `ctfjax.evaluate.core.EvalSet`
+# (core imports this package, so the name is not imported back here).
+EvalSet = Any
 
 
 class Reader(Protocol):
