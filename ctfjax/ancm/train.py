@@ -30,8 +30,9 @@ CONFIG_FILE = "config.json"
 STAGES_DIR = "stages"  # Checkpoints of the stages after the first.
 
 
-def features(name: str) -> tuple[Graph, dict[str, int]]:
-  """The causal diagram over a dataset's discrete features, and domains."""
+def features(name: str) -> tuple[Graph, dict[str, Any]]:
+  """The causal diagram over a dataset's features, and each feature's kind
+  (an int K: categorical with K values; see `ctfjax.causal.kinds`)."""
   if name.startswith("colored_mnist_bars/"):
     scm = data.feature_scm(name)
     return scm.graph, scm.domains
@@ -41,8 +42,9 @@ def features(name: str) -> tuple[Graph, dict[str, int]]:
     return (Graph.parse(celeba.GRAPHS[graph]),
             {a: 2 for a in celeba.ATTRIBUTES[graph]})
   if name in data.NAMES:
-    raise UserError(f"dataset {name!r} has continuous features; the ANCM "
-                    "here models discrete ones")
+    raise UserError(f"dataset {name!r} has no feature model for the ANCM "
+                    "yet (its continuous features are not wired to a "
+                    "diagram and kinds)")
   raise UserError(f"unknown dataset {name!r}; known: {', '.join(data.NAMES)}")
 
 
