@@ -5,30 +5,54 @@ r"""Trains (or resumes) a model from a config file.
 
 Re-running with the same workdir resumes from its newest checkpoint; a run
 that reached train.steps only reports. A misspelt --config.KEY is an error.
+
+Data parallel over several processes (hosts): every process runs the same
+command with the coordinator (process 0's host and a free port), the process
+count and its own id, as flags or from the environment
+($JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID):
+
+    python -m launch.train --config=... --workdir=shared/run \
+        --coordinator=node001:12345 --num_processes=2 --process_id=0
 """
 
 import sys
 
+import jax
 from absl import flags
 
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
+from ctfjax.train import distributed
 from launch import cli
 
 flags.DEFINE_string("config", None, "A configs/*.py file; override fields "
                     "with --config.SECTION.KEY=VALUE.")
-flags.DEFINE_string("workdir", None, "Folder for checkpoints and metrics.")
+flags.DEFINE_string("workdir", None, "Folder for checkpoints and metrics; "
+                    "the same shared folder for every process.")
+flags.DEFINE_string("coordinator", None, "host:port of process 0 in a "
+                    f"multi-process run; default ${distributed.ENV_COORDINATOR}"
+                    "; absent: a single process.")
+flags.DEFINE_string("num_processes", None, "Processes in the run; default "
+                    f"${distributed.ENV_NUM_PROCESSES}.")
+flags.DEFINE_string("process_id", None, "This process's id, 0 .. "
+                    "num_processes - 1; default "
+                    f"${distributed.ENV_PROCESS_ID}.")
 FLAGS = flags.FLAGS
 OVERRIDES: list[str] = []
 
 
 def main():
   workdir = cli.require("workdir")
-  config = train.load_config(cli.require("config"), OVERRIDES)
+  config_path = cli.require("config")
+  # First: a process can only join a job before JAX starts its backends.
+  distributed.initialize(distributed.processes_from(
+      FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id))
+  config = train.load_config(config_path, OVERRIDES)
   _, result = ancm_train.train_and_evaluate(config, workdir)
-  print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
-        f"last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in
-                                   sorted(result.eval_metrics.items())))
+  if jax.process_index() == 0:  # One report per run, not per process.
+    print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
+          f"last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in
+                                     sorted(result.eval_metrics.items())))
 
 
 if __name__ == "__main__":

@@ -174,7 +174,8 @@ def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path):
       if old.get(section) != new.get(section):
         raise UserError(f"{workdir} was trained with another {section} "
                         f"config; use a new --workdir")
-  files.write_text(path, text)
+  if jax.process_index() == 0:  # One writer when several processes train.
+    files.write_text(path, text)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,

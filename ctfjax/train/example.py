@@ -13,6 +13,7 @@ from flax import nnx
 
 from ctfjax.train.config import base_train_config
 from ctfjax.train.loop import Task, batches_from_fn
+from ctfjax.train.sharding import process_share
 from ctfjax.train.state import PureModule, stream_key
 
 
@@ -73,13 +74,16 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     del rng
     return {"mse": mse(params, batch)}
 
-  eval_set = [sample(jax.random.fold_in(eval_key, i))
+  # Every process draws the whole global batch (it is cheap) and keeps its
+  # share, so a multi-process run sees the batches of a single-process one.
+  eval_set = [process_share(sample(jax.random.fold_in(eval_key, i)))
               for i in range(config.data.eval_batches)]
   return Task(
       init=model.init,
       loss=loss,
       train_batches=batches_from_fn(
-          lambda step: sample(jax.random.fold_in(train_key, step))),
+          lambda step: process_share(
+              sample(jax.random.fold_in(train_key, step)))),
       eval=evaluate,
       eval_batches=lambda: eval_set,
   )

@@ -71,10 +71,13 @@ class Task:
     train_batches: start step -> iterator of batches for steps start,
       start + 1, ...; must give the same batch for a step on every call so
       that a resumed run matches an uninterrupted one. Every batch leaf has
-      the global batch as its leading axis (see `batches_from_fn`).
+      this process's share of the global batch as its leading axis: all of
+      it in a single-process run (see `batches_from_fn`,
+      `ctfjax.data.batches` and `sharding.process_share`).
     eval: (params, batch, rng) -> {name: scalar}, pure; None skips eval.
     eval_batches: () -> the eval set as an iterable of batches (the same at
-      every evaluation); metrics are averaged over its batches.
+      every evaluation, each process's share as for train_batches); metrics
+      are averaged over its batches.
     optimizer: overrides the optimizer built from `config.train`, e.g.
       `optax.multi_transform` for per-component learning rates.
     init_extra: params -> extra state (`TrainState.extra`); None for {}.

@@ -52,6 +52,27 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def process_share(batch: Any) -> Any:
+  """This process's contiguous share of a global batch (all of it alone).
+
+  The share `shard_batch` expects from each process, cut as
+  `ctfjax.data.batches` cuts it: process i of n gets the i-th of n near-equal
+  row blocks, the rows its devices hold on a mesh in process order.
+
+  Args:
+    batch: a pytree whose every leaf has the global batch as its leading
+      axis.
+
+  Returns:
+    The same pytree of numpy arrays holding this process's rows.
+  """
+  n = jax.process_count()
+  if n == 1:
+    return batch
+  i = jax.process_index()
+  return jax.tree.map(lambda x: np.array_split(np.asarray(x), n)[i], batch)
+
+
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
   """Places a host batch on the mesh, split along its leading axis.
 
