@@ -44,7 +44,7 @@ def _observe(scm, n=256, seed=0):
 
 
 def test_kinds_registry_and_specs():
-  assert set(kinds.KINDS) == {"categorical", "continuous"}
+  assert set(kinds.KINDS) == {"categorical", "continuous", "spline"}
   assert kinds.resolve(3) == kinds.Categorical(3)
   assert kinds.resolve("continuous") == kinds.Continuous()
   k = kinds.Continuous(loc=1.0, scale=2.0)

@@ -15,5 +15,6 @@ from ctfjax.causal.optimal_bounds import bounds_certificate
 from ctfjax.causal import gumbel
 from ctfjax.causal import inference
 from ctfjax.causal import kinds
+from ctfjax.causal import spline
 from ctfjax.causal import scm
 from ctfjax.causal import worlds

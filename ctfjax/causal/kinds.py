@@ -228,7 +228,10 @@ class Continuous:
     return jnp.asarray(value, jnp.float32)
 
 
-# Kind name -> class; a config or a model spec names a kind by its key.
+# Kind name -> class; a config or a model spec names a kind by its key. A
+# kind in its own module registers itself here (`spline.py`: one line), and
+# `ctfjax/causal/__init__.py` imports that module, so this module never
+# imports a kind built on its own classes (no import cycle).
 KINDS = {"categorical": Categorical, "continuous": Continuous}
 
 
