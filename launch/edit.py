@@ -3,7 +3,9 @@ r"""Edits a user's image with a trained model: factual and edits side by side.
     python -m launch.edit --workdir=runs/ancm_backdoor --image=in.png \
         --do="C=1" --out=out.png [--num_samples=4] [--labels="D=3,C=0,B=0"]
 
-The image must have the model's size and mode (32x32 RGB for Colored MNIST).
+The image must have the model's size and mode (32x32 RGB for Colored MNIST,
+32x32 grayscale for MorphoMNIST). A continuous factor takes a real value:
+--do="thickness=3.5".
 Its features are read by the model's label reader unless --labels gives them.
 Each of the --num_samples edits comes from its own feature-level abduction:
 descendants of the intervened factor are not identified, so the edits form a
@@ -11,7 +13,9 @@ distribution. The output PNG is the factual image followed by the edits,
 enlarged --scale times; the features of each are printed.
 """
 
+import math
 import pathlib
+from typing import Any
 
 import jax
 import numpy as np
@@ -27,7 +31,8 @@ flags.DEFINE_string("workdir", None, "A trained run's folder.")
 flags.DEFINE_string("model", "ancm_vae",
                     "Which model of a launch.run workdir edits.")
 flags.DEFINE_string("image", None, "PNG (or any PIL-readable) input image.")
-flags.DEFINE_string("do", None, "Intervention, e.g. 'C=1' or 'C=1,B=0'.")
+flags.DEFINE_string("do", None, "Intervention, e.g. 'C=1' or 'C=1,B=0'; a "
+                    "continuous factor takes a real, 'thickness=3.5'.")
 flags.DEFINE_string("labels", "", "The image's features, e.g. 'D=3,C=0,B=0'; "
                     "read from the image when empty.")
 flags.DEFINE_string("out", None, "Output PNG path.")
@@ -37,30 +42,56 @@ flags.DEFINE_integer("seed", 0, "Seed of the abduction draws.")
 FLAGS = flags.FLAGS
 
 
-def parse_assignments(text: str, what: str) -> dict[str, int]:
-  """'C=1, B=0' -> {'C': 1, 'B': 0}."""
+def parse_assignments(text: str, what: str) -> dict[str, str]:
+  """'C=1, t=2.5' -> {'C': '1', 't': '2.5'}: the syntax only; `typed`
+  converts each value by its feature's kind."""
   out = {}
   for item in text.split(","):
     name, eq, value = item.partition("=")
     name, value = name.strip(), value.strip()
-    if not eq or not name or not value.lstrip("-").isdigit():
+    if not eq or not name or not value:
       raise UserError(f"cannot parse {what} item {item.strip()!r}; expected "
-                      "NAME=INTEGER")
+                      "NAME=VALUE")
     if name in out:
       raise UserError(f"{what} names {name!r} twice")
-    out[name] = int(value)
+    out[name] = value
   return out
 
 
-def check_values(values: dict[str, int], domains: dict[str, int], what: str):
-  """Each named factor exists and each value is inside its domain."""
-  for k, v in values.items():
+def typed(values: dict[str, str], domains: dict[str, Any],
+          what: str) -> dict[str, int | float]:
+  """Each named factor exists and each value fits its kind: an integer in
+  0..K-1 for a categorical (an int K), a finite number for a continuous
+  kind."""
+  out = {}
+  for k, text in values.items():
     if k not in domains:
       raise UserError(f"{what}: unknown factor {k!r}; the model has "
                       f"{', '.join(domains)}")
-    if not 0 <= v < domains[k]:
-      raise UserError(f"{what}: {k}={v} is outside its domain "
-                      f"0..{domains[k] - 1}")
+    kind = domains[k]
+    if isinstance(kind, int):
+      if not text.lstrip("-").isdigit():
+        raise UserError(f"{what}: {k}={text} is not an integer (a class "
+                        f"0..{kind - 1})")
+      v = int(text)
+      if not 0 <= v < kind:
+        raise UserError(f"{what}: {k}={v} is outside its domain "
+                        f"0..{kind - 1}")
+    else:
+      try:
+        v = float(text)
+      except ValueError:
+        v = math.nan
+      if not math.isfinite(v):
+        raise UserError(f"{what}: {k}={text} is not a finite number")
+    out[k] = v
+  return out
+
+
+def format_value(value) -> str:
+  """A feature value as printed: integers plainly, reals to 3 decimals."""
+  value = np.asarray(value).item()
+  return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def read_image(path: str, shape) -> np.ndarray:
@@ -121,20 +152,21 @@ def main():
   config = ancm_train.read_config(run)
   _, domains = ancm_train.features(config.data.name)
   image = read_image(FLAGS.image, ancm_train.image_shape(config.data.name))
-  check_values(do, domains, "--do")
+  do = typed(do, domains, "--do")
   labels = None
   if FLAGS.labels:
     given = parse_assignments(FLAGS.labels, "--labels")
     if set(given) != set(domains):
       raise UserError(f"--labels must give exactly {', '.join(domains)}")
-    check_values(given, domains, "--labels")
-    labels = {k: np.array([v]) for k, v in given.items()}
+    labels = {k: np.array([v]) for k, v in
+              typed(given, domains, "--labels").items()}
   _, model, params = ancm_train.load(run)
   result = model.edit(params, image[None], do, jax.random.key(FLAGS.seed),
                       num_samples=FLAGS.num_samples, labels=labels)
   factual = labels or model.read_labels(params, image[None])
-  fmt = lambda v, i: ", ".join(f"{k}={int(np.asarray(v[k]).reshape(-1)[i])}"
-                               for k in model.order)
+  fmt = lambda v, i: ", ".join(
+      f"{k}={format_value(np.asarray(v[k]).reshape(-1)[i])}"
+      for k in model.order)
   print(f"factual: {fmt(factual, 0)}" +
         (" (given)" if labels else " (read from the image)"))
   for s in range(FLAGS.num_samples):

@@ -18,8 +18,9 @@ from configs import ancm_colored_mnist_backdoor
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
-def tiny_config():
-  config = ancm_colored_mnist_backdoor.get_config()
+def tiny_config(config=None):
+  """A config shrunk to seconds of CPU: the backdoor ANCM by default."""
+  config = config or ancm_colored_mnist_backdoor.get_config()
   config.data.size = 64
   config.model.ncm_hidden = (16,)
   config.model.image.vae.latent_dim = 4

@@ -23,6 +23,7 @@ from ctfjax import data
 from ctfjax import files
 from ctfjax import train
 from ctfjax.ancm.model import ANCM
+from ctfjax.causal import kinds
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
 
@@ -32,7 +33,9 @@ STAGES_DIR = "stages"  # Checkpoints of the stages after the first.
 
 def features(name: str) -> tuple[Graph, dict[str, Any]]:
   """The causal diagram over a dataset's features, and each feature's kind
-  (an int K: categorical with K values; see `ctfjax.causal.kinds`)."""
+  (an int K: categorical with K values, or a kind object such as a spline;
+  see `ctfjax.causal.kinds`). Datasets beyond Colored MNIST and CelebA
+  declare theirs in their data module (`ctfjax.data.feature_spec`)."""
   if name.startswith("colored_mnist_bars/"):
     scm = data.feature_scm(name)
     return scm.graph, scm.domains
@@ -41,11 +44,29 @@ def features(name: str) -> tuple[Graph, dict[str, Any]]:
     graph = name.split("/", 1)[1]
     return (Graph.parse(celeba.GRAPHS[graph]),
             {a: 2 for a in celeba.ATTRIBUTES[graph]})
-  if name in data.NAMES:
+  if name not in data.NAMES:
+    raise UserError(f"unknown dataset {name!r}; known: "
+                    f"{', '.join(data.NAMES)}")
+  # Any other dataset declares its feature model in its data module.
+  spec = data.feature_spec(name)
+  if spec is None:
     raise UserError(f"dataset {name!r} has no feature model for the ANCM "
-                    "yet (its continuous features are not wired to a "
-                    "diagram and kinds)")
-  raise UserError(f"unknown dataset {name!r}; known: {', '.join(data.NAMES)}")
+                    "yet (its data module has no FEATURES hook)")
+  graph, specs = spec
+  return Graph.parse(graph), {k: _kind(k, v) for k, v in specs.items()}
+
+
+def _kind(name: str, spec: Any) -> Any:
+  """A feature kind from a data module's plain spec (see
+  `ctfjax.data.feature_spec`): an int stays an int (categorical)."""
+  if not isinstance(spec, dict):
+    return spec
+  fields = dict(spec)
+  kind = fields.pop("kind", None)
+  if kind not in kinds.KINDS:
+    raise UserError(f"feature {name!r} has unknown kind {kind!r}; known: "
+                    f"{', '.join(kinds.KINDS)}")
+  return kinds.KINDS[kind](**fields)
 
 
 def load_split(config: ml_collections.ConfigDict, split: str,

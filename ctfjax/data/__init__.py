@@ -238,6 +238,29 @@ def feature_scm(name: str, params: Any = None) -> cc.DiscreteSCM:
   return colored_mnist_bars.feature_scm(COLORED[name], params)
 
 
+def feature_spec(name: str) -> tuple[str, dict[str, Any]] | None:
+  """A dataset's feature model for learned SCMs, from its module's hooks.
+
+  A module with continuous (or otherwise non-tabular) features declares
+  `GRAPH` (the diagram) and `FEATURES` ({variable: an int K for a
+  categorical, or {"kind": a `ctfjax.causal.kinds.KINDS` name, **fields}});
+  models read them here, so a new dataset needs no model code.
+
+  Returns:
+    (diagram string, {variable: spec}), or None if the module has no
+    `FEATURES` hook.
+  """
+  _check_name(name)
+  if name in COLORED:
+    return None  # Its exact discrete SCM is `feature_scm`.
+  module = _module(name)
+  spec = getattr(module, "FEATURES", None)
+  if spec is None:
+    return None
+  return module.GRAPH, {k: (dict(v) if isinstance(v, dict) else v)
+                        for k, v in spec.items()}
+
+
 def display(name: str) -> dict[str, Any]:
   """How `show` groups and labels samples of `name` (module hooks).
 

@@ -61,6 +61,18 @@ except ImportError:  # pragma: no cover
 GRAPH = "thickness -> intensity; digit"
 VARIABLES = ("thickness", "intensity", "digit")
 INTERVENABLE = ("thickness", "intensity")
+# The feature model hook read by `ctfjax.data.feature_spec` (and so by the
+# ANCM): each variable's kind in plain data, a kind name of
+# `ctfjax.causal.kinds.KINDS` with its fields, or an int K (categorical).
+# loc/scale standardise with the generator's own law, not the sample's:
+# thickness = 0.5 + Gamma(10, rate 5) has mean 2.5 and sd sqrt(10) / 5 =
+# 0.632; intensity in [64, 255] has mean 157.8 and sd 48.4 (2M draws of the
+# mechanisms below). The splines are seed 004's flows (Appendix A.1).
+FEATURES = {
+    "thickness": {"kind": "spline", "loc": 2.5, "scale": 0.632},
+    "intensity": {"kind": "spline", "loc": 157.8, "scale": 48.4},
+    "digit": 10,
+}
 # Bump when the same (digits, seed, n) would produce different data: the
 # registry's cache key includes it.
 VERSION = 1
