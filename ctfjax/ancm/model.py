@@ -69,6 +69,7 @@ from ctfjax.train.state import make_optimizer
 
 Array = jax.Array
 FROZEN = "frozen"
+FEATURES = "features"  # The NCM and reader's own group (`_features_group`).
 
 
 class ANCMError(UserError):
@@ -218,7 +219,8 @@ class ANCM:
     image = self.image_module(params)
     cond = self.encode(v)
     groups = self.stages[stage].groups
-    losses, parts = image.loss(images, cond, k_img, self.stages[stage].name)
+    losses, parts = image.loss(images, cond, k_img, self.stages[stage].name,
+                               self.context(params, v))
     dims = float(np.prod(self.image_shape))
     total = {g.name: losses[g.name].mean() / dims for g in groups}
     metrics = {"image_loss_per_dim": sum(total.values()),
@@ -229,7 +231,8 @@ class ANCM:
     nll_v = -self.ncm.log_likelihood(params["ncm"], v, k_v,
                                      self.likelihood_particles).mean()
     reader_nll = self._reader_nll(params["reader"], images, v)
-    total[main] = total[main] + nll_v + reader_nll
+    features = self._features_group(stage)
+    total[features] = total.get(features, 0.0) + nll_v + reader_nll
     metrics.update(nll_v=nll_v, reader_nll=reader_nll)
     if self.faithful_weight > 0:
       # Features drawn from the model's own P^(V), decoded with each image's
@@ -243,6 +246,49 @@ class ANCM:
         total[main] = total[main] + self.faithful_weight * faithful
         metrics["faithful_nll"] = faithful
     return total, metrics
+
+  def context(self, params, v: Mapping[str, Array]) -> mechanisms.Context:
+    """The frozen feature model and reader as a mechanism's loss sees them
+    (`mechanisms.Context`), for the batch of features `v` ({k: [B]})."""
+    ncm_params = jax.lax.stop_gradient(params["ncm"])
+    reader = nnx.merge(self.reader_def,
+                       jax.lax.stop_gradient(params["reader"]))
+    b = next(iter(v.values())).shape[0]
+    # Row r intervenes on feature r mod |V|: batches come shuffled, so this
+    # is a random single-feature intervention per image, and each feature's
+    # rows take one abduction call of their own (static indices).
+    rows = {k: np.arange(i, b, len(self.order))
+            for i, k in enumerate(self.order)}
+
+    def counterfactual(rng):
+      k_value, k_cf = jax.random.split(rng)
+      value = self.ncm.sample(ncm_params, k_value, b)
+      new = {k: jnp.asarray(v[k]) for k in self.order}
+      for i, (k, idx) in enumerate(rows.items()):
+        if not idx.size:
+          continue
+        drawn = self.ncm.counterfactual_traced(
+            ncm_params, {n: x[idx] for n, x in v.items()},
+            {k: value[k][idx]}, jax.random.fold_in(k_cf, i),
+            num_particles=self.num_particles)
+        new = {n: new[n].at[idx].set(drawn[n][:, 0]) for n in self.order}
+      new = jax.lax.stop_gradient(new)
+
+      def score(images):
+        heads = self._split_heads(reader(images))
+        return -sum(self.features[k].log_prob(heads[k], new[k])
+                    for k in self.order)
+
+      return self.encode(new), score
+
+    return mechanisms.Context(counterfactual=counterfactual,
+                              embed=reader.features)
+
+  def _features_group(self, stage: int) -> str:
+    """The group that trains the NCM and the reader in the first stage:
+    the first group when it uses the run's optimizer, else their own."""
+    first = self.stages[stage].groups[0]
+    return first.name if first.optimizer is None else FEATURES
 
   def loss(self, params, batch: Mapping[str, Array], rng: Array,
            stage: int = 0) -> tuple[Array, dict[str, Array]]:
@@ -264,7 +310,7 @@ class ANCM:
           return g.name
       return FROZEN
 
-    features = groups[0].name if stage == 0 else FROZEN
+    features = self._features_group(stage) if stage == 0 else FROZEN
     return {
         "ncm": jax.tree.map(lambda _: features, params["ncm"]),
         "reader": jax.tree.map(lambda _: features, params["reader"]),
@@ -293,6 +339,8 @@ class ANCM:
     with train.unlocked():
       train.steps = st.steps
     opts = {g.name: (g.optimizer or make_optimizer)(train) for g in st.groups}
+    if stage == 0:
+      opts.setdefault(self._features_group(stage), make_optimizer(train))
     if self.trains_everything(params, stage):
       return opts[st.groups[0].name]
     opts[FROZEN] = optax.set_to_zero()
@@ -308,6 +356,8 @@ class ANCM:
     """
     labels = self.param_labels(params, stage)
     names = [g.name for g in self.stages[stage].groups]
+    if stage == 0 and self._features_group(stage) not in names:
+      names.append(self._features_group(stage))
 
     def group_loss(p, batch, rng, name):
       total, metrics = self.stage_losses(p, batch, rng, stage)
@@ -333,9 +383,17 @@ class ANCM:
     return _read_labels(self, params, to_unit(images))
 
   def abduct_image(self, params, images: Array, v: Mapping[str, Array],
-                   rng: Array):
-    """Image-level abduction: u_I given the image and its features."""
-    return _abduct_image(self, params, to_unit(images), dict(v), rng)
+                   rng: Array, sampler: Mapping[str, Any] | None = None):
+    """Image-level abduction: u_I given the image and its features, with
+    the sampler settings of the prediction that will use it."""
+    return _abduct_image(self, params, to_unit(images), dict(v), rng,
+                         self._sampler(sampler))
+
+  def _sampler(self, sampler: Mapping[str, Any] | None):
+    if sampler is None:
+      return self.sampler
+    return mechanisms.sampler_settings(mechanisms.family(self.image_kind),
+                                       {**dict(self.sampler), **sampler})
 
   def predict_image(self, params, v: Mapping[str, Array], u, rng: Array,
                     sampler: Mapping[str, Any] | None = None) -> Array:
@@ -348,10 +406,8 @@ class ANCM:
       rng: PRNG key of a stochastic sampler (ignored by deterministic ones).
       sampler: settings overriding the model's (e.g. {"steps": 50}).
     """
-    settings = self.sampler if sampler is None else \
-        mechanisms.sampler_settings(mechanisms.family(self.image_kind),
-                                    {**dict(self.sampler), **sampler})
-    return _predict_image(self, params, dict(v), u, rng, settings)
+    return _predict_image(self, params, dict(v), u, rng,
+                          self._sampler(sampler))
 
   def abduct_features(self, params, v: Mapping[str, Array],
                       do: Mapping[str, Any], rng: Array, n: int
@@ -403,7 +459,7 @@ class ANCM:
     v = labels if labels is not None else self.read_labels(params, images)
     v = {k: jnp.asarray(v[k], self.features[k].dtype) for k in self.order}
     k_feat, k_img, k_pred = jax.random.split(rng, 3)
-    u = self.abduct_image(params, images, v, k_img)
+    u = self.abduct_image(params, images, v, k_img, sampler)
     drawn = self.abduct_features(params, v, do, k_feat, num_samples)
     flat_v = {k: drawn[k].reshape(-1) for k in self.order}
     flat_u = jax.tree.map(lambda a: jnp.repeat(a, num_samples, axis=0), u)
@@ -430,9 +486,10 @@ def _read_labels(model: ANCM, params, images):
   return {k: model.features[k].mode(h) for k, h in heads.items()}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _abduct_image(model: ANCM, params, images, v, rng):
-  return model.image_module(params).abduct(images, model.encode(v), rng)
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _abduct_image(model: ANCM, params, images, v, rng, sampler):
+  return model.image_module(params).abduct(images, model.encode(v), rng,
+                                           **dict(sampler))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))

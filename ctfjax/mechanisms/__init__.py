@@ -16,7 +16,8 @@ import ml_collections
 from flax import nnx
 
 from ctfjax.mechanisms import vae
-from ctfjax.mechanisms.base import Group, ImageMechanism, MechanismError
+from ctfjax.mechanisms.base import Context, Group, ImageMechanism
+from ctfjax.mechanisms.base import MechanismError
 from ctfjax.mechanisms.base import Stage, path_names, sampler_settings
 
 # kind (config `model.image.kind`) -> mechanism class.
@@ -71,6 +72,6 @@ def stages(image: ml_collections.ConfigDict,
   return family(image.kind).stages(settings(image), steps)
 
 
-__all__ = ["Group", "ImageMechanism", "MechanismError", "REGISTRY", "Stage",
+__all__ = ["Context", "Group", "ImageMechanism", "MechanismError", "REGISTRY", "Stage",
            "create", "family", "image_config", "path_names",
            "sampler_settings", "settings", "stages"]

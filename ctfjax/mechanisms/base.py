@@ -26,7 +26,12 @@ What differs between families and is therefore owned by the mechanism:
   number of steps, eta, ...) and its use of `rng` in `predict`;
 * `relabel`: a cheap differentiable decode of images under new features
   for the ANCM's label-faithfulness term, or None where the family has
-  none (a 50-1000 step sampler), which switches the term off.
+  none (a 50-1000 step sampler), which switches the term off;
+* what its later stages need from the rest of the ANCM: every `loss` call
+  gets a `Context` with the ANCM's frozen feature model and label reader
+  (random counterfactual features of the batch and the reader's score of
+  images under them - counterfactual fine-tuning; the reader's embedding -
+  a cyclic fine-tuning's feature term).
 
 A new family is one module defining a class with these members plus one
 line in `ctfjax.mechanisms.REGISTRY`.
@@ -55,18 +60,47 @@ class Group:
 
   Attributes:
     name: the loss this group descends: a key of the dict that the
-      mechanism's `loss` returns for the stage.
+      mechanism's `loss` returns for the stage. A Lagrange multiplier
+      ascends by descending the negated Lagrangian in its own group.
     params: predicate on a parameter's path inside the mechanism; True for
       the parameters of this group. Parameters in no group of a stage are
       frozen during it.
     optimizer: `train config section -> optax transformation`; None uses
       the run's `config.train` optimizer (with the stage's step count).
+      In the first stage the feature NCM and the reader train with the
+      first group's optimizer when it is None, else in a group of their
+      own ("features") with the run's optimizer.
   """
 
   name: str
   params: Callable[[ParamPath], bool] = lambda path: True
   optimizer: Callable[[ml_collections.ConfigDict],
                       optax.GradientTransformation] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """The rest of the ANCM, frozen, as a mechanism's `loss` may use it.
+
+  Both callables are differentiable in their image arguments and never
+  train the feature model or the reader (their parameters are behind
+  `stop_gradient`).
+
+  Attributes:
+    counterfactual: `rng -> (new_cond [B, D], score)`: the batch's features
+      under a random single-feature intervention each (the feature chosen
+      per row, its value drawn from the model's P(V)), carried to the
+      descendants through the feature model's abduction; and `score(images)
+      -> [B]`, the reader's -log h(v' | images) of those counterfactual
+      features (nats, summed over features).
+    embed: `images [B, H, W, C] -> [B, E]`: the reader's penultimate
+      features (an anti-causal embedding of the image).
+  """
+
+  counterfactual: Callable[[jax.Array], tuple[jax.Array,
+                                               Callable[[jax.Array],
+                                                        jax.Array]]]
+  embed: Callable[[jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,16 +144,20 @@ class ImageMechanism(Protocol):
              steps: int) -> tuple[Stage, ...]:
     """The training stages; `steps` is the run's `train.steps`."""
 
-  def loss(self, images: Array, cond: Array, rng: Array, stage: str
-           ) -> tuple[dict[str, Array], dict[str, Array]]:
+  def loss(self, images: Array, cond: Array, rng: Array, stage: str,
+           context: Context) -> tuple[dict[str, Array], dict[str, Array]]:
     """Per-example losses [B] by group name, and metrics {name: [B]}.
 
     Losses are in nats (or the family's natural unit) per image, summed
-    over pixels; the ANCM divides by the number of pixel values.
+    over pixels; the ANCM divides by the number of pixel values. `context`
+    is the ANCM's frozen rest (see `Context`); most stages ignore it.
     """
 
-  def abduct(self, images: Array, cond: Array, rng: Array) -> Any:
-    """u_I for each image given its factual features."""
+  def abduct(self, images: Array, cond: Array, rng: Array,
+             **sampler: Any) -> Any:
+    """u_I for each image given its factual features; `sampler` holds the
+    same settings as the `predict` that will use it (e.g. a DDIM inversion
+    runs the sampler's steps backwards)."""
 
   def predict(self, cond: Array, u: Any, rng: Array,
               **sampler: Any) -> Array:

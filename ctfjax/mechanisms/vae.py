@@ -99,9 +99,9 @@ class VAE(nnx.Module):
       log_std = jnp.full_like(mean, FIXED_LOG_STD)
     return mean, log_std
 
-  def loss(self, images, cond, rng, stage="vae"):
+  def loss(self, images, cond, rng, stage="vae", context=None):
     """Negative ELBO of the images given their features, per example."""
-    del stage  # one stage
+    del stage, context  # one stage, which needs nothing else
     mean, logvar = self.encoder(images, cond)
     mu, log_std = self._decode(gaussian.reparameterize(rng, mean, logvar),
                                cond)
@@ -112,7 +112,7 @@ class VAE(nnx.Module):
     return {"loss": nll + self.beta * kl}, {"nll": nll, "kl": kl,
                                             "recon_l1": l1}
 
-  def abduct(self, images, cond, rng):
+  def abduct(self, images, cond, rng=None):
     """U_I for each image: posterior-mean latent and, optionally, residual."""
     del rng  # deterministic abduction: the posterior mean
     z, _ = self.encoder(images, cond)

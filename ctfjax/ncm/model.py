@@ -487,8 +487,19 @@ class NCM:
         raise NCMError(f"intervention on {k!r} has {x.shape[0]} values for "
                        f"{batch[0]} rows")
     do = {k: jnp.broadcast_to(x, batch[:1]) for k, x in do.items()}
-    return _counterfactual_sample(self, params, v, do, rng, int(n),
-                                  int(num_particles))
+    return self.counterfactual_traced(params, v, do, rng, n, num_particles)
+
+  def counterfactual_traced(self, params: Params, v: Mapping[str, Array],
+                            do: Mapping[str, Array], rng: Array, n: int = 1,
+                            num_particles: int = 1024) -> dict[str, Array]:
+    """`counterfactual_sample` without the checks, for traced inputs.
+
+    `v` holds every node ([B], each kind's dtype) and `do` one [B] value
+    per row for each intervened node; a training loss calls this inside
+    its own jit, where the values cannot be inspected.
+    """
+    return _counterfactual_sample(self, params, dict(v), dict(sorted(
+        do.items())), rng, int(n), int(num_particles))
 
   # Queries --------------------------------------------------------------------
 

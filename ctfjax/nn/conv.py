@@ -116,6 +116,9 @@ class ConvClassifier(nnx.Module):
     self.dense = nnx.Linear(flat, hidden, rngs=rngs)
     self.out = nnx.Linear(hidden, int(sum(num_classes)), rngs=rngs)
 
+  def features(self, image: jax.Array) -> jax.Array:
+    """The penultimate features [B, hidden] the heads read."""
+    return jax.nn.relu(self.dense(_apply_trunk(self.convs, image)))
+
   def __call__(self, image: jax.Array) -> jax.Array:
-    x = jax.nn.relu(self.dense(_apply_trunk(self.convs, image)))
-    return self.out(x)
+    return self.out(self.features(image))
