@@ -72,6 +72,6 @@ def stages(image: ml_collections.ConfigDict,
   return family(image.kind).stages(settings(image), steps)
 
 
-__all__ = ["Context", "Group", "ImageMechanism", "MechanismError", "REGISTRY", "Stage",
-           "create", "family", "image_config", "path_names",
-           "sampler_settings", "settings", "stages"]
+__all__ = ["Context", "Group", "ImageMechanism", "MechanismError",
+           "REGISTRY", "Stage", "create", "family", "image_config",
+           "path_names", "sampler_settings", "settings", "stages"]
