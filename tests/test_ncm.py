@@ -281,3 +281,22 @@ def test_min_max_bounds_separate_on_witness_b():
                      eval_particles=20_000, eval_latent_samples=20_000)
   assert 0.4 < r.lower < 0.56 and 0.62 < r.upper < 0.85
   assert max(r.tv_lower, r.tv_upper) < 0.05
+
+
+def test_marginal_log_likelihood_of_an_ancestral_set():
+  # Front door D -> C -> B, D <-> B: P^(d, c) must equal the sum over b of
+  # P^(d, c, b) with the same latent draws, exactly (B integrates out).
+  model, params = ncm.NCM.create("D -> C; C -> B; D <-> B",
+                                 {"D": 3, "C": 2, "B": 2}, 0)
+  grid = np.stack(np.meshgrid(np.arange(3), np.arange(2), np.arange(2),
+                              indexing="ij"), -1).reshape(-1, 3)
+  v = {n: jnp.asarray(grid[:, i], jnp.int32) for i, n in enumerate("DCB")}
+  key = jax.random.key(5)
+  full = np.exp(np.asarray(model.log_likelihood(params, v, key, 64),
+                           np.float64)).reshape(3, 2, 2)
+  dc = {n: v[n][::2] for n in "DC"}
+  marginal = np.exp(np.asarray(model.log_likelihood(
+      params, dc, key, 64, nodes=("D", "C")), np.float64)).reshape(3, 2)
+  np.testing.assert_allclose(marginal, full.sum(-1), rtol=1e-5)
+  with pytest.raises(ncm.NCMError, match="ancestral set; add 'D'"):
+    model.log_likelihood(params, dc, key, 64, nodes=("C",))

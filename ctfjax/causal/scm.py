@@ -502,14 +502,17 @@ def worlds(scm: SCM, u: Exogenous,
 # Likelihood -------------------------------------------------------------------
 
 
-def log_prob(scm: SCM, values: Values, context: Values) -> dict[str, Array]:
+def log_prob(scm: SCM, values: Values, context: Values,
+             nodes: Sequence[str] | None = None) -> dict[str, Array]:
   """log p(v_i | pa_i, u_ctx) of every node (the noise integrated out).
 
   Args:
     scm: the model.
-    values: node -> [...] values of every node.
+    values: node -> [...] values of every node (of `nodes` and their
+      parents).
     context: context latent name -> [..., d]; batch axes broadcast against
       the values' (e.g. values [B, 1] and context [1, m, d] give [B, m]).
+    nodes: the nodes to score; None = every node.
 
   Returns:
     node -> [...] log-probabilities (categorical) or log-densities
@@ -518,7 +521,8 @@ def log_prob(scm: SCM, values: Values, context: Values) -> dict[str, Array]:
   mechanisms = scm.mechanisms
   enc = {k: mechanisms[k].kind.encode(x) for k, x in values.items()}
   return {v: mechanisms[v].kind.log_prob(
-      _head(mechanisms[v], enc, context), values[v]) for v in scm.order}
+      _head(mechanisms[v], enc, context), values[v])
+      for v in (scm.order if nodes is None else nodes)}
 
 
 # Abduction --------------------------------------------------------------------

@@ -355,7 +355,8 @@ class NCM:
   # Likelihood -----------------------------------------------------------------
 
   def log_likelihood(self, params: Params, v: Mapping[str, Array],
-                     rng: Array, num_latent_samples: int = 256) -> Array:
+                     rng: Array, num_latent_samples: int = 256,
+                     nodes: Sequence[str] | None = None) -> Array:
     """Monte-Carlo log P^(v) for a batch of full assignments.
 
     log P^(v) = sum over c-components S of
@@ -366,31 +367,47 @@ class NCM:
 
     Args:
       params: model parameters.
-      v: node -> [B] values, every node.
+      v: node -> [B] values, every node (every node of `nodes`).
       rng: PRNG key for the latent draws.
       num_latent_samples: m.
+      nodes: an ancestral set A (every ancestor of a member is a member):
+        the marginal log P^(v_A), a product over the c-components of the
+        subgraph on A (the other nodes integrate out to one); None = all.
 
     Returns:
       [B] log-likelihoods.
     """
+    components = self.c_components
+    if nodes is not None:
+      nodes = tuple(nodes)
+      for n in nodes:
+        self.graph.check_node(n)
+      outside = self.graph.ancestors(nodes) - set(nodes)
+      if outside:
+        raise NCMError(f"log_likelihood(nodes={list(nodes)}) needs an "
+                       f"ancestral set; add {sorted(outside)[0]!r}")
+      components = self.graph.subgraph(nodes).c_components()
     v = self.check_values(v)
-    missing = [n for n in self.order if n not in v]
+    missing = [n for n in (nodes or self.order) if n not in v]
     if missing:
       raise NCMError(f"log_likelihood needs every variable; {missing[0]!r} "
                      "is missing")
     latents = self.sample_latents(rng, (1, num_latent_samples))  # [1, m, d]
-    node_lp = self._node_log_probs(params, v, latents)  # node -> [B, m]
+    node_lp = self._node_log_probs(params, v, latents,
+                                   nodes)  # node -> [B, m]
     out = 0.0
-    for comp in self.c_components:
+    for comp in components:
       lp = sum(node_lp[n] for n in comp)
       out = out + jax.nn.logsumexp(lp, axis=-1) - math.log(num_latent_samples)
     return out
 
-  def _node_log_probs(self, params, v, latents) -> dict[str, Array]:
-    """log p(v_i | pa_i, u) for every node: node -> [B, m]."""
+  def _node_log_probs(self, params, v, latents, nodes=None
+                      ) -> dict[str, Array]:
+    """log p(v_i | pa_i, u) for every node (of `nodes`): node -> [B, m]."""
     # Values [B, 1] against latents [1, m, d] broadcast to [B, m].
     return engine.log_prob(self.scm(params),
-                           {n: x[:, None] for n, x in v.items()}, latents)
+                           {n: x[:, None] for n, x in v.items()}, latents,
+                           nodes)
 
   def model_table(self, params: Params, rng: Array,
                   num_latent_samples: int = 100_000,
