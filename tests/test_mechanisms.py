@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -40,6 +41,7 @@ class Tiny(nnx.Module):
     c = ml_collections.ConfigDict()
     c.polish_steps = 2  # Steps of the second stage (the bias alone).
     c.adversarial = False  # Second stage: w and b descend opposite losses.
+    c.own_optimizer = False  # First stage: SGD of its own for the image.
     return c
 
   @classmethod
@@ -49,12 +51,15 @@ class Tiny(nnx.Module):
 
   @classmethod
   def stages(cls, config, steps):
+    fit = (Group("loss", optimizer=lambda train: optax.sgd(0.5)),) \
+        if config.own_optimizer else (Group("loss"),)
     if config.adversarial:
       polish = (Group("w_loss", lambda p: p[0] == "w"),
                 Group("b_loss", lambda p: p[0] == "b"))
     else:
       polish = (Group("loss", lambda p: p[0] == "b"),)
-    return (Stage("fit", steps), Stage("polish", config.polish_steps, polish))
+    return (Stage("fit", steps, fit),
+            Stage("polish", config.polish_steps, polish))
 
   def _logit(self, cond):
     return (cond @ self.w + self.b).reshape((-1,) + self.image_shape)
@@ -225,3 +230,25 @@ def test_context_intervenes_on_one_feature_per_row():
   want = -sum(model.features[k].log_prob(heads[k], new[k])
               for k in model.order)
   np.testing.assert_allclose(score(ds["image"] / 255.), want, rtol=1e-5)
+
+
+def test_a_first_group_with_its_own_optimizer_leaves_the_features_theirs():
+  # The image group trains with SGD(0.5); the NCM and reader keep the run's
+  # optimizer in a "features" group, each from its own loss.
+  config = tiny_mechanism_config()
+  config.model.image.tiny.own_optimizer = True
+  model, params = ancm_train.build(config, jax.random.key(0))
+  labels = model.param_labels(params)
+  assert set(jax.tree.leaves(labels["ncm"])) == {"features"}
+  assert set(jax.tree.leaves(labels["reader"])) == {"features"}
+  assert set(jax.tree.leaves(labels["image"])) == {"loss"}
+  ds = ancm_train.load_split(config, "train", 16)
+  grads, _, metrics = model.stage_gradients(params)(params, ds,
+                                                    jax.random.key(1))
+  assert {"loss_loss", "loss_features"} <= set(metrics)
+  assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["ncm"]))
+  # The image's update is SGD(0.5) of its own loss's gradient.
+  opt = model.stage_optimizer(params, 0, config.train)
+  updates, _ = opt.update(grads, opt.init(params), params)
+  np.testing.assert_allclose(updates["image"]["w"].value,
+                             -0.5 * grads["image"]["w"].value, rtol=1e-6)
