@@ -181,18 +181,35 @@ def make_task(config: ml_collections.ConfigDict, model: ANCM,
       optimizer=model.stage_optimizer(abstract, stage, config.train),
       grads=None if plain else model.stage_gradients(abstract, stage),
       eval=evaluate if eval_ds is not None else None,
-      eval_batches=eval_batches if eval_ds is not None else None)
+      eval_batches=eval_batches if eval_ds is not None else None,
+      guard=model.stages[stage].guard)
+
+
+def resumed_part(section: str, value: Any) -> Any:
+  """The part of a config section a resumed run must keep: all of it, but
+  of `model.image` only `kind` and the chosen family's settings (the
+  section holds every registered family's defaults, so a family added
+  later must not stop older runs from resuming)."""
+  if section != "model" or not isinstance(value, dict):
+    return value
+  image = value.get("image")
+  if not isinstance(image, dict) or "kind" not in image:
+    return value
+  kind = image["kind"]
+  return {**value, "image": {"kind": kind, kind: image.get(kind)}}
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-  """Records the run's config; a resumed run must keep its data and model."""
+  """Records the run's config; a resumed run must keep its data and model
+  (`resumed_part`)."""
   path = workdir / CONFIG_FILE
   text = config.to_json(indent=1)
   if path.exists():
     old = json.loads(path.read_text())
     new = json.loads(text)
     for section in ("data", "model"):
-      if old.get(section) != new.get(section):
+      if (resumed_part(section, old.get(section))
+          != resumed_part(section, new.get(section))):
         raise UserError(f"{workdir} was trained with another {section} "
                         f"config; use a new --workdir")
   if jax.process_index() == 0:  # One writer when several processes train.

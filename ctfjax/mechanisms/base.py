@@ -114,11 +114,16 @@ class Stage:
     groups: parameter groups; in the ANCM's first stage the first group
       also trains the feature NCM and the label reader (and carries the
       label-faithfulness term).
+    guard: `{metric: mean over a logging window} -> message or None`,
+      checked whenever the loop logs (metrics named without "train/");
+      a message stops training there, naming the step, before that step
+      checkpoints (e.g. a GAN's discriminator collapse). None: no check.
   """
 
   name: str
   steps: int
   groups: tuple[Group, ...] = (Group("loss"),)
+  guard: Callable[[Mapping[str, float]], str | None] | None = None
 
 
 class ImageMechanism(Protocol):

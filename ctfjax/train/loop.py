@@ -90,6 +90,10 @@ class Task:
     grads: (params, batch, rng) -> (grads, loss, metrics) used by the
       training step instead of the gradient of `loss` (which then only
       evaluates), e.g. for parameter groups with their own losses.
+    guard: {train metric: mean since the last log} -> a message or None,
+      called at every log step; a message stops training with a
+      TrainingDivergedError naming the step, before that step is
+      checkpointed (e.g. a GAN's discriminator collapse).
   """
 
   init: Callable[[jax.Array], Params]
@@ -103,6 +107,7 @@ class Task:
   eval_params: Callable[[TrainState], Params] | None = None
   loss_takes_step: bool = False
   grads: GradsFn | None = None
+  guard: Callable[[dict[str, float]], str | None] | None = None
 
 
 def batches_from_fn(
@@ -320,8 +325,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         record = {}
         if do_log:
           now = time.perf_counter()
-          record = {f"train/{name}": np.mean([m[name] for m in window])
-                    for name in window[-1]}
+          means = {name: float(np.mean([m[name] for m in window]))
+                   for name in window[-1]}
+          problem = task.guard(means) if task.guard else None
+          if problem:
+            raise TrainingDivergedError(
+                f"training stopped at step {step}: {problem}")
+          record = {f"train/{name}": x for name, x in means.items()}
           record["steps_per_sec"] = (step - step_log) / (now - t_log)
           window, t_log, step_log = [], now, step
         if do_eval:
@@ -331,8 +341,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           record["seconds"] = seconds
           record = log.write(step, record)
           logging.info("step %d/%d: %s", step, total, _format(record))
+          # "train/loss_<group>": each group's own loss (a GAN's G and D).
           bar.set_postfix({k: v for k, v in record.items()
-                           if k in ("train/loss",) or k.startswith("eval/")})
+                           if k.startswith(("train/loss", "eval/"))})
         if do_ckpt:
           ckpts.save(step, state, {"seconds": seconds})
   finally:
