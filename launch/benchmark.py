@@ -7,6 +7,12 @@ Runs the main job for every dataset of config.benchmark.datasets in its
 workdir (training what is missing, reusing finished runs and current
 reports), then writes benchmark.md, benchmark.csv and benchmark.json to
 config.benchmark.out and prints the markdown.
+
+    python -m launch.benchmark --config=configs/benchmark_morpho.py
+
+A config with `benchmark.rows` instead trains one run whose models are the
+rows and prints them beside a paper's published numbers (seed 004's
+MorphoMNIST Tables 1, 3 and 5; `ctfjax.evaluate.published`).
 """
 
 import sys

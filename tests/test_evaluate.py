@@ -299,7 +299,8 @@ def test_registry_dispatches_by_dataset_and_rejects_unknown_ones():
     evaluate.evaluator("celeba/simple")
   assert str(err.value) == (
       "dataset 'celeba/simple' has no evaluator; known: "
-      "colored_mnist_bars/backdoor, colored_mnist_bars/frontdoor")
+      "colored_mnist_bars/backdoor, colored_mnist_bars/frontdoor, "
+      "morpho_mnist")
 
 
 # A second dataset evaluator, defined here, through the generic pipeline ------
@@ -374,6 +375,9 @@ class TinyEvaluator:
 
   def notes(self, evalset, reader):
     return [f"{len(evalset.labels['C'])} test images, read by {reader.name}"]
+
+  def table_notes(self):
+    return {"effectiveness": "Read by quadrant pixel rules."}
 
 
 class FakeLatent:

@@ -101,8 +101,8 @@ def _one_line_error(result, pattern):
      "config file configs/nope.py does not exist"),
     ("launch.run", ["--config=configs/quickstart.py"], "--workdir is required"),
     ("launch.run", ["--config=configs/quickstart.py", "--workdir=x",
-                    "--config.data.name=morpho_mnist"],
-     "dataset 'morpho_mnist' has no evaluator; known: "
+                    "--config.data.name=celeba/simple"],
+     "dataset 'celeba/simple' has no evaluator; known: "
      "colored_mnist_bars/backdoor"),
     ("launch.evaluate", ["--workdir=/nonexistent/run"],
      "workdir /nonexistent/run does not exist"),

@@ -17,8 +17,11 @@ scores, figure captions and notes. Pieces, usable alone:
 * `prepare(config, reader, latent)` then `evaluate_model(...)`: one report
   entry;
 * `MODELS`: the ANCM and the two baselines, as diagrams derived from the
-  true one;
-* `benchmark(config)`: the models x datasets x metrics tables.
+  true one; `variants(config)`: a run's named models that differ by
+  mechanism (config overrides plus one of those diagrams);
+* `benchmark(config)`: the models x datasets x metrics tables, or, for a
+  config with `benchmark.rows`, one run's rows beside a paper's published
+  numbers (`published`, e.g. seed 004 on MorphoMNIST).
 
 Config files load with `ctfjax.train.load_config`; the evaluation's
 settings and defaults are `ctfjax.train.base_eval_config()`.
@@ -31,7 +34,7 @@ from ctfjax.evaluate.datasets import DatasetEvaluator, Reader, evaluator
 from ctfjax.evaluate.grid import benchmark
 from ctfjax.evaluate.job import MODELS, evaluate_models, evaluate_workdir
 from ctfjax.evaluate.job import load_run, model_config, model_graph
-from ctfjax.evaluate.job import model_name, run, write_outputs
+from ctfjax.evaluate.job import model_name, run, variants, write_outputs
 from ctfjax.evaluate.unconditional_vae import LatentVAE, latent_vae
 
 __all__ = [
@@ -39,6 +42,6 @@ __all__ = [
     "benchmark", "edit_images", "eval_settings", "evaluate_model",
     "evaluate_models", "evaluate_truth", "evaluate_workdir", "evaluator",
     "latent_vae", "load_run", "minimality", "model_config", "model_graph",
-    "model_name", "prepare", "run", "score_edits", "with_eval_defaults",
-    "write_outputs",
+    "model_name", "prepare", "run", "score_edits", "variants",
+    "with_eval_defaults", "write_outputs",
 ]

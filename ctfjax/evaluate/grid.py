@@ -23,6 +23,7 @@ from ctfjax.errors import UserError
 from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate import job
+from ctfjax.evaluate import published
 from ctfjax.report import files
 from ctfjax.report import schema
 from ctfjax.report import tables
@@ -57,14 +58,16 @@ def _dataset_config(config: ml_collections.ConfigDict,
 
 def _current_report(config: ml_collections.ConfigDict,
                     workdir: pathlib.Path) -> dict | None:
-  """The workdir's report if it matches the config exactly and was written
-  by this version of the evaluation, else None."""
+  """The workdir's report if it matches the config exactly (data, model,
+  train and run sections: a variant's overrides live in `run`) and was
+  written by this version of the evaluation, else None."""
   path, run_config = workdir / "report.json", workdir / job.RUN_CONFIG
   if not (path.is_file() and run_config.is_file()):
     return None
   saved = json.loads(run_config.read_text())
   wanted = json.loads(config.to_json())
-  if any(saved.get(k) != wanted.get(k) for k in ("data", "model", "train")):
+  if any(saved.get(k) != wanted.get(k)
+         for k in ("data", "model", "train", "run")):
     return None
   try:
     report = schema.read(path)
@@ -84,6 +87,10 @@ def _current_report(config: ml_collections.ConfigDict,
 def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Runs (or reuses) every dataset's run and writes the benchmark tables.
 
+  A config whose `benchmark` section has `rows` is a benchmark beside a
+  paper's published numbers instead (`published.benchmark`, e.g.
+  configs/benchmark_morpho.py).
+
   Args:
     config: a main-job config with a `benchmark` section (datasets,
       workdirs, tables, out, reuse_reports); see configs/benchmark.py.
@@ -91,6 +98,8 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   Returns:
     {"reports": [report per dataset], "paths": {name: path}}.
   """
+  if published.is_published_benchmark(config):
+    return published.benchmark(config)
   _check(config)
   b = config.benchmark
   reports = []
@@ -107,10 +116,16 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   out = pathlib.Path(b.out)
   names = list(b.tables)
   rows = tables.long_rows(reports, names)
+  notes = {}  # The datasets' own wording of each table's note.
+  for report in reports:
+    for name, note in datasets.evaluator(report["dataset"]).table_notes(
+        ).items():
+      notes.setdefault(name, note)
   paths = {
       "benchmark.md": files.write_text(
           out / "benchmark.md", tables.benchmark_markdown(
-              reports, names, title="Benchmark: models x datasets")),
+              reports, names, title="Benchmark: models x datasets",
+              notes=notes)),
       "benchmark.csv": tables.write_csv(rows, out / "benchmark.csv"),
       "benchmark.json": files.write_text(
           out / "benchmark.json",

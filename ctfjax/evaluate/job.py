@@ -28,6 +28,19 @@ The baselines are the same ANCM with another diagram over the features:
 * deepscm_markovian: every bidirected edge read as a directed one (in the
   true diagram's topological order), the Markovian Deep-SCM reading of
   confounding as causation.
+
+Rows can also differ by mechanism: a run may name *variants*, each a model
+name of its own with config overrides and one of the diagrams above:
+
+    config.run.variants = ml_collections.ConfigDict()
+    config.run.variants.hvae = ml_collections.ConfigDict({
+        "diagram": "ancm_vae",          # a MODELS key (default ancm_vae)
+        "overrides": {"model": {"image": {"kind": "hvae"}}}})
+    config.run.models = ("ancm_vae", "hvae")
+
+The overrides are merged into the run's config for that model only (every
+key must already exist, as with command-line overrides); the model trains
+in models/<variant name>/ and reports under its name.
 """
 
 from __future__ import annotations
@@ -91,6 +104,58 @@ def model_graph(name: str, true_graph: Graph | str) -> str:
   return MODELS[name](g)
 
 
+DEFAULT_DIAGRAM = "ancm_vae"  # A variant's diagram when it names none.
+VARIANT_KEYS = ("diagram", "overrides")
+
+
+def variants(config: ml_collections.ConfigDict
+             ) -> dict[str, ml_collections.ConfigDict]:
+  """{name: variant} of `config.run.variants` (see the module docstring).
+
+  Raises:
+    UserError: a variant reuses a `MODELS` name, has a key other than
+      "diagram" and "overrides", or names an unknown diagram.
+  """
+  run = config.get("run") or {}
+  found = run.get("variants") or {}
+  out = {}
+  for name, spec in found.items():
+    where = f"config key 'run.variants.{name}'"
+    if name in MODELS:
+      raise UserError(f"{where}: {name!r} is a built-in model name; "
+                      "choose another")
+    if not isinstance(spec, (dict, ml_collections.ConfigDict)):
+      raise UserError(f"{where} must be a section with 'diagram' and "
+                      f"'overrides', got {spec!r}")
+    extra = sorted(set(spec) - set(VARIANT_KEYS))
+    if extra:
+      raise UserError(f"{where}: unknown key {extra[0]!r}; known: "
+                      f"{', '.join(VARIANT_KEYS)}")
+    diagram = spec.get("diagram") or DEFAULT_DIAGRAM
+    if diagram not in MODELS:
+      raise UserError(f"{where}.diagram: unknown diagram {diagram!r}; "
+                      f"known: {', '.join(MODELS)}")
+    out[name] = spec
+  return out
+
+
+def _flatten(section, prefix: str = "") -> list[tuple[str, Any]]:
+  """(dotted key, value) of every leaf of a nested section."""
+  items = []
+  for key, value in section.items():
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      items += _flatten(value, f"{prefix}{key}.")
+    else:
+      items.append((f"{prefix}{key}", value))
+  return items
+
+
+def _diagram(config: ml_collections.ConfigDict, name: str) -> str:
+  """The `MODELS` key whose diagram model `name` assumes."""
+  spec = variants(config).get(name)
+  return name if spec is None else (spec.get("diagram") or DEFAULT_DIAGRAM)
+
+
 def model_name(config: ml_collections.ConfigDict) -> str:
   """The report name of a single-model config, from the diagram it assumes."""
   true_graph = Graph.parse(datasets.evaluator(config.data.name).graph)
@@ -105,10 +170,11 @@ def model_name(config: ml_collections.ConfigDict) -> str:
 
 def _models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   names = tuple(config.get("run", {}).get("models", ())) or ("ancm_vae",)
+  known = [*MODELS, *variants(config)]
   for name in names:
-    if name not in MODELS:  # Fails before any training.
+    if name not in known:  # Fails before any training.
       raise UserError(f"config key 'run.models': unknown model {name!r}; "
-                      f"known: {', '.join(MODELS)}")
+                      f"known: {', '.join(known)}")
   if len(set(names)) != len(names):
     raise UserError(f"config key 'run.models' names a model twice: {names}")
   return names
@@ -116,19 +182,32 @@ def _models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def model_config(config: ml_collections.ConfigDict,
                  name: str) -> ml_collections.ConfigDict:
-  """The training config of model `name`: `config` with its diagram set."""
+  """The training config of model `name` (a `MODELS` key or a variant):
+  `config` with the variant's overrides merged in and its diagram set.
+
+  Raises:
+    UserError: an override names a key the config does not have, or gives
+      a value of the wrong type (named with its variant).
+  """
   out = config.copy_and_resolve_references()
-  out.model.graph = model_graph(name,
+  spec = variants(config).get(name)
+  if spec is not None and spec.get("overrides"):
+    try:
+      out = train.apply_overrides(out, dict(_flatten(spec.overrides)))
+    except UserError as e:
+      raise UserError(f"config key 'run.variants.{name}.overrides': {e}"
+                      ) from None
+  out.model.graph = model_graph(_diagram(config, name),
                                 datasets.evaluator(config.data.name).graph)
   return out
 
 
 def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
   """The diagram model `name` assumes, as the report writes it."""
-  if name not in MODELS:
+  if name not in MODELS and name not in variants(config):
     return None  # A custom diagram: the model's own spelling.
-  return (model_config(config, name).model.graph or
-          datasets.evaluator(config.data.name).graph)
+  true_graph = datasets.evaluator(config.data.name).graph
+  return model_graph(_diagram(config, name), true_graph) or true_graph
 
 
 def log(message: str):
@@ -201,8 +280,9 @@ def write_outputs(workdir: str | pathlib.Path, report: Mapping[str, Any],
     paths["bounds.png"] = figures.bounds_figure(
         clean, workdir / "bounds.png",
         title=f"Ctf-consistency, {title}; rows with bounds [0, 1] left out")
+  notes = datasets.evaluator(clean["dataset"]).table_notes()
   paths["report.md"] = files.write_text(workdir / "report.md",
-                                        tables.markdown(clean))
+                                        tables.markdown(clean, notes))
   paths["report.json"] = files.write_text(workdir / "report.json", text)
   return {k: str(v) for k, v in paths.items()}
 
@@ -285,7 +365,8 @@ def _save_run_config(config: ml_collections.ConfigDict,
     old = json.loads(path.read_text())
     new = json.loads(config.to_json())
     for section in ("data", "model"):
-      if old.get(section) != new.get(section):
+      if (ancm_train.resumed_part(section, old.get(section))
+          != ancm_train.resumed_part(section, new.get(section))):
         raise UserError(f"{workdir} holds a run with another {section} "
                         f"config; use a new --workdir")
   files.write_text(path, config.to_json(indent=1) + "\n")
@@ -310,13 +391,16 @@ def run(config: ml_collections.ConfigDict,
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a folder")
   workdir.mkdir(parents=True, exist_ok=True)
+  # Every model's config (variants' overrides included) is checked before
+  # any training.
+  configs = {name: model_config(config, name) for name in names}
   _save_run_config(config, workdir)
   trained = []
   for i, name in enumerate(names, 1):
     log(f"[{i}/{len(names)}] {name} ({_assumed_graph(config, name)}): "
-        f"training to {config.train.steps} steps")
+        f"training to {configs[name].train.steps} steps")
     model, result = ancm_train.train_and_evaluate(
-        model_config(config, name), workdir / MODELS_DIR / name)
+        configs[name], workdir / MODELS_DIR / name)
     log(f"[{i}/{len(names)}] {name}: {result.steps} steps, "
         f"{result.seconds:.0f} s of training")
     trained.append((name, model, jax.device_get(result.state.params),

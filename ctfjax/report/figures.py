@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import textwrap
 from typing import Any, Mapping, Sequence
 
 import matplotlib
@@ -75,10 +76,16 @@ def edits_figure(blocks: Sequence[EditBlock], path: str | os.PathLike,
   (r,) = rows
   # Layout in inches, placed by hand so every block's rows line up.
   cell, caption, col_gap, row_gap, block_gap = 1.0, 0.22, 0.08, 0.06, 0.35
-  head = 0.3 + (0.45 if title else 0.1)  # column titles (+ figure title)
-  block_head = 0.42  # block titles (two lines)
   widths = [b.images.shape[1] * (cell + col_gap) - col_gap for b in blocks]
   fig_w = sum(widths) + block_gap * (len(blocks) - 1) + 0.3
+  # A title wider than a narrow grid wraps (about 0.085 in per character
+  # at 11 pt); each extra line takes 0.2 in of head room.
+  width = max(20, int(fig_w / 0.085))
+  if len(title) > width:
+    title = "\n".join(textwrap.wrap(title, width))
+  extra = 0.2 * title.count("\n")
+  head = 0.3 + (0.45 + extra if title else 0.1)  # column (+ figure) titles
+  block_head = 0.42  # block titles (two lines)
   fig_h = head + block_head + r * (cell + caption + row_gap) + 0.1
   fig = plt.figure(figsize=(fig_w, fig_h))
   if title:

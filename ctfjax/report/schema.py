@@ -16,7 +16,12 @@ main job and its outputs"). Each entry must carry
 and may add keys freely; "reversibility" ({"per_intervention": {"do(C)":
 {"l1_1", "l1_10", ...}}}) and "minimality" ({"metric": "CLD[...]",
 "per_intervention": {"do(C)": {"cld", "p1", "p2", "n"}}}) are checked when
-present. Nulls mean "not available" and are explicit: an
+present, and so are the per-family sections of continuous features
+("effectiveness_mae", "effectiveness_measured": {"do(X)": {var: mean
+absolute error >= 0}}; "ground_truth_measured", "ground_truth_drawn":
+{"do(X)": {var: error >= 0} | null}, null where a family has no ground
+truth): effectiveness proper holds accuracies in [0, 1], errors in their
+own units go to these. Nulls mean "not available" and are explicit: an
 estimate with no matching sample, bounds the LP cannot give
 (`cc.BoundsError`), a truth on real data; "consistent" is null exactly when
 the estimate or the bounds are. A row decided by the rule of
@@ -177,10 +182,32 @@ def validate_entry(entry: Any, where: str = "entry") -> None:
   # Optional sections: checked when present.
   _check_per_intervention(entry, where, "reversibility",
                           {"l1_1": None, "l1_10": None})
+  for section in ERROR_SECTIONS:
+    _check_errors(entry, where, section)
   # CLD = log(w1 e^P1 + w2 e^P2) with w1 + w2 = 1 lies in [0, 1] (up to
   # rounding: 0.8 e + 0.2 e exceeds e by an ulp).
   _check_per_intervention(entry, where, "minimality",
                           {"cld": 1.0 + 1e-9, "p1": 1.0, "p2": 1.0})
+
+
+# Optional per-family sections of errors in the features' own units
+# (pixels, grey levels): {"do(X)": {var: number >= 0 or null} or null}.
+ERROR_SECTIONS = ("effectiveness_mae", "effectiveness_measured",
+                  "ground_truth_measured", "ground_truth_drawn")
+
+
+def _check_errors(entry, where: str, section: str):
+  """{"do(X)": {var: number >= 0 or null} or null}, when present."""
+  if section not in entry:
+    return
+  where = f"{where}.{section}"
+  _check_dict(where, entry[section])
+  for do, scores in entry[section].items():
+    if scores is None:
+      continue
+    _check_dict(f"{where}[{do!r}]", scores)
+    for var, value in scores.items():
+      _check_number(f"{where}[{do!r}].{var}", value, nullable=True, lo=0.0)
 
 
 def _check_per_intervention(entry, where: str, section: str,

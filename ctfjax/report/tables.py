@@ -124,10 +124,29 @@ def _ctf_columns(entries):
   ]
 
 
+def section_variables(entries: Sequence[Entry], section: str) -> list[str]:
+  """The variables of a per-family section ({"do(X)": {var: value} or
+  None}), in first-seen order."""
+  return _ordered(v for e in entries for s in (e.get(section) or {})
+                  .values() if isinstance(s, Mapping) for v in s)
+
+
+def _family_columns(entries, section: str, label: str) -> list[Column]:
+  """One column per (variable, family) of a per-family section."""
+  return [(label.format(var=var, do=do), lambda e, do=do, var=var:
+           _get(e, section, do, var))
+          for var in section_variables(entries, section)
+          for do in interventions(entries)]
+
+
 def _effectiveness_columns(entries):
-  return [(f"{var}: {do}", lambda e, do=do, var=var:
-           _get(e, "effectiveness", do, var))
-          for var in factors(entries) for do in interventions(entries)]
+  # Seed 004 Table 3's layout: the continuous features' MAE first, then the
+  # categorical ones' accuracy; measured features (no predictor) last.
+  mae = _family_columns(entries, "effectiveness_mae", "{var} MAE: {do}")
+  acc = _family_columns(entries, "effectiveness",
+                        "{var} acc: {do}" if mae else "{var}: {do}")
+  return mae + acc + _family_columns(entries, "effectiveness_measured",
+                                     "{var} measured MAE: {do}")
 
 
 def _composition_columns(entries):
@@ -180,12 +199,19 @@ def _realism_columns(entries):
 
 def _ground_truth_columns(entries):
   cols = []
+  features = any(e.get("ground_truth_features") is not None
+                 for e in entries)
   for do in interventions(entries):
     cols.append((f"L1 {do}", lambda e, do=do:
                  _get(e, "ground_truth_error", do)))
-    cols.append((f"features {do}", lambda e, do=do:
-                 _get(e, "ground_truth_features", do, "all")))
-  return cols
+    if features:
+      cols.append((f"features {do}", lambda e, do=do:
+                   _get(e, "ground_truth_features", do, "all")))
+  # Continuous features against the true counterfactual's (when present).
+  return (cols + _family_columns(entries, "ground_truth_measured",
+                                 "{var} measured err {do}")
+          + _family_columns(entries, "ground_truth_drawn",
+                            "{var} drawn err {do}"))
 
 
 def _summary_columns(entries):
@@ -224,9 +250,10 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         _ctf_columns),
     "effectiveness": (
         "Effectiveness",
-        "Accuracy of each factor read from the edited images (C and B by "
-        "pixel rules, D by the digit classifier) against the value the "
-        "model drew for the edit: intervened, propagated or preserved.",
+        "Accuracy (categorical) or mean absolute error (continuous) of "
+        "each feature read from the edited images by the dataset's "
+        "readers, against the value the model drew for the edit: "
+        "intervened, propagated or preserved.",
         _effectiveness_columns),
     "composition": (
         "Composition",
@@ -251,11 +278,10 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         "Realism",
         "Frechet distance of the edits to real training images on the "
         "named feature networks (not Inception: not comparable with "
-        "published FIDs): the digit CNN's embedding sees strokes only, the "
-        "CLD VAE's posterior means also see colour and bar; the real test "
-        "images give each floor. The edits of do(X) need not follow the "
-        "observed distribution (do(B) flips every bar), so part of each "
-        "distance is the intervention's own shift, not a lack of realism.",
+        "published FIDs); the real test images give each floor. The edits "
+        "of do(X) need not follow the observed distribution, so part of "
+        "each distance can be the intervention's own shift, not a lack of "
+        "realism.",
         _realism_columns),
     "ground_truth": (
         "Ground-truth error",
@@ -359,9 +385,22 @@ def _with_oracle(report: Mapping[str, Any]) -> list[Entry]:
                                    if report.get("oracle") else [])
 
 
-def markdown(report: Mapping[str, Any]) -> str:
-  """report.md: every table of a run's report, models side by side."""
+def _note(name: str, notes: Mapping[str, str] | None) -> str:
+  """Table `name`'s note: the dataset's wording (`notes`) or the generic."""
+  return (notes or {}).get(name, TABLES[name][1])
+
+
+def markdown(report: Mapping[str, Any],
+             notes: Mapping[str, str] | None = None) -> str:
+  """report.md: every table of a run's report, models side by side.
+
+  Args:
+    report: a validated report.
+    notes: {table name: note} in the dataset's words
+      (`DatasetEvaluator.table_notes`); other tables keep `TABLES`' notes.
+  """
   entries = _with_oracle(report)
+  ctf = any(e.get("ctf_consistency") for e in entries)
   datasets = _ordered(e["dataset"] for e in entries)
   out = [f"# Counterfactual image editing: {', '.join(datasets)}", ""]
   if report.get("graph"):
@@ -371,12 +410,16 @@ def markdown(report: Mapping[str, Any]) -> str:
   out.append("")
   for name in ("models", "ctf_consistency", "effectiveness", "composition",
                "reversibility", "minimality", "realism", "ground_truth"):
-    title, note, _ = TABLES[name]
+    if name == "ctf_consistency" and not ctf:
+      continue  # The dataset's evaluator scores no such rows.
+    title, note = TABLES[name][0], _note(name, notes)
     out += [f"## {title}", ""]
     if note:
       out += [note, ""]
     rows = report["models"] if name in MODEL_ONLY else entries
     out += [markdown_table(*table(rows, name)), ""]
+  if not ctf:
+    return "\n".join(out)
   out += ["## Ctf-consistency rows", "",
           "Per model: the estimate read from its edits [95% Wilson "
           "interval], n test images, δ the smallest violation of the bounds "
@@ -423,12 +466,14 @@ def write_csv(rows: Sequence[Mapping[str, Any]],
 
 
 def benchmark_markdown(reports: Sequence[Mapping[str, Any]],
-                       names: Sequence[str], title: str = "Benchmark") -> str:
-  """The benchmark's tables: one per metric, a row per (dataset, model)."""
+                       names: Sequence[str], title: str = "Benchmark",
+                       notes: Mapping[str, str] | None = None) -> str:
+  """The benchmark's tables: one per metric, a row per (dataset, model);
+  `notes` as in `markdown`."""
   entries = [e for r in reports for e in r["models"]]
   out = [f"# {title}", ""]
   for i, name in enumerate(names, 1):
-    head, note, _ = TABLES[name]
+    head, note = TABLES[name][0], _note(name, notes)
     out += [f"## Table {i}: {head}", ""]
     if note:
       out += [note, ""]

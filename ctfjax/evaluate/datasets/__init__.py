@@ -16,11 +16,13 @@ from typing import Callable
 from ctfjax import data
 from ctfjax.errors import UserError
 from ctfjax.evaluate.datasets import colored_mnist
+from ctfjax.evaluate.datasets import morpho_mnist
 from ctfjax.evaluate.datasets.base import DatasetEvaluator, Reader
 
 # Dataset name -> constructor of its evaluator.
 EVALUATORS: dict[str, Callable[[str], DatasetEvaluator]] = {
     **dict.fromkeys(data.COLORED, colored_mnist.ColoredMNIST),
+    data.MORPHO: morpho_mnist.MorphoMNIST,
 }
 
 

@@ -12,7 +12,8 @@ depends on what the images show comes from the dataset's evaluator:
 * the feature scores of a family's edits (effectiveness, ctf-consistency,
   ground-truth error, ...), as report sections;
 * the classes CLD compares parent values by (continuous values binned);
-* the figure's rows, captions and column titles, and the report's notes.
+* the figure's rows, captions and column titles, and the report's notes
+  (also the wording of the tables' notes).
 
 A new dataset is one module defining a class with these members, plus one
 line in `datasets.EVALUATORS`.
@@ -126,3 +127,8 @@ class DatasetEvaluator(Protocol):
 
   def notes(self, evalset: EvalSet, reader: Reader) -> list[str]:
     """Lines for the report's "notes" (how the features were read)."""
+
+  def table_notes(self) -> dict[str, str]:
+    """{table name of `report.tables.TABLES`: the note report.md and the
+    benchmark print under it}, in this dataset's words; a table left out
+    keeps its generic note."""
