@@ -1,0 +1,335 @@
+"""The conditional GAN image mechanism with an encoder (BiGAN / ALI style).
+
+Seed 004's third Deep-SCM family (section 3.2, Appendix A.4, Tables 11-13
+for MorphoMNIST): a generator G(z, pa) -> image, an encoder E(x, pa) -> z
+and a joint discriminator D(x, z, pa) that tells real pairs (x, E(x, pa))
+from generated pairs (G(z, pa), z), z ~ N(0, I). U_I = z.
+
+* abduction: z = E(x, pa) (deterministic);
+* prediction: G(z, pa') (one pass, no sampler settings, rng unused);
+* prior: N(0, I) of width `latent_dim`;
+* relabel (the ANCM's label-faithfulness decode): G(E(x, pa), pa'), which
+  is exactly the counterfactual decode of the seed's eq. (6), so the frozen
+  reader checks the images an edit would produce; the term is a
+  class-consistency loss on G (as in an auxiliary-classifier GAN) and also
+  pushes E to leave the features out of z.
+
+Training stages:
+
+1. "gan": two parameter groups with their own Adam(1e-4, b1 = 0.5) (the
+   seed's): "generator" (G and E) and "discriminator" (D), each descending
+   its own loss from the same forward pass (seed eq. (5), the
+   non-saturating form that the peer code uses: G and E minimise the
+   cross-entropy with the labels swapped). Losses are written with
+   softplus, -log sigmoid(l) = softplus(-l), so no probability is ever
+   formed. Since the first group has its own optimizer, the ANCM trains the
+   feature NCM and the reader in a group of their own with the run's
+   optimizer.
+2. "cyclic" (only when `finetune_steps` > 0): cyclic cost minimisation of
+   the encoder alone, G and D frozen (seed section 3.2, after Dogan and
+   Keles): the image L1 between x and G(E(x, pa), pa), the latent squared
+   error between z and E(G(z, pa), pa) (the peer code's latent term) and
+   the L1 between the frozen reader's embeddings of x and of G(E(x, pa),
+   pa) (the embedding distance the seed monitors this fine-tuning with).
+
+Differences from the seed's tables, on purpose: no batch norm or dropout
+in D (mechanisms are pure functions of their parameters), dense layers
+where the tables use 1x1 convolutions on 1x1 maps (the same maps), and a
+sigmoid output in [0, 1] where the tables use tanh on [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from ctfjax.mechanisms.base import Group, Stage
+
+GAN_STAGE = "gan"
+CYCLIC_STAGE = "cyclic"
+GENERATOR = "generator"  # Group of G and E in the first stage.
+DISCRIMINATOR = "discriminator"  # Group of D in the first stage.
+CYCLIC = "cyclic"  # Group of E in the cyclic stage.
+
+
+def _cond_map(x, cond):
+  """Concatenates `cond` [B, K] to `x` [B, H, W, C] as K constant channels."""
+  b, h, w, _ = x.shape
+  return jnp.concatenate(
+      [x, jnp.broadcast_to(cond[:, None, None, :], (b, h, w, cond.shape[-1]))],
+      axis=-1)
+
+
+def _down(in_channels, convs, rngs):
+  """Stride-2, 4x4 'SAME' convolutions: each halves the image side."""
+  layers, c = [], in_channels
+  for features in convs:
+    layers.append(nnx.Conv(c, features, (4, 4), strides=(2, 2),
+                           padding="SAME", rngs=rngs))
+    c = features
+  return nnx.List(layers)
+
+
+class Encoder(nnx.Module):
+  """E(x, pa) -> z [B, Z]: strided convs on the image with the parents as
+  channels (seed Table 11), LReLU(0.2), then a linear head."""
+
+  def __init__(self, image_shape, cond_dim, latent_dim, convs, *, rngs):
+    h, w, c = image_shape
+    self.convs = _down(c + cond_dim, convs, rngs)
+    flat = (h >> len(convs)) * (w >> len(convs)) * convs[-1]
+    self.head = nnx.Linear(flat, latent_dim, rngs=rngs)
+
+  def __call__(self, x, cond):
+    x = _cond_map(x, cond)
+    for conv in self.convs:
+      x = jax.nn.leaky_relu(conv(x), 0.2)
+    return self.head(x.reshape(x.shape[0], -1))
+
+
+class Generator(nnx.Module):
+  """G(z, pa) -> image in [0, 1]: [z, pa] to a base map (a transposed conv
+  of a 1x1 map), 2x transposed convs with LReLU(0.2) (seed Table 12), a
+  3x3 conv to the image channels and a sigmoid."""
+
+  def __init__(self, image_shape, cond_dim, latent_dim, base, convs, *, rngs):
+    h, w, c = image_shape
+    self.side = (h >> len(convs), w >> len(convs))
+    if (self.side[0] << len(convs), self.side[1] << len(convs)) != (h, w):
+      raise ValueError(f"{len(convs)} 2x upsamplings cannot reach image size "
+                       f"{h}x{w}")
+    self.base = base
+    self.dense = nnx.Linear(latent_dim + cond_dim,
+                            self.side[0] * self.side[1] * base, rngs=rngs)
+    layers, ch = [], base
+    for features in convs:
+      layers.append(nnx.ConvTranspose(ch, features, (4, 4), strides=(2, 2),
+                                      padding="SAME", rngs=rngs))
+      ch = features
+    self.convs = nnx.List(layers)
+    self.out = nnx.Conv(ch, c, (3, 3), padding="SAME", rngs=rngs)
+
+  def __call__(self, z, cond):
+    x = jax.nn.leaky_relu(self.dense(jnp.concatenate([z, cond], -1)), 0.2)
+    x = x.reshape((x.shape[0], *self.side, self.base))
+    for conv in self.convs:
+      x = jax.nn.leaky_relu(conv(x), 0.2)
+    return jax.nn.sigmoid(self.out(x))
+
+
+class Discriminator(nnx.Module):
+  """D(x, z, pa) -> logit [B] (seed Table 13): D_x (strided convs on the
+  image with the parents as channels), D_z (an MLP on z) and D_xz (an MLP
+  on both), all LReLU(0.1)."""
+
+  def __init__(self, image_shape, cond_dim, latent_dim, convs, z_hidden,
+               joint_hidden, *, rngs):
+    h, w, c = image_shape
+    self.convs = _down(c + cond_dim, convs, rngs)
+    flat = (h >> len(convs)) * (w >> len(convs)) * convs[-1]
+    self.z1 = nnx.Linear(latent_dim, z_hidden, rngs=rngs)
+    self.z2 = nnx.Linear(z_hidden, z_hidden, rngs=rngs)
+    self.joint = nnx.Linear(flat + z_hidden, joint_hidden, rngs=rngs)
+    self.out = nnx.Linear(joint_hidden, 1, rngs=rngs)
+
+  def __call__(self, x, z, cond):
+    x = _cond_map(x, cond)
+    for conv in self.convs:
+      x = jax.nn.leaky_relu(conv(x), 0.1)
+    z = jax.nn.leaky_relu(self.z1(z), 0.1)
+    z = jax.nn.leaky_relu(self.z2(z), 0.1)
+    xz = jnp.concatenate([x.reshape(x.shape[0], -1), z], -1)
+    return self.out(jax.nn.leaky_relu(self.joint(xz), 0.1))[:, 0]
+
+
+def bce_with_logits(logits, label: float):
+  """-[y log sigmoid(l) + (1 - y) log(1 - sigmoid(l))] for y in {0, 1}, in
+  the softplus form: finite for every finite logit."""
+  return jax.nn.softplus(-logits) if label else jax.nn.softplus(logits)
+
+
+def discriminator_loss(real_logits, fake_logits):
+  """D's loss per example: real pairs (x, E(x)) labelled 1, generated pairs
+  (G(z), z) labelled 0 (the negated value of the seed's eq. (5))."""
+  return bce_with_logits(real_logits, 1) + bce_with_logits(fake_logits, 0)
+
+
+def generator_loss(real_logits, fake_logits):
+  """G and E's loss per example: the labels swapped (non-saturating)."""
+  return bce_with_logits(fake_logits, 1) + bce_with_logits(real_logits, 0)
+
+
+def collapse_guard(threshold: float):
+  """The first stage's `Stage.guard`: a message when the discriminator's
+  mean loss over a logging window falls below `threshold` nats (it tells
+  every real pair from every generated one, so G and E learn nothing)."""
+
+  def guard(metrics):
+    value = metrics.get(f"loss_{DISCRIMINATOR}")
+    if value is not None and value < threshold:
+      return (f"discriminator collapse: loss_{DISCRIMINATOR} = {value:.3g} "
+              f"< {threshold:g} (model.image.gan.collapse_loss); lower the "
+              "discriminator's capacity or model.image.gan.learning_rate")
+    return None
+
+  return guard
+
+
+class GAN(nnx.Module):
+  """Conditional GAN with an encoder (seed 004, A.4); see the module doc."""
+
+  SAMPLER = {}
+
+  def __init__(self, image_shape, cond_dim: int, latent_dim: int = 32, *,
+               rngs: nnx.Rngs, encoder_convs=(32, 64, 64),
+               generator_base: int = 64, generator_convs=(64, 32, 16),
+               discriminator_convs=(32, 64, 64), z_hidden: int = 128,
+               joint_hidden: int = 256, latent_weight: float = 1.0,
+               embed_weight: float = 1.0):
+    self.image_shape = tuple(image_shape)
+    self.latent_dim = latent_dim
+    self.latent_weight = latent_weight
+    self.embed_weight = embed_weight
+    self.encoder = Encoder(image_shape, cond_dim, latent_dim,
+                           tuple(encoder_convs), rngs=rngs)
+    self.generator = Generator(image_shape, cond_dim, latent_dim,
+                               generator_base, tuple(generator_convs),
+                               rngs=rngs)
+    self.discriminator = Discriminator(
+        image_shape, cond_dim, latent_dim, tuple(discriminator_convs),
+        z_hidden, joint_hidden, rngs=rngs)
+
+  # Family -------------------------------------------------------------------
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.latent_dim = 32  # Width of z = U_I (seed: 512).
+    # Encoder conv widths, each a 4x4 stride-2 conv (seed Table 11:
+    # 64, 128, 256 then 1x1 convs to 512).
+    c.encoder_convs = (32, 64, 64)
+    # Generator: channels of its first map (side / 2^len(convs)), then the
+    # widths of its 2x transposed convs (seed Table 12: 256, 512, 256, 128,
+    # 64).
+    c.generator_base = 64
+    c.generator_convs = (64, 32, 16)
+    # Discriminator: D_x conv widths (seed Table 13: 32 ... 512), D_z and
+    # D_xz hidden widths (seed: 512 and 1024).
+    c.discriminator_convs = (32, 64, 64)
+    c.z_hidden = 128
+    c.joint_hidden = 256
+    # Adam of both adversarial groups and of the cyclic stage (seed: 1e-4,
+    # b1 = 0.5, b2 = 0.999).
+    c.learning_rate = 1e-4
+    c.b1 = 0.5
+    c.b2 = 0.999
+    # Steps of the cyclic fine-tuning of the encoder; 0 = no such stage
+    # (the row "GAN"; > 0 gives "GAN fine-tuned").
+    c.finetune_steps = 0
+    c.finetune_learning_rate = 1e-4  # Adam of the cyclic stage.
+    # Cyclic loss = image L1 + latent_weight * |z - E(G(z))|^2 (mean over z)
+    # + embed_weight * L1 of the reader's embeddings.
+    c.latent_weight = 1.0
+    c.embed_weight = 1.0
+    # Stop training when the discriminator's mean loss over a logging window
+    # falls below this (nats; it separates real from generated pairs
+    # almost perfectly); 0 = never.
+    c.collapse_loss = 1e-3
+    return c
+
+  @classmethod
+  def create(cls, image_shape: Sequence[int], cond_dim: int,
+             config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> GAN:
+    return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,
+               encoder_convs=tuple(config.encoder_convs),
+               generator_base=config.generator_base,
+               generator_convs=tuple(config.generator_convs),
+               discriminator_convs=tuple(config.discriminator_convs),
+               z_hidden=config.z_hidden, joint_hidden=config.joint_hidden,
+               latent_weight=config.latent_weight,
+               embed_weight=config.embed_weight)
+
+  @classmethod
+  def stages(cls, config: ml_collections.ConfigDict,
+             steps: int) -> tuple[Stage, ...]:
+    def adam(lr):
+      return lambda train: optax.adam(lr, b1=config.b1, b2=config.b2)
+
+    gan = Stage(GAN_STAGE, steps, (
+        Group(GENERATOR, lambda p: p[0] in ("generator", "encoder"),
+              adam(config.learning_rate)),
+        Group(DISCRIMINATOR, lambda p: p[0] == "discriminator",
+              adam(config.learning_rate))),
+                guard=(collapse_guard(config.collapse_loss)
+                       if config.collapse_loss > 0 else None))
+    if config.finetune_steps <= 0:
+      return (gan,)
+    return (gan, Stage(CYCLIC_STAGE, int(config.finetune_steps), (
+        Group(CYCLIC, lambda p: p[0] == "encoder",
+              adam(config.finetune_learning_rate)),)))
+
+  # Mechanism ----------------------------------------------------------------
+
+  def _dims(self) -> float:
+    return float(np.prod(self.image_shape))
+
+  def loss(self, images, cond, rng, stage=GAN_STAGE, context=None):
+    """Per-example losses by group and metrics (see the module doc).
+
+    The adversarial and cyclic losses are per image, not sums over pixels,
+    so they are returned times the number of pixel values, which the ANCM
+    divides by: its `loss_<group>` metrics are then the plain per-image
+    losses, on the scale of the reader and faithfulness terms.
+    """
+    dims = self._dims()
+    z = jax.random.normal(rng, (images.shape[0], self.latent_dim))
+    z_real = self.encoder(images, cond)
+    recon = self.generator(z_real, cond)
+    recon_l1 = jnp.abs(images - recon).reshape(images.shape[0], -1).mean(-1)
+    if stage == CYCLIC_STAGE:
+      cyclic, metrics = recon_l1, {"recon_l1": recon_l1 * 255.0}
+      if self.latent_weight:
+        latent = jnp.square(
+            z - self.encoder(self.generator(z, cond), cond)).mean(-1)
+        cyclic = cyclic + self.latent_weight * latent
+        metrics["latent_l2"] = latent
+      if self.embed_weight:
+        embed = jnp.abs(context.embed(images)
+                        - context.embed(recon)).mean(-1)
+        cyclic = cyclic + self.embed_weight * embed
+        metrics["embed_l1"] = embed
+      return {CYCLIC: cyclic * dims}, metrics
+    if stage != GAN_STAGE:
+      raise ValueError(f"GAN has no stage {stage!r}")
+    fake = self.generator(z, cond)
+    real_logits = self.discriminator(images, z_real, cond)
+    fake_logits = self.discriminator(fake, z, cond)
+    loss_d = discriminator_loss(real_logits, fake_logits)
+    loss_g = generator_loss(real_logits, fake_logits)
+    return ({GENERATOR: loss_g * dims, DISCRIMINATOR: loss_d * dims},
+            {"d_real": jax.nn.sigmoid(real_logits),
+             "d_fake": jax.nn.sigmoid(fake_logits),
+             "recon_l1": recon_l1 * 255.0})
+
+  def abduct(self, images, cond, rng=None):
+    """u_I = {"z": E(x, pa)}."""
+    del rng  # deterministic abduction
+    return {"z": self.encoder(images, cond)}
+
+  def predict(self, cond, u, rng=None):
+    """G(z, pa'): images in [0, 1]."""
+    del rng  # one deterministic generator pass
+    return self.generator(u["z"], cond)
+
+  def prior(self, rng, batch: int):
+    return {"z": jax.random.normal(rng, (batch, self.latent_dim))}
+
+  def relabel(self, images, cond, new_cond, rng):
+    """G(E(x, pa), pa'): the counterfactual decode (seed eq. (6))."""
+    return self.predict(new_cond, self.abduct(images, cond, rng), rng)
