@@ -15,7 +15,10 @@ from typing import Sequence
 import ml_collections
 from flax import nnx
 
+from ctfjax.mechanisms import diffusion
+from ctfjax.mechanisms import gan
 from ctfjax.mechanisms import vae
+from ctfjax.mechanisms import vae_ddpm
 from ctfjax.mechanisms.base import Context, Group, ImageMechanism
 from ctfjax.mechanisms.base import MechanismError
 from ctfjax.mechanisms.base import Stage, path_names, sampler_settings
@@ -23,6 +26,9 @@ from ctfjax.mechanisms.base import Stage, path_names, sampler_settings
 # kind (config `model.image.kind`) -> mechanism class.
 REGISTRY: dict[str, type] = {
     "vae": vae.VAE,
+    "gan": gan.GAN,
+    "diffusion": diffusion.Diffusion,
+    "vae_ddpm": vae_ddpm.VAEDDPM,
 }
 
 

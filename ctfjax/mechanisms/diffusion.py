@@ -1,0 +1,346 @@
+"""The conditional diffusion image mechanism: DDPM training, DDIM inversion.
+
+The image mechanism of the diffusion NCM (seed 003): a U-Net
+eps_theta(x_t, t, v) (`ctfjax.nn.unet`) trained with the epsilon-prediction
+loss of DDPM (Ho et al. 2020),
+
+    x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,   loss = |eps - eps_theta|^2,
+
+with a linear or cosine beta schedule over T steps. Images are in [0, 1];
+the network works in [-1, 1].
+
+U_I is the DDIM latent x_T (Song et al. 2021). The sampler walks a grid of
+`steps` levels tau_1 < ... < tau_S = T - 1 (evenly spaced, "trailing"), plus
+level 0 = the clean image (abar = 1). One DDIM update (`ddim_step`) takes
+x at abar_from to abar_to through the predicted x_0:
+
+    x0 = (x - sqrt(1 - abar_from) eps) / sqrt(abar_from)
+    x' = sqrt(abar_to) x0 + sqrt(1 - abar_to - sigma^2) eps + sigma z,
+
+with sigma = eta sqrt((1 - abar_to) / (1 - abar_from))
+sqrt(1 - abar_from / abar_to) when generating (eta = 0: deterministic, the
+Euler discretisation of the probability-flow ODE; eta = 1: DDPM-like).
+
+* abduction of a real image (its noise is unknown): deterministic DDIM
+  inversion under its factual features - the same update run upwards,
+  x_{i-1} -> x_i with eps_theta(x_{i-1}, tau_i, v), so that forward
+  generation from the resulting x_T under the same features returns the
+  image up to the discretisation error (which shrinks with `steps`);
+* prediction: DDIM from x_T down to level 0 under the counterfactual
+  features. Abduction and prediction must use the same `steps` (the ANCM
+  passes the prediction's sampler settings to `abduct`);
+* prior: x_T ~ N(0, I).
+
+Both directions are one `lax.scan` over the levels and share `ddim_step`.
+Optional classifier-free training (`cond_dropout`: the condition zeroed
+with that probability) enables `guidance` w in the sampler:
+eps = eps(x, t, 0) + w (eps(x, t, v) - eps(x, t, 0)); w = 1 is the plain
+conditional model (one network pass per level). `relabel` is None: a
+50-step sampler is no cheap decode, so the ANCM trains without its
+label-faithfulness term.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from ctfjax.mechanisms.base import MechanismError, Stage
+from ctfjax.nn.unet import UNet
+
+Array = jax.Array
+SCHEDULES = ("linear", "cosine")
+# Nichol & Dhariwal's offset of the cosine schedule, and its beta cap.
+COSINE_OFFSET = 0.008
+MAX_BETA = 0.999
+
+
+def alpha_bars(schedule: str, timesteps: int, beta_start: float = 1e-4,
+               beta_end: float = 0.02) -> np.ndarray:
+  """abar_t = prod_{s <= t} (1 - beta_s) for t = 0..T-1, float64 [T].
+
+  Args:
+    schedule: "linear" (betas evenly spaced from beta_start to beta_end,
+      Ho et al.) or "cosine" (abar(t) = f(t) / f(0), f(t) =
+      cos^2(((t / T) + s) / (1 + s) pi / 2), betas capped at 0.999;
+      Nichol & Dhariwal 2021).
+    timesteps: T.
+    beta_start, beta_end: the linear schedule's ends.
+  """
+  if schedule == "linear":
+    betas = np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
+  elif schedule == "cosine":
+    f = lambda t: np.cos((t / timesteps + COSINE_OFFSET)
+                         / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+    t = np.arange(timesteps + 1, dtype=np.float64)
+    betas = np.minimum(1 - f(t[1:]) / f(t[:-1]), MAX_BETA)
+  else:
+    raise MechanismError(f"unknown diffusion schedule {schedule!r} (config "
+                         f"'schedule'); known: {', '.join(SCHEDULES)}")
+  return np.cumprod(1.0 - betas)
+
+
+def ddim_levels(timesteps: int, steps: int) -> np.ndarray:
+  """The sampler's timesteps tau_1 < ... < tau_S = T - 1, int [S]."""
+  if not 1 <= steps <= timesteps:
+    raise MechanismError(f"DDIM steps must be in 1..{timesteps} (the "
+                         f"training timesteps), got {steps}")
+  return np.round(np.arange(1, steps + 1) * timesteps / steps).astype(
+      np.int32) - 1
+
+
+def ddim_step(x: Array, eps: Array, a_from: Array, a_to: Array,
+              sigma: Array | float = 0.0,
+              noise: Array | None = None) -> Array:
+  """One DDIM update from noise level abar_from to abar_to (either way).
+
+  Args:
+    x: [B, ...] at abar_from.
+    eps: the noise prediction at x.
+    a_from, a_to: abar of the two levels (abar = 1 is the clean image).
+    sigma: the update's noise scale (0: deterministic).
+    noise: standard normal like x, used when sigma > 0.
+
+  Returns:
+    x at abar_to.
+  """
+  x0 = (x - jnp.sqrt(1.0 - a_from) * eps) / jnp.sqrt(a_from)
+  out = (jnp.sqrt(a_to) * x0
+         + jnp.sqrt(jnp.maximum(1.0 - a_to - sigma ** 2, 0.0)) * eps)
+  return out if noise is None else out + sigma * noise
+
+
+def ddim_sigma(eta: float, a_from: Array, a_to: Array) -> Array:
+  """The generation update's noise scale (Song et al. eq. 16) for a step
+  from abar_from down to the less noisy abar_to."""
+  return eta * jnp.sqrt((1 - a_to) / (1 - a_from)) * jnp.sqrt(
+      1 - a_from / a_to)
+
+
+def _grid(abar: Array, steps: int) -> tuple[Array, Array]:
+  """(tau [S], abar at levels 0..S [S + 1]) with level 0 clean."""
+  tau = ddim_levels(abar.shape[0], steps)
+  a = jnp.concatenate([jnp.ones((1,), jnp.float32),
+                       jnp.asarray(abar, jnp.float32)[tau]])
+  return jnp.asarray(tau), a
+
+
+def ddim_sample(eps_fn: Callable[[Array, Array], Array], x: Array,
+                abar: Array, steps: int, eta: float = 0.0,
+                rng: Array | None = None) -> Array:
+  """DDIM from x_T (level S) down to the clean level 0, one `lax.scan`.
+
+  Args:
+    eps_fn: (x [B, ...], t [] int) -> the noise prediction.
+    x: x_T.
+    abar: abar_t for t = 0..T-1 [T].
+    steps: S, the number of levels (network evaluations).
+    eta: 0 deterministic; > 0 adds fresh noise at each update.
+    rng: the noise's key (used when eta > 0).
+
+  Returns:
+    x_0.
+  """
+  tau, a = _grid(abar, steps)
+  a_from, a_to = a[1:][::-1], a[:-1][::-1]
+  sigma = ddim_sigma(eta, a_from, a_to)
+  if eta > 0 and rng is None:
+    raise MechanismError("a stochastic DDIM sampler (eta > 0) needs an rng")
+  keys = jax.random.split(rng if rng is not None else jax.random.key(0),
+                          steps)
+
+  def body(x, level):
+    t, a_from, a_to, sigma, key = level
+    noise = jax.random.normal(key, x.shape) if eta > 0 else None
+    return ddim_step(x, eps_fn(x, t), a_from, a_to, sigma, noise), None
+
+  x, _ = jax.lax.scan(body, x, (tau[::-1], a_from, a_to, sigma, keys))
+  return x
+
+
+def ddim_invert(eps_fn: Callable[[Array, Array], Array], x: Array,
+                abar: Array, steps: int) -> Array:
+  """Deterministic DDIM inversion from the clean x_0 up to x_T, one scan.
+
+  The update from level i - 1 to i uses eps_fn(x_{i-1}, tau_i): the
+  one-step approximation of the implicit inverse of `ddim_sample`'s
+  deterministic update, exact as the levels get close.
+  """
+  tau, a = _grid(abar, steps)
+
+  def body(x, level):
+    t, a_from, a_to = level
+    return ddim_step(x, eps_fn(x, t), a_from, a_to), None
+
+  x, _ = jax.lax.scan(body, x, (tau, a[:-1], a[1:]))
+  return x
+
+
+def q_sample(x0: Array, t: Array, noise: Array, abar: Array) -> Array:
+  """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), per row."""
+  a = abar[t].reshape((-1,) + (1,) * (x0.ndim - 1))
+  return jnp.sqrt(a) * x0 + jnp.sqrt(1.0 - a) * noise
+
+
+class Diffusion(nnx.Module):
+  """Conditional DDPM image mechanism with DDIM inversion as abduction."""
+
+  SAMPLER = {"steps": 50, "eta": 0.0, "guidance": 1.0}
+
+  def __init__(self, image_shape: Sequence[int], cond_dim: int, *,
+               rngs: nnx.Rngs, timesteps: int = 1000,
+               schedule: str = "linear", beta_start: float = 1e-4,
+               beta_end: float = 0.02, cond_dropout: float = 0.0,
+               extra_channels: int = 0, unet_kwargs=None):
+    """Builds the mechanism.
+
+    Args:
+      image_shape: (H, W, C).
+      cond_dim: width of the feature condition.
+      rngs: parameter initialisation.
+      timesteps, schedule, beta_start, beta_end: the DDPM schedule.
+      cond_dropout: classifier-free training's probability of dropping the
+        condition.
+      extra_channels: channels of an image the network also sees,
+        concatenated to x_t (a refiner's coarse image; `extra` arguments).
+      unet_kwargs: `ctfjax.nn.unet.UNet` settings.
+    """
+    self.image_shape = tuple(image_shape)
+    self.cond_dim = cond_dim
+    self.timesteps = int(timesteps)
+    self.cond_dropout = float(cond_dropout)
+    # The schedule is static (Python values), not state: never trained.
+    self.schedule = (schedule, self.timesteps, float(beta_start),
+                     float(beta_end))
+    alpha_bars(*self.schedule)  # a bad schedule fails at build time
+    channels = self.image_shape[-1]
+    self.unet = UNet(channels + extra_channels, channels, cond_dim, rngs=rngs,
+                     **(unet_kwargs or {}))
+
+  # Family -------------------------------------------------------------------
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.timesteps = 1000  # T: diffusion steps of training (DDPM: 1000).
+    c.schedule = "linear"  # Beta schedule: "linear" | "cosine".
+    c.beta_start = 1e-4  # First beta of the linear schedule.
+    c.beta_end = 0.02  # Last beta of the linear schedule.
+    # Classifier-free training: probability of zeroing the condition
+    # (0 = off); then sampler guidance w != 1 is meaningful.
+    c.cond_dropout = 0.0
+    # U-Net (ctfjax.nn.unet.UNet): output widths per level (each level but
+    # the last halves the resolution), residual blocks per level,
+    # self-attention per level, in the middle, head width, GroupNorm groups.
+    c.channels = (32, 64)
+    c.layers_per_block = 1
+    c.attention = (False, True)
+    c.mid_attention = True
+    c.head_dim = 16
+    c.groups = 8
+    # Sampler defaults (`predict` and `abduct` settings): DDIM levels,
+    # eta (0 = deterministic) and classifier-free guidance weight.
+    c.sampler = dict(cls.SAMPLER)
+    return c
+
+  @classmethod
+  def create(cls, image_shape: Sequence[int], cond_dim: int,
+             config: ml_collections.ConfigDict, *,
+             rngs: nnx.Rngs) -> Diffusion:
+    if not 0.0 <= config.cond_dropout < 1.0:
+      raise MechanismError(f"diffusion cond_dropout must be in [0, 1), got "
+                           f"{config.cond_dropout}")
+    return cls(image_shape, cond_dim, rngs=rngs,
+               timesteps=config.timesteps, schedule=config.schedule,
+               beta_start=config.beta_start, beta_end=config.beta_end,
+               cond_dropout=config.cond_dropout,
+               unet_kwargs=unet_kwargs(config))
+
+  @classmethod
+  def stages(cls, config: ml_collections.ConfigDict,
+             steps: int) -> tuple[Stage, ...]:
+    del config
+    return (Stage("ddpm", steps),)
+
+  # Mechanism ----------------------------------------------------------------
+
+  @property
+  def abar(self) -> Array:
+    """abar_t for t = 0..T-1 [T], a constant of every trace."""
+    return jnp.asarray(alpha_bars(*self.schedule), jnp.float32)
+
+  def eps(self, x: Array, t: Array, cond: Array, guidance: float = 1.0,
+          extra: Array | None = None) -> Array:
+    """eps_theta(x, t, cond), with classifier-free guidance w != 1;
+    `extra` [B, H, W, extra_channels] in [-1, 1] is concatenated to x."""
+    if extra is not None:
+      x = jnp.concatenate([x, extra], axis=-1)
+    if guidance == 1.0:
+      return self.unet(x, t, cond)
+    both = self.unet(jnp.concatenate([x, x]), t,
+                     jnp.concatenate([jnp.zeros_like(cond), cond]))
+    free, conditional = jnp.split(both, 2)
+    return free + guidance * (conditional - free)
+
+  def loss(self, images, cond, rng, stage="ddpm", context=None,
+           extra=None):
+    """Epsilon-prediction loss, summed over pixels, per example [B];
+    `extra` is the refiner's coarse image in [0, 1] (or None)."""
+    del stage, context  # one stage, which needs nothing else
+    k_t, k_eps, k_drop = jax.random.split(rng, 3)
+    x0 = _signed(images)
+    t = jax.random.randint(k_t, images.shape[:1], 0, self.timesteps)
+    noise = jax.random.normal(k_eps, x0.shape)
+    if self.cond_dropout > 0:
+      keep = jax.random.bernoulli(k_drop, 1.0 - self.cond_dropout,
+                                  cond.shape[:1])
+      cond = cond * keep[:, None]
+    x_t = q_sample(x0, t, noise, self.abar)
+    err = jnp.square(noise - self.eps(x_t, t, cond, extra=_signed(extra)))
+    err = err.reshape(err.shape[0], -1).sum(-1)
+    return {"loss": err}, {"eps_mse": err / np.prod(self.image_shape)}
+
+  def abduct(self, images, cond, rng=None, steps=SAMPLER["steps"],
+             eta=SAMPLER["eta"], guidance=SAMPLER["guidance"], extra=None):
+    """u_I = {"x_T"}: deterministic DDIM inversion under the factual
+    features, with the prediction's `steps` (and guidance); eta does not
+    enter (inversion is the deterministic ODE)."""
+    del rng, eta
+    extra = _signed(extra)
+    x_t = ddim_invert(lambda x, t: self.eps(x, t, cond, guidance, extra),
+                      _signed(images), self.abar, steps)
+    return {"x_T": x_t}
+
+  def predict(self, cond, u, rng=None, steps=SAMPLER["steps"],
+              eta=SAMPLER["eta"], guidance=SAMPLER["guidance"], extra=None):
+    """f_I(v, x_T): DDIM from x_T under `cond`, images in [0, 1]."""
+    extra = _signed(extra)
+    x0 = ddim_sample(lambda x, t: self.eps(x, t, cond, guidance, extra),
+                     u["x_T"], self.abar, steps, eta, rng)
+    return jnp.clip((x0 + 1.0) / 2.0, 0.0, 1.0)
+
+  def prior(self, rng, batch: int):
+    return {"x_T": jax.random.normal(rng, (batch,) + self.image_shape)}
+
+  def relabel(self, images, cond, new_cond, rng):
+    return None  # No cheap decode: a sampler of `steps` network passes.
+
+
+def _signed(images: Array | None) -> Array | None:
+  """[0, 1] images in the network's [-1, 1] (None stays None)."""
+  return None if images is None else 2.0 * images - 1.0
+
+
+def unet_kwargs(config: ml_collections.ConfigDict) -> dict:
+  """The U-Net settings of a family config section."""
+  return {"channels": tuple(config.channels),
+          "layers_per_block": config.layers_per_block,
+          "attention": tuple(bool(a) for a in config.attention),
+          "mid_attention": config.mid_attention,
+          "head_dim": config.head_dim, "groups": config.groups}

@@ -1,0 +1,334 @@
+"""The diffusion image mechanism: schedule, DDIM update, inversion, ANCM.
+
+The DDIM maths is checked against closed forms for Gaussian data, where
+the exact noise prediction is known: x_0 ~ N(mu, s^2 I) gives
+x_t ~ N(sqrt(a) mu, v(a) I) with v(a) = a s^2 + 1 - a and
+E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mu) / v(a). Deterministic DDIM is
+then the Euler discretisation of the probability-flow ODE, whose exact flow
+maps x at level a to sqrt(a') mu + sqrt(v(a') / v(a)) (x - sqrt(a) mu).
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from ctfjax import mechanisms
+from ctfjax import train
+from ctfjax.ancm import train as ancm_train
+from ctfjax.mechanisms import MechanismError
+from ctfjax.mechanisms import diffusion
+from ctfjax.nn import unet
+from ctfjax.train import metrics_log
+from test_ancm import tiny_config
+
+MU, S = 0.3, 0.5  # The Gaussian data distribution of the closed forms.
+TINY_UNET = {"channels": (8, 16), "layers_per_block": 1,
+             "attention": (False, True), "head_dim": 8, "groups": 4}
+
+
+def gaussian_eps(abar):
+  def eps(x, t):
+    a = abar[t]
+    return jnp.sqrt(1 - a) * (x - jnp.sqrt(a) * MU) / (a * S * S + 1 - a)
+  return eps
+
+
+def tiny_mechanism(shape=(8, 8, 3), cond_dim=4, timesteps=100, seed=0):
+  return diffusion.Diffusion(shape, cond_dim, rngs=nnx.Rngs(seed),
+                             timesteps=timesteps, unet_kwargs=TINY_UNET)
+
+
+def test_schedules_against_their_definitions():
+  t = 1000
+  betas = np.linspace(1e-4, 0.02, t)
+  want = np.array([np.prod(1 - betas[:i + 1]) for i in range(t)])
+  np.testing.assert_allclose(diffusion.alpha_bars("linear", t), want,
+                             rtol=1e-10)
+  # Cosine: abar(t) = f(t + 1) / f(0) (index t is after step t), wherever
+  # no beta was capped.
+  f = lambda x: np.cos((x / t + 0.008) / 1.008 * np.pi / 2) ** 2
+  got = diffusion.alpha_bars("cosine", t)
+  np.testing.assert_allclose(got[:-1], f(np.arange(1, t)) / f(0), rtol=1e-9)
+  assert 0 < got[-1] < 1e-4
+  with pytest.raises(MechanismError, match="unknown diffusion schedule"):
+    diffusion.alpha_bars("quadratic", t)
+  np.testing.assert_array_equal(diffusion.ddim_levels(1000, 4),
+                                [249, 499, 749, 999])
+  np.testing.assert_array_equal(diffusion.ddim_levels(5, 5), range(5))
+  with pytest.raises(MechanismError, match="DDIM steps must be in 1..100"):
+    diffusion.ddim_levels(100, 101)
+
+
+def test_ddim_step_is_the_posterior_mean_update():
+  # With the exact eps of Gaussian data, the predicted x_0 is the posterior
+  # mean E[x_0 | x] = (s^2 sqrt(a) x + (1 - a) mu) / v(a).
+  x = jax.random.normal(jax.random.key(0), (5, 3))
+  z = jax.random.normal(jax.random.key(1), (5, 3))
+  a, a2, sigma = 0.3, 0.8, 0.1
+  eps = np.sqrt(1 - a) * (x - np.sqrt(a) * MU) / (a * S * S + 1 - a)
+  x0 = (S * S * np.sqrt(a) * x + (1 - a) * MU) / (a * S * S + 1 - a)
+  np.testing.assert_allclose(
+      diffusion.ddim_step(x, eps, a, a2), np.sqrt(a2) * x0
+      + np.sqrt(1 - a2) * eps, rtol=1e-5)
+  np.testing.assert_allclose(
+      diffusion.ddim_step(x, eps, a, a2, sigma, z), np.sqrt(a2) * x0
+      + np.sqrt(1 - a2 - sigma ** 2) * eps + sigma * z, rtol=1e-5)
+  # eta = 1 between adjacent timesteps is DDPM's posterior variance
+  # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t) (Ho et al. eq. 7).
+  abar = diffusion.alpha_bars("linear", 1000)
+  beta = 1 - abar[1:] / abar[:-1]
+  want = beta * (1 - abar[:-1]) / (1 - abar[1:])
+  got = diffusion.ddim_sigma(1.0, abar[1:], abar[:-1]) ** 2
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_inversion_and_generation_follow_the_probability_flow():
+  abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)
+  eps = gaussian_eps(abar)
+  x0 = MU + S * jax.random.normal(jax.random.key(0), (64, 4))
+  a_t = float(abar[-1])
+  exact_xt = (np.sqrt(a_t) * MU + np.sqrt((a_t * S * S + 1 - a_t) / S ** 2)
+              * (np.asarray(x0) - MU))
+  errors = []
+  for steps in (50, 1000):
+    run = jax.jit(lambda x, s=steps: diffusion.ddim_invert(eps, x, abar, s))
+    x_t = run(x0)
+    back = diffusion.ddim_sample(eps, x_t, abar, steps)
+    errors.append((np.abs(x_t - exact_xt).max(),
+                   np.abs(back - x0).max()))
+  (inv50, trip50), (inv1000, trip1000) = errors
+  assert inv1000 < 4e-3 and trip1000 < 6e-3  # the exact flow, to O(1/S)
+  assert inv1000 < inv50 / 10 and trip1000 < trip50 / 10
+
+
+def jitted(mech, method, **static):
+  """mech.<method>(*args) jitted with the parameters as an argument."""
+  graphdef, state = nnx.split(mech)
+  fn = jax.jit(lambda state, *args: getattr(nnx.merge(graphdef, state),
+                                            method)(*args, **static))
+  return lambda *args: fn(state, *args)
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """A tiny mechanism trained briefly on 4 shaded colour patches (8x8)."""
+  mech = tiny_mechanism(timesteps=1000)
+  colors = jax.random.uniform(jax.random.key(0), (4, 1, 1, 3))
+  shade = jnp.linspace(0.5, 1.0, 8)[None, :, None, None]
+  images = jnp.broadcast_to(colors, (4, 8, 8, 3)) * shade
+  cond = jnp.eye(4)
+  graphdef, state = nnx.split(mech)
+  opt = optax.adam(1e-2)
+
+  @jax.jit
+  def step(state, opt_state, key):
+    def loss(state):
+      return nnx.merge(graphdef, state).loss(
+          jnp.tile(images, (8, 1, 1, 1)), jnp.tile(cond, (8, 1)),
+          key)[0]["loss"].mean()
+    grads = jax.grad(loss)(state)
+    updates, opt_state = opt.update(grads, opt_state, state)
+    return optax.apply_updates(state, updates), opt_state
+
+  opt_state = opt.init(state)
+  for i in range(100):
+    state, opt_state = step(state, opt_state, jax.random.key(i))
+  return nnx.merge(graphdef, state), images, cond
+
+
+def test_eta_zero_is_deterministic_and_eta_positive_is_not(trained):
+  mech, _, cond = trained
+  u = mech.prior(jax.random.key(0), 4)
+  k1, k2 = jax.random.key(1), jax.random.key(2)
+  ddim = jitted(mech, "predict", steps=4, eta=0.0)
+  a = ddim(cond, u, k1)
+  np.testing.assert_array_equal(a, ddim(cond, u, k2))
+  noisy = jitted(mech, "predict", steps=4, eta=1.0)
+  b1 = noisy(cond, u, k1)
+  np.testing.assert_array_equal(b1, noisy(cond, u, k1))
+  b2 = noisy(cond, u, k2)
+  assert np.abs(b1 - b2).mean() > 1e-3 and np.abs(b1 - a).mean() > 1e-3
+
+
+def test_round_trip_of_a_trained_network_improves_with_steps(trained):
+  mech, images, cond = trained
+  err = {}
+  for steps in (10, 100):
+    u = jitted(mech, "abduct", steps=steps)(images, cond)
+    out = jitted(mech, "predict", steps=steps)(cond, u)
+    err[steps] = np.abs(out - images).mean() * 255  # 0-255 scale
+  assert err[100] < err[10] / 4 and err[100] < 10, err
+
+
+def test_q_sample_marginal_and_loss_against_direct_computation():
+  mech = tiny_mechanism(timesteps=50)
+  abar = diffusion.alpha_bars("linear", 50, 1e-4, 0.02)
+  # q(x_t | x_0): mean sqrt(abar_t) x_0, variance 1 - abar_t.
+  x0 = jnp.full((4000, 1), 0.7)
+  t = jnp.full((4000,), 30)
+  noise = jax.random.normal(jax.random.key(0), x0.shape)
+  xt = np.asarray(diffusion.q_sample(x0, t, noise, mech.abar))
+  assert abs(xt.mean() - np.sqrt(abar[30]) * 0.7) < 0.05
+  assert abs(xt.var() - (1 - abar[30])) < 0.05
+  # The loss: the same draws written out by hand.
+  images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
+  cond = jnp.eye(4)[:3]
+  rng = jax.random.key(2)
+  losses, metrics = jitted(mech, "loss")(images, cond, rng)
+  k_t, k_eps, _ = jax.random.split(rng, 3)
+  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
+  eps = np.asarray(jax.random.normal(k_eps, images.shape))
+  a = abar[t][:, None, None, None]
+  x_t = np.sqrt(a) * (2 * np.asarray(images) - 1) + np.sqrt(1 - a) * eps
+  pred = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
+                                       jnp.asarray(t), cond))
+  want = ((eps - pred) ** 2).sum((1, 2, 3))
+  np.testing.assert_allclose(losses["loss"], want, rtol=1e-4)
+  np.testing.assert_allclose(metrics["eps_mse"], want / 192, rtol=1e-4)
+
+
+def test_classifier_free_dropout_and_guidance():
+  mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
+                             cond_dropout=0.5, unet_kwargs=TINY_UNET)
+  images = jnp.full((64, 8, 8, 3), 0.5)
+  cond = jnp.ones((64, 4))
+  got = jitted(mech, "loss")(images, cond, jax.random.key(0))[0]["loss"]
+  # Half the rows see a zeroed condition: same t and noise, other loss.
+  mech.cond_dropout = 0.0
+  full = jitted(mech, "loss")(images, cond, jax.random.key(0))[0]["loss"]
+  changed = float(np.mean(np.abs(np.asarray(got - full)) > 1e-6))
+  assert 0.3 < changed < 0.7
+  # Guidance w: eps(0) + w (eps(v) - eps(0)), in one batched pass.
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  c = cond[:2]
+  unet_fn = jitted(mech.unet, "__call__")
+  free, conditional = unet_fn(x, 10, 0 * c), unet_fn(x, 10, c)
+  np.testing.assert_allclose(jitted(mech, "eps", guidance=3.0)(x, 10, c),
+                             free + 3.0 * (conditional - free),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_the_sampler_is_one_scan_compiled_once():
+  mech = tiny_mechanism()
+  graphdef, state = nnx.split(mech)
+  traces = []
+
+  @jax.jit
+  def predict(state, cond, u):
+    traces.append(1)
+    return nnx.merge(graphdef, state).predict(cond, u, None, steps=7)
+
+  cond = jnp.eye(4)[:2]
+  for seed in range(3):  # new images and features: no new trace
+    predict(state, jnp.roll(cond, seed, 0),
+            mech.prior(jax.random.key(seed), 2))
+  assert len(traces) == 1
+  jaxpr = jax.make_jaxpr(predict)(state, cond, mech.prior(
+      jax.random.key(0), 2)).jaxpr
+  inner = jaxpr.eqns[0].params["jaxpr"].jaxpr  # inside the jit
+  names = [e.primitive.name for e in inner.eqns]
+  # One scan, and every network pass inside it (none unrolled outside).
+  assert names.count("scan") == 1 and "conv_general_dilated" not in names
+  (scan,) = [e for e in inner.eqns if e.primitive.name == "scan"]
+  assert scan.params["length"] == 7
+
+
+def test_diffusers_benchmark_configuration_has_its_size():
+  n = unet.count_params(lambda: unet.UNet(
+      3, 3, rngs=nnx.Rngs(0), **unet.DIFFUSERS_BENCHMARK))
+  # diffusers' UNet2DModel of that configuration: 6.48M parameters.
+  assert abs(n - 6.48e6) / 6.48e6 < 0.05
+  assert n == 6_482_435  # layer for layer (pinned)
+  with pytest.raises(unet.UNetError, match="not divisible by its GroupNorm"):
+    unet.UNet(3, 3, rngs=nnx.Rngs(0), channels=(12,), groups=8)
+
+
+def diffusion_config():
+  config = tiny_config()
+  config.model.image = mechanisms.image_config("diffusion")
+  c = config.model.image.diffusion
+  c.timesteps = 100
+  c.channels = TINY_UNET["channels"]
+  c.attention = (False, False)  # attention is tested above; compile less
+  c.mid_attention = False
+  c.groups = 4
+  c.sampler.steps = 5
+  return config
+
+
+def test_trains_through_the_ancm_and_edits(tmp_path):
+  config = diffusion_config()
+  model, result = ancm_train.train_and_evaluate(config, tmp_path / "run")
+  assert result.steps == config.train.steps
+  assert [s.name for s in model.stages] == ["ddpm"]
+  assert dict(model.sampler)["steps"] == 5
+  _, model, params = ancm_train.load(tmp_path / "run")
+  # relabel is None: the ANCM trains without the faithfulness term.
+  logged = set().union(*metrics_log.read_metrics(
+      tmp_path / "run" / metrics_log.METRICS_FILE))
+  assert "train/eps_mse" in logged and "train/faithful_nll" not in logged
+  ds = ancm_train.load_split(config, "train", 16)
+  labels = {k: ds[k][:4] for k in model.order}
+  out = model.edit(params, ds["image"][:4], {"C": 1}, jax.random.key(1),
+                   num_samples=2, labels=labels, sampler={"steps": 5})
+  chex.assert_shape(out["image"], (4, 2, 32, 32, 3))
+  assert out["image"].dtype == np.uint8
+  np.testing.assert_array_equal(out["C"], 1)
+  u = model.abduct_image(params, ds["image"][:4], labels, jax.random.key(2),
+                         sampler={"steps": 5})
+  chex.assert_shape(u["x_T"], (4, 32, 32, 3))
+  with pytest.raises(MechanismError, match="unknown sampler setting"):
+    model.predict_image(params, labels, u, jax.random.key(3),
+                        sampler={"temperature": 1.0})
+
+
+def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
+  config = tiny_config()
+  config.model.image = mechanisms.image_config("vae_ddpm")
+  v = config.model.image.vae_ddpm
+  v.vae.latent_dim = 4
+  v.vae.decoder_convs = ((8, 3), (8, 3), (8, 3))
+  v.refiner.timesteps = 100
+  v.refiner.channels = TINY_UNET["channels"]
+  v.refiner.attention = (False, False)
+  v.refiner.mid_attention = False
+  v.refiner.groups = 4
+  v.refiner_fraction = 0.5
+  v.sampler.steps = 3
+  workdir = tmp_path / "run"
+  model, result = ancm_train.train_and_evaluate(config, workdir)
+  assert [s.name for s in model.stages] == ["vae", "refiner"]
+  assert result.steps == config.train.steps + 2
+  first = train.load_state(
+      ancm_train.stage_config(config, model, 0), workdir,
+      ancm_train.make_task(config, model, None, stage=0)).params
+  _, model, last = ancm_train.load(workdir)
+  flat = lambda tree: {mechanisms.path_names(p): np.asarray(x) for p, x in
+                       jax.tree_util.tree_flatten_with_path(tree)[0]}
+  a, b = flat(first), flat(last)
+  changed = {k[:2] for k in a if not np.array_equal(a[k], b[k])}
+  assert changed == {("image", "refiner")}  # stage 2: the refiner only
+  # Abduction = the VAE's posterior mean + the refiner's inversion given
+  # the factual coarse image, computed here by hand.
+  ds = ancm_train.load_split(config, "train", 4)
+  labels = {k: ds[k] for k in model.order}
+  u = model.abduct_image(last, ds["image"], labels, jax.random.key(0))
+  mech = model.image_module(last)
+  images = ds["image"] / 255.0
+  cond = model.encode(labels)
+  z = mech.vae.abduct(images, cond)["z"]
+  y = mech.vae.predict(cond, {"z": z})
+  x_t = jitted(mech.refiner, "abduct", steps=3, extra=y)(images, cond)
+  np.testing.assert_allclose(u["z"], z, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(u["x_T"], x_t["x_T"], rtol=1e-3, atol=1e-3)
+  out = model.edit(last, ds["image"], {"C": 1}, jax.random.key(1),
+                   labels=labels)
+  chex.assert_shape(out["image"], (4, 1, 32, 32, 3))
+  # The VAE's decode serves the label-faithfulness term of stage 1.
+  logged = set().union(*metrics_log.read_metrics(
+      workdir / metrics_log.METRICS_FILE))
+  assert "train/faithful_nll" in logged
