@@ -17,6 +17,7 @@ from flax import nnx
 
 from ctfjax.mechanisms import diffusion
 from ctfjax.mechanisms import gan
+from ctfjax.mechanisms import hvae
 from ctfjax.mechanisms import vae
 from ctfjax.mechanisms import vae_ddpm
 from ctfjax.mechanisms.base import Context, Group, ImageMechanism
@@ -27,6 +28,7 @@ from ctfjax.mechanisms.base import Stage, path_names, sampler_settings
 REGISTRY: dict[str, type] = {
     "vae": vae.VAE,
     "gan": gan.GAN,
+    "hvae": hvae.HVAE,
     "diffusion": diffusion.Diffusion,
     "vae_ddpm": vae_ddpm.VAEDDPM,
 }
