@@ -1,11 +1,14 @@
 """Pixel likelihoods of the VAE mechanisms against scipy's normal law."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from scipy import stats
 
 from ctfjax import mechanisms
+from ctfjax.mechanisms import vae
 from ctfjax.ancm import train as ancm_train
 from ctfjax.nn import gaussian
 from test_ancm import tiny_config
@@ -40,3 +43,30 @@ def test_vae_likelihood_is_a_config_choice_with_a_clear_error():
                      match="unknown VAE likelihood 'poisson'; known: "
                            "gaussian, discretized"):
     ancm_train.build(config, 0)
+
+
+def test_linear_pixel_means_keep_a_gradient_where_a_sigmoid_saturates():
+  # A decoder pushed to all-black (head bias -20): with sigmoid means the
+  # loss no longer moves the bias; with linear means it does, and the
+  # prediction is still an image in [0, 1].
+  images = jnp.zeros((4, 32, 32, 1)).at[:, 8:24, 14:18].set(1.0)
+  cond = jnp.zeros((4, 3))
+  grads = {}
+  for mean in ("sigmoid", "linear"):
+    config = vae.VAE.default_config()
+    config.mean = mean
+    module = vae.VAE.create((32, 32, 1), 3, config, rngs=nnx.Rngs(0))
+    module.decoder.head.bias.value = jnp.full_like(
+        module.decoder.head.bias.value, -20.0)
+    graphdef, state = nnx.split(module)
+
+    def loss(state):
+      m = nnx.merge(graphdef, state)
+      return m.loss(images, cond, jax.random.key(0))[0]["loss"].mean()
+
+    g = jax.grad(loss)(state)
+    grads[mean] = float(jnp.abs(g["decoder"]["head"]["bias"].value).max())
+    u = module.abduct(images, cond)
+    out = module.predict(cond, u)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+  assert grads["sigmoid"] < 1e-3 * grads["linear"]

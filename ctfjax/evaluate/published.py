@@ -80,9 +80,9 @@ def _check(config: ml_collections.ConfigDict):
   if not b.rows:
     raise UserError("config key 'benchmark.rows' names no row")
   models = tuple(config.get("run", {}).get("models", ()))
-  if models != tuple(b.rows):
+  if sorted(models) != sorted(b.rows):
     raise UserError(f"config key 'run.models' {models} must list the "
-                    f"benchmark rows in order: {tuple(b.rows)}")
+                    f"benchmark rows: {', '.join(sorted(b.rows))}")
   for name, row in b.rows.items():
     extra = sorted(set(row) - set(ROW_KEYS))
     if extra:
@@ -380,12 +380,14 @@ def benchmark(config: ml_collections.ConfigDict,
   entries = {e["model"]: e for e in report["models"]}
   if report.get("oracle"):
     entries[ORACLE] = report["oracle"]
-  built = _tables(b.rows, entries, cfg)
+  # Rows in `run.models` order (a ConfigDict keeps its keys sorted).
+  rows = {name: b.rows[name] for name in cfg.run.models}
+  built = _tables(rows, entries, cfg)
   out = pathlib.Path(b.out)
   published = {name: {"label": row.get("label") or name,
                       "budget": row.get("budget"),
                       "published": _plain(row.get("published"))}
-               for name, row in b.rows.items()}
+               for name, row in rows.items()}
   paths = {
       "benchmark.md": files.write_text(
           out / "benchmark.md",

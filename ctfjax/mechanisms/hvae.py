@@ -119,8 +119,13 @@ class HVAE(nnx.Module):
                z_dim: int = 16, bottleneck: int = 4,
                learned_sigma: bool = True, pixel_noise: bool = False,
                beta: float = 1.0, relabel: bool = True,
-               cf_margin: float = 0.0, multiplier_init: float = 0.01):
+               cf_margin: float = 0.0, multiplier_init: float = 0.01,
+               mean: str = "sigmoid"):
     h, w, c = image_shape
+    if mean not in ("sigmoid", "linear"):
+      raise MechanismError(f"unknown HVAE mean {mean!r}; known: sigmoid, "
+                           "linear")
+    self.mean = mean
     if h != w:
       raise MechanismError(f"the HVAE needs square images, got {h}x{w}")
     try:
@@ -171,6 +176,10 @@ class HVAE(nnx.Module):
     # True: a learned per-pixel likelihood scale (the seed's diagonal
     # Gaussian); False: the fixed sqrt(e^-5) of the Deep-SCM VAEs.
     c.learned_sigma = True
+    # The pixel mean: "sigmoid" or "linear" (clipped to [0, 1] in
+    # predictions), as the VAE's `mean` (a saturated sigmoid passes no
+    # gradient).
+    c.mean = "sigmoid"
     # Keep the standardised pixel residual in U_I (exact null edits).
     c.pixel_noise = False
     c.beta = 1.0  # KL weight of the ELBO (seed 004: 1 on MorphoMNIST).
@@ -218,7 +227,7 @@ class HVAE(nnx.Module):
                learned_sigma=config.learned_sigma,
                pixel_noise=config.pixel_noise, beta=config.beta,
                relabel=config.relabel, cf_margin=config.cf_margin,
-               multiplier_init=config.cf_multiplier_init)
+               multiplier_init=config.cf_multiplier_init, mean=config.mean)
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,
@@ -253,7 +262,7 @@ class HVAE(nnx.Module):
   def _likelihood(self, h):
     """(mean in [0, 1], log std) of p(i | z, v), [B, H, W, C] each."""
     loc, log_std = jnp.split(self.head(h), 2, axis=-1)
-    mean = jax.nn.sigmoid(loc)
+    mean = jax.nn.sigmoid(loc) if self.mean == "sigmoid" else loc
     if self.learned_sigma:
       log_std = jnp.maximum(log_std, MIN_LOG_STD)
     else:
@@ -325,7 +334,7 @@ class HVAE(nnx.Module):
     mu, log_std = self._likelihood(h)
     if "eps" in u:
       return jnp.clip(mu + jnp.exp(log_std) * u["eps"], 0.0, 1.0)
-    return mu
+    return mu if self.mean == "sigmoid" else jnp.clip(mu, 0.0, 1.0)
 
   def prior(self, rng, batch: int):
     """u_I from p(z_{1:L}) (and N(0, I) residuals): no features involved."""

@@ -46,8 +46,12 @@ class VAE(nnx.Module):
   def __init__(self, image_shape, cond_dim: int, latent_dim: int = 16, *,
                rngs: nnx.Rngs, learned_sigma: bool = False,
                pixel_noise: bool = False, beta: float = 1.0,
-               likelihood: str = "gaussian",
+               likelihood: str = "gaussian", mean: str = "sigmoid",
                encoder_kwargs=None, decoder_kwargs=None):
+    if mean not in ("sigmoid", "linear"):
+      raise MechanismError(f"unknown VAE mean {mean!r}; known: sigmoid, "
+                           "linear")
+    self.mean = mean
     if likelihood not in LIKELIHOODS:
       raise MechanismError(f"unknown VAE likelihood {likelihood!r}; known: "
                            f"{', '.join(LIKELIHOODS)}")
@@ -83,6 +87,12 @@ class VAE(nnx.Module):
     # the latent goes unused (measured on MorphoMNIST: KL 0.7 nats, L1 16.8
     # after 400 steps); the bin probability is at most 1.
     c.likelihood = "gaussian"
+    # The decoder's pixel mean: "sigmoid" (in [0, 1] by construction) or
+    # "linear" (seed 004's; predictions are clipped to [0, 1]). A sigmoid
+    # that saturates passes no gradient: with the fixed scale on
+    # MorphoMNIST the decoder fell into all-black images (KL 0 from step
+    # 500 on, 1,500 steps).
+    c.mean = "sigmoid"
     # Decoder (features, kernel) blocks after each 2x upsampling from 4x4.
     c.decoder_convs = ((32, 3), (32, 3), (16, 3))
     return c
@@ -93,7 +103,7 @@ class VAE(nnx.Module):
     return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,
                learned_sigma=config.learned_sigma,
                pixel_noise=config.pixel_noise, beta=config.beta,
-               likelihood=config.likelihood,
+               likelihood=config.likelihood, mean=config.mean,
                decoder_kwargs={"convs": tuple(
                    tuple(c) for c in config.decoder_convs)})
 
@@ -107,7 +117,8 @@ class VAE(nnx.Module):
 
   def _decode(self, z, cond):
     mean, log_std = self.decoder(z, cond)
-    mean = jax.nn.sigmoid(mean)  # pixel means live in [0, 1]
+    if self.mean == "sigmoid":
+      mean = jax.nn.sigmoid(mean)  # pixel means live in [0, 1]
     if self.learned_sigma:
       log_std = jnp.maximum(log_std, MIN_LOG_STD)
     else:
@@ -142,7 +153,7 @@ class VAE(nnx.Module):
     mu, log_std = self._decode(u["z"], cond)
     if "eps" in u:
       return jnp.clip(mu + jnp.exp(log_std) * u["eps"], 0.0, 1.0)
-    return mu
+    return mu if self.mean == "sigmoid" else jnp.clip(mu, 0.0, 1.0)
 
   def prior(self, rng, batch: int):
     z = jax.random.normal(rng, (batch, self.latent_dim))
