@@ -60,7 +60,7 @@ def test_linear_pixel_means_keep_a_gradient_where_a_sigmoid_saturates():
         module.decoder.head.bias.value, -20.0)
     graphdef, state = nnx.split(module)
 
-    def loss(state):
+    def loss(state, graphdef=graphdef):
       m = nnx.merge(graphdef, state)
       return m.loss(images, cond, jax.random.key(0))[0]["loss"].mean()
 
