@@ -363,8 +363,9 @@ def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   report = {"version": schema.VERSION,
             "evaluation_version": evaluate.core.EVALUATION_VERSION,
             "dataset": data.MORPHO, "graph": morpho_mnist.GRAPH,
-            "models": [fake_entry("vae_fixed", 0.0),
-                       fake_entry("vae_learned", 1.0)],
+            # One entry per row: vae_fixed 0.0, vae_learned 1.0, ...
+            "models": [fake_entry(name, float(i))
+                       for i, name in enumerate(cfg.run.models)],
             "eval": evaluate.eval_settings(evaluate_config),
             "notes": ["fake report"]}
   oracle = fake_entry("true counterfactuals", 0.0)
@@ -408,11 +409,13 @@ def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   saved = json.loads((out / "benchmark.json").read_text())
   assert saved["rows"]["vae_learned"]["published"]["realism"] == {
       "fid": 10.124}
-  assert [e["model"] for e in saved["reports"][0]["models"]] == [
-      "vae_fixed", "vae_learned"]
+  names = ["vae_fixed", "vae_learned", "hvae", "gan", "gan_finetuned"]
+  assert [e["model"] for e in saved["reports"][0]["models"]] == names
+  # Rows keep the config's order (not the ConfigDict's sorted keys).
+  assert md.index("| HVAE | ours |") < md.index("| GAN | ours |")
   # A row is one config entry: a variant and its published numbers.
-  assert set(config.run.variants) == set(config.benchmark.rows) == {
-      "vae_fixed", "vae_learned"}
+  assert set(config.run.variants) == set(config.benchmark.rows) == set(
+      names)
   assert benchmark_morpho.row("Diffusion", {})["published"] is None
 
 
