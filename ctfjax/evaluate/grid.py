@@ -20,7 +20,6 @@ from typing import Any
 import ml_collections
 
 from ctfjax.errors import UserError
-from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate import job
 from ctfjax.evaluate import published
@@ -56,34 +55,6 @@ def _dataset_config(config: ml_collections.ConfigDict,
   return out
 
 
-def _current_report(config: ml_collections.ConfigDict,
-                    workdir: pathlib.Path) -> dict | None:
-  """The workdir's report if it matches the config exactly (data, model,
-  train and run sections: a variant's overrides live in `run`) and was
-  written by this version of the evaluation, else None."""
-  path, run_config = workdir / "report.json", workdir / job.RUN_CONFIG
-  if not (path.is_file() and run_config.is_file()):
-    return None
-  saved = json.loads(run_config.read_text())
-  wanted = json.loads(config.to_json())
-  if any(saved.get(k) != wanted.get(k)
-         for k in ("data", "model", "train", "run")):
-    return None
-  try:
-    report = schema.read(path)
-  except UserError:
-    return None
-  config = core.with_eval_defaults(config)
-  same = (
-      report.get("evaluation_version") == core.EVALUATION_VERSION
-      and report.get("dataset") == config.data.name
-      and [e["model"] for e in report["models"]] == list(config.run.models)
-      and all(e["train"]["steps"] == config.train.steps
-              for e in report["models"])
-      and report.get("eval") == core.eval_settings(config))
-  return report if same else None
-
-
 def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Runs (or reuses) every dataset's run and writes the benchmark tables.
 
@@ -105,7 +76,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   reports = []
   for dataset, workdir in zip(b.datasets, b.workdirs):
     cfg = _dataset_config(config, dataset)
-    report = _current_report(cfg, pathlib.Path(workdir)) \
+    report = job.current_report(cfg, pathlib.Path(workdir)) \
         if b.reuse_reports else None
     if report is None:
       job.log(f"benchmark: {dataset} in {workdir}")

@@ -471,3 +471,30 @@ def evaluate_workdir(workdir: str | pathlib.Path,
                       f"{key!r}")
   config = train.apply_overrides(config, overrides)
   return evaluate_models(config, workdir, trained)
+
+
+def current_report(config: ml_collections.ConfigDict,
+                   workdir: pathlib.Path) -> dict[str, Any] | None:
+  """The workdir's report if it was written for exactly this config (its
+  data, model, train and run sections - a variant's overrides, per-model
+  steps included, live in `run` - its eval settings and models) by this
+  version of the evaluation, else None: a benchmark reuses it as it is."""
+  path, saved_path = workdir / "report.json", workdir / RUN_CONFIG
+  if not (path.is_file() and saved_path.is_file()):
+    return None
+  saved = json.loads(saved_path.read_text())
+  wanted = json.loads(config.to_json())
+  if any(saved.get(k) != wanted.get(k)
+         for k in ("data", "model", "train", "run")):
+    return None
+  try:
+    report = schema.read(path)
+  except UserError:
+    return None
+  config = core.with_eval_defaults(config)
+  same = (report.get("evaluation_version") == core.EVALUATION_VERSION
+          and report.get("dataset") == config.data.name
+          and [e["model"] for e in report["models"]] ==
+          list(config.run.models)
+          and report.get("eval") == core.eval_settings(config))
+  return report if same else None

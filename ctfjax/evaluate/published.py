@@ -40,7 +40,6 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from ctfjax.errors import UserError
-from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate import job
 from ctfjax.report import files
@@ -106,32 +105,6 @@ def run_config(config: ml_collections.ConfigDict
   with out.unlocked():
     del out["benchmark"]
   return out
-
-
-def _current_report(config: ml_collections.ConfigDict,
-                    workdir: pathlib.Path) -> dict | None:
-  """The workdir's report if it was written for exactly this config (data,
-  model, train and run sections, eval settings, models) by this version of
-  the evaluation, else None."""
-  path, saved_path = workdir / "report.json", workdir / job.RUN_CONFIG
-  if not (path.is_file() and saved_path.is_file()):
-    return None
-  saved = json.loads(saved_path.read_text())
-  wanted = json.loads(config.to_json())
-  if any(saved.get(k) != wanted.get(k)
-         for k in ("data", "model", "train", "run")):
-    return None
-  try:
-    report = schema.read(path)
-  except UserError:
-    return None
-  config = core.with_eval_defaults(config)
-  same = (report.get("evaluation_version") == core.EVALUATION_VERSION
-          and report.get("dataset") == config.data.name
-          and [e["model"] for e in report["models"]] ==
-          list(config.run.models)
-          and report.get("eval") == core.eval_settings(config))
-  return report if same else None
 
 
 def _get(tree: Any, *path: Any) -> Any:
@@ -371,7 +344,7 @@ def benchmark(config: ml_collections.ConfigDict,
   b = config.benchmark
   cfg = run_config(config)
   workdir = pathlib.Path(b.workdir)
-  report = _current_report(cfg, workdir) if b.reuse_reports else None
+  report = job.current_report(cfg, workdir) if b.reuse_reports else None
   if report is None:
     job.log(f"benchmark: {cfg.data.name} in {workdir}")
     report = job.run(cfg, workdir)
