@@ -18,7 +18,6 @@ from ctfjax.data import colored_mnist_bars
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
-from ctfjax.evaluate import grid
 from ctfjax.evaluate import job
 from ctfjax.evaluate.datasets import colored_mnist
 from ctfjax.report import schema
@@ -449,12 +448,12 @@ def test_benchmark_tables_from_current_reports(tmp_path):
   # A report of another evaluation version is stale: it would be redone.
   cfg = config.copy_and_resolve_references()
   cfg.data.name = config.benchmark.datasets[1]
-  assert grid._current_report(cfg, workdirs[1]) is not None
+  assert job.current_report(cfg, workdirs[1]) is not None
   stale = schema.read(workdirs[1] / "report.json")
   stale["evaluation_version"] = core.EVALUATION_VERSION - 1
   schema.write(stale, workdirs[0] / "stale" / "report.json")
   (workdirs[0] / "stale" / "run_config.json").write_text(cfg.to_json())
-  assert grid._current_report(cfg, workdirs[0] / "stale") is None
+  assert job.current_report(cfg, workdirs[0] / "stale") is None
   result = evaluate.benchmark(config)
   md = (tmp_path / "out" / "benchmark.md").read_text()
   assert "## Table 3: Composition" in md
