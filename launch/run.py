@@ -35,7 +35,10 @@ def main():
   t0 = time.perf_counter()
   report = evaluate.run(config, workdir)
   print(tables.summary(report))
-  print(f"wrote report.json, report.md, edits.png, bounds.png to {workdir} "
+  names = ["report.json", "report.md", "edits.png"]
+  if any(e.get("ctf_consistency") for e in report["models"]):
+    names.append("bounds.png")  # Only datasets with ctf-consistency rows.
+  print(f"wrote {', '.join(names)} to {workdir} "
         f"({time.perf_counter() - t0:.0f} s)")
 
 
