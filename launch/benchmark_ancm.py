@@ -23,9 +23,6 @@ reports it, else the process's peak resident set).
 import json
 import os
 import platform
-import resource
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -38,44 +35,14 @@ from ctfjax.ancm import train as ancm_train
 from ctfjax.mechanisms import vae
 from configs import ancm_colored_mnist_backdoor
 from launch import cli
+from launch import timing
+from launch.timing import peak_memory, timed, timed_train
 
 flags.DEFINE_string("out", "runs/benchmark_ancm.json", "JSON output.")
 flags.DEFINE_integer("repeats", 10, "Timed calls per measurement.")
 flags.DEFINE_integer("ancm_batch", 64, "ANCM training batch.")
 flags.DEFINE_integer("ancm_edit_batch", 256, "ANCM edit batch.")
 FLAGS = flags.FLAGS
-
-
-def timed(fn, repeats):
-  """(compile+first-call seconds, median steady seconds) of fn()."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
-
-
-def peak_memory():
-  stats = jax.devices()[0].memory_stats() or {}
-  if "peak_bytes_in_use" in stats:
-    return {"device_peak_bytes": int(stats["peak_bytes_in_use"])}
-  return {"process_peak_rss_bytes":
-          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-
-
-def timed_train(step, state, batch, repeats):
-  """`timed` for a donating train step: each call feeds the state back."""
-  box = [state]
-
-  def call():
-    box[0], metrics = step(box[0], batch)
-    return metrics
-
-  return timed(call, repeats)
 
 
 def bench_ancm(repeats):
@@ -129,12 +96,7 @@ def bench_cvae(repeats):
   ebatch = data(edit_b)
   pa_new = jnp.roll(ebatch["pa"], 1, axis=0)
 
-  @jax.jit
-  def abduct_predict(params, x, pa, pa_new):
-    m = module.merge(params)
-    key = jax.random.key(0)
-    return m.predict(pa_new, m.abduct(x, pa, key), key)
-
+  abduct_predict = timing.abduct_predict(module)
   compile_edit, edit_s = timed(
       lambda: abduct_predict(params, ebatch["x"], ebatch["pa"], pa_new),
       repeats)

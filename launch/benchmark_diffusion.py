@@ -28,7 +28,6 @@ average next to each figure.
 import json
 import os
 import platform
-import statistics
 import time
 
 import jax
@@ -45,6 +44,7 @@ from ctfjax.mechanisms import diffusion
 from ctfjax.nn import unet
 from ctfjax.report import figures
 from launch import cli
+from launch import timing
 
 flags.DEFINE_string("out", "runs/benchmark_diffusion.json", "JSON output.")
 flags.DEFINE_string("workdir", "", "A trained diffusion run for the null "
@@ -73,15 +73,7 @@ PEER_STEPS = 50  # DDIM steps of the peer's sampling figure.
 
 def timed(fn, repeats):
   """(compile + first call seconds, median steady seconds, load) of fn()."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times), os.getloadavg()[0]
+  return (*timing.timed(fn, repeats), os.getloadavg()[0])
 
 
 def null_edit(workdir, steps_list, n):

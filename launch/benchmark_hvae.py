@@ -33,8 +33,10 @@ from absl import flags
 
 from ctfjax import train
 from ctfjax.mechanisms import hvae
-from launch import benchmark_ancm
+# Its flags (--out, --repeats) serve this benchmark too.
+from launch import benchmark_ancm  # noqa: F401  pylint: disable=unused-import
 from launch import cli
+from launch import timing
 
 flags.FLAGS.set_default("out", "runs/benchmark_hvae.json")
 flags.DEFINE_integer("train_batch", 128, "HVAE training batch.")
@@ -61,18 +63,13 @@ def bench_hvae(repeats, train_b, edit_b):
       "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),
       "pa": jnp.asarray(rng.random((n, COND_DIM), np.float32))}
   step = train.make_train_step(loss, optimizer)
-  compile_train, train_s = benchmark_ancm.timed_train(
+  compile_train, train_s = timing.timed_train(
       step, state, data(train_b), repeats)
   ebatch = data(edit_b)
   pa_new = jnp.roll(ebatch["pa"], 1, axis=0)
 
-  @jax.jit
-  def abduct_predict(params, x, pa, pa_new):
-    m = module.merge(params)
-    key = jax.random.key(0)
-    return m.predict(pa_new, m.abduct(x, pa, key), key)
-
-  compile_edit, edit_s = benchmark_ancm.timed(
+  abduct_predict = timing.abduct_predict(module)
+  compile_edit, edit_s = timing.timed(
       lambda: abduct_predict(params, ebatch["x"], ebatch["pa"], pa_new),
       repeats)
   return {"model": "hvae_seed004_morphomnist", "image_shape": [32, 32, 1],
@@ -89,7 +86,7 @@ def bench_hvae(repeats, train_b, edit_b):
 
 def main():
   row = bench_hvae(FLAGS.repeats, FLAGS.train_batch, FLAGS.edit_batch)
-  row.update(benchmark_ancm.peak_memory())
+  row.update(timing.peak_memory())
   print(json.dumps(row))
   out = {"benchmark": "hvae_speed", "backend": jax.default_backend(),
          "devices": [str(d) for d in jax.devices()],
