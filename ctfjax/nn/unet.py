@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ctfjax.errors import UserError
+from ctfjax.nn.conv import upsample_conv
 
 # diffusers' UNet2DModel of the seed-003 peer's speed benchmark (32x32x3).
 DIFFUSERS_BENCHMARK = {"channels": (64, 128, 128), "layers_per_block": 2,
@@ -239,7 +240,7 @@ class UNet(nnx.Module):
         if attn is not None:
           h = attn(h)
       if sample is not None:
-        h = sample(jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
+        h = upsample_conv(sample, h)  # conv(2x nearest upsample of h)
     return self.conv_out(jax.nn.silu(self.norm_out(h)))
 
 
