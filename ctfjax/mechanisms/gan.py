@@ -50,6 +50,7 @@ import optax
 from flax import nnx
 
 from ctfjax.mechanisms.base import Group, Stage
+from ctfjax.nn.conv import transpose_conv2x
 
 GAN_STAGE = "gan"
 CYCLIC_STAGE = "cyclic"
@@ -119,7 +120,7 @@ class Generator(nnx.Module):
     x = jax.nn.leaky_relu(self.dense(jnp.concatenate([z, cond], -1)), 0.2)
     x = x.reshape((x.shape[0], *self.side, self.base))
     for conv in self.convs:
-      x = jax.nn.leaky_relu(conv(x), 0.2)
+      x = jax.nn.leaky_relu(transpose_conv2x(conv, x), 0.2)
     return jax.nn.sigmoid(self.out(x))
 
 
@@ -241,6 +242,21 @@ class GAN(nnx.Module):
     # falls below this (nats; it separates real from generated pairs
     # almost perfectly); 0 = never.
     c.collapse_loss = 1e-3
+    return c
+
+  @classmethod
+  def accelerator_config(cls) -> ml_collections.ConfigDict:
+    """Seed 004's MorphoMNIST widths (Tables 11-13) in this architecture:
+    latent 512, encoder 64-128-256, generator from a 4x4x512 map through
+    256-128-64, D_x 32 ... 512 down to 1x1, D_z 512, D_xz 1024."""
+    c = cls.default_config()
+    c.latent_dim = 512
+    c.encoder_convs = (64, 128, 256)
+    c.generator_base = 512
+    c.generator_convs = (256, 128, 64)
+    c.discriminator_convs = (32, 64, 128, 256, 512)
+    c.z_hidden = 512
+    c.joint_hidden = 1024
     return c
 
   @classmethod
