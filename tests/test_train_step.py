@@ -7,11 +7,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from ctfjax.train import example, sharding
 from ctfjax.train.state import PureModule, create_train_state, make_optimizer
-from ctfjax.train.step import make_eval_step, make_train_step
+from ctfjax.errors import UserError
+from ctfjax.train.config import microbatches_of
+from ctfjax.train.step import accumulate, make_eval_step, make_train_step
 
 
 def _mesh(n):
@@ -57,6 +60,69 @@ def test_two_devices_train_like_one():
                               rtol=1e-5, atol=1e-6)
   assert int(state2.step) == 5
   assert loss2[-1] < loss2[0]
+
+
+def test_microbatches_average_to_the_whole_batch_gradient_on_two_devices():
+  # A mean-over-examples loss: the mean of the slices' gradients is the
+  # gradient of the whole batch (the independent computation: jax.grad of
+  # the one-pass loss). Each slice is interleaved across both devices.
+  config = example.get_config()
+  task = example.make_task(config)
+  mesh = _mesh(2)
+  optimizer = make_optimizer(config.train)
+  batch = sharding.shard_batch(next(task.train_batches(0)), mesh)
+  states = {}
+  for k in (1, 4):
+    state = _init(mesh, jax.random.key(0), task.init, optimizer)
+    step_fn = make_train_step(task.loss, optimizer, mesh=mesh, microbatches=k)
+    for _ in range(3):
+      state, metrics = step_fn(state, batch)
+    states[k] = (jax.device_get(state.params), float(metrics["loss"]))
+  chex.assert_trees_all_close(states[1][0], states[4][0], rtol=1e-5,
+                              atol=1e-6)
+  np.testing.assert_allclose(states[1][1], states[4][1], rtol=1e-5)
+  # And the update really moved the parameters.
+  start = jax.device_get(_init(mesh, jax.random.key(0), task.init,
+                               optimizer).params)
+  assert not np.allclose(jax.tree.leaves(start)[0],
+                         jax.tree.leaves(states[4][0])[0])
+
+
+def test_microbatch_slices_interleave_and_fold_their_keys():
+  seen = []
+
+  def grads_fn(params, batch, rng):
+    seen.append((np.asarray(batch["i"]), rng))
+    return params, batch["i"].mean(), {"n": jnp.float32(batch["i"].size)}
+
+  rng = jax.random.key(5)
+  _, loss, metrics = accumulate(grads_fn, 3)(
+      {"w": jnp.ones(2)}, {"i": np.arange(6)}, rng)
+  assert [list(b) for b, _ in seen] == [[0, 3], [1, 4], [2, 5]]
+  for i, (_, key) in enumerate(seen):
+    np.testing.assert_array_equal(
+        jax.random.key_data(key),
+        jax.random.key_data(jax.random.fold_in(rng, i)))
+  assert float(loss) == 2.5 and float(metrics["n"]) == 2.0
+  with pytest.raises(ValueError, match="3 equal microbatches"):
+    accumulate(grads_fn, 3)({"w": jnp.ones(2)}, {"i": np.arange(7)}, rng)
+
+
+@pytest.mark.parametrize("batch, devices, micro, want", [
+    (64, 1, 0, 1), (64, 1, 16, 4), (64, 2, 16, 2), (16, 2, 16, 1),
+    (64, 1, 64, 1), (64, 1, 128, 1)])
+def test_microbatches_of_counts_slices_per_device(batch, devices, micro,
+                                                  want):
+  train = ml_collections.ConfigDict({"batch_size": batch,
+                                     "microbatch": micro})
+  assert microbatches_of(train, devices) == want
+
+
+def test_a_microbatch_that_does_not_divide_the_batch_is_a_user_error():
+  train = ml_collections.ConfigDict({"batch_size": 64, "microbatch": 24})
+  with pytest.raises(UserError,
+                     match=r"'train.microbatch' \(24\) must divide"):
+    microbatches_of(train, 1)
 
 
 def test_train_step_traces_once_and_folds_rng_from_step():

@@ -49,7 +49,7 @@ from ctfjax.errors import UserError
 from ctfjax.train import sharding
 from ctfjax.train.checkpoint import CHECKPOINT_DIR, Checkpoints
 from ctfjax.train.checkpoint import find_checkpoints
-from ctfjax.train.config import check_train_config
+from ctfjax.train.config import check_train_config, microbatches_of
 from ctfjax.train.metrics_log import MetricsLog, read_metrics
 from ctfjax.train.state import Params, TrainState, create_train_state
 from ctfjax.train.state import make_optimizer
@@ -262,6 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if train_cfg.batch_size % n_data:
     raise UserError(f"config key 'train.batch_size' ({train_cfg.batch_size}) "
                     f"must be divisible by the {n_data} data-parallel devices")
+  microbatches = microbatches_of(train_cfg, n_data)
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a folder")
@@ -288,7 +289,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     train_step = make_train_step(task.loss, optimizer, mesh=mesh,
                                  grads_fn=task.grads,
                                  update_extra=task.update_extra,
-                                 loss_takes_step=task.loss_takes_step)
+                                 loss_takes_step=task.loss_takes_step,
+                                 microbatches=microbatches)
     eval_step = None if task.eval is None else make_eval_step(
         task.eval, mesh=mesh, params_of=task.eval_params)
     batches = iter(task.train_batches(start) if start < total else ())
