@@ -1,0 +1,142 @@
+r"""Speed of every image mechanism beside its PyTorch peer, written as JSON.
+
+    python -m launch.benchmark_speed --out=runs/benchmark_speed.json
+    python -m launch.benchmark_speed --rows=cvae,ancm --rounds=3
+
+For each row of `launch.speed_rows` (cvae, ancm, hvae, gan, unet): the
+jitted training step and the counterfactual edit (abduction + prediction;
+DDIM sampling for the U-Net) in images/s, their compile seconds and the
+process's peak memory. Each `--microbatch` setting (`config.train
+.microbatch`: examples per forward/backward pass, 0 = whole batch) is
+measured in turn, `--rounds` times, alternating, so that a drift in the
+machine's load hits every setting alike; the summary gives each setting's
+median and range over rounds and its ratio to the peer's figure.
+
+The PyTorch figures (`speed_rows.PEERS`) were measured on this project's
+2-core CPU with PyTorch 2.13 and 2 threads; they are not re-measured here.
+Run on a quiet machine: the JSON records the load average beside each
+figure.
+"""
+
+import json
+import os
+import platform
+import statistics
+
+import jax
+from absl import flags
+
+from ctfjax.errors import UserError
+from launch import cli
+from launch import speed_rows
+from launch import timing
+
+flags.DEFINE_string("out", "runs/benchmark_speed.json", "JSON output.")
+flags.DEFINE_list("rows", ["cvae", "ancm", "hvae", "gan", "unet"],
+                  f"Rows to time, of {sorted(speed_rows.ROWS)}.")
+flags.DEFINE_list("microbatch", ["0", "16"], "config.train.microbatch "
+                  "settings to compare (0 = the whole batch in one pass).")
+flags.DEFINE_integer("rounds", 2, "Alternating rounds over the settings.")
+flags.DEFINE_integer("repeats", 10, "Timed calls per measurement of the "
+                     "cvae and ancm rows.")
+flags.DEFINE_integer("heavy_repeats", 2, "Timed calls per measurement of the "
+                     "hvae, gan and unet rows (seconds per call).")
+flags.DEFINE_integer("unet_sample_steps", 5, "DDIM levels timed for the "
+                     "U-Net's sampling rate (scaled to the peer's 50).")
+FLAGS = flags.FLAGS
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def measure(name: str, microbatch: int) -> dict:
+  if name == "unet":
+    return speed_rows.unet_row(FLAGS.heavy_repeats, microbatch,
+                               sample_steps=FLAGS.unet_sample_steps)
+  repeats = FLAGS.repeats if name in ("cvae", "ancm") else FLAGS.heavy_repeats
+  return speed_rows.ROWS[name](repeats, microbatch)
+
+
+def summarise(runs: list[dict]) -> dict:
+  """Median and range over rounds of one row under one setting, with the
+  ratio of the median to the peer's figure (its range's low end)."""
+  out = {"rounds": len(runs)}
+  for what in ("train", "edit"):
+    rates = [r[f"{what}_images_per_s"] for r in runs]
+    out[f"{what}_images_per_s"] = statistics.median(rates)
+    out[f"{what}_images_per_s_range"] = [min(rates), max(rates)]
+    out[f"compile_{what}_s"] = statistics.median(
+        r[f"compile_{what}_s"] for r in runs)
+  return out
+
+
+def main():
+  unknown = sorted(set(FLAGS.rows) - set(speed_rows.ROWS))
+  if unknown:
+    raise UserError(f"--rows: unknown {unknown}; choose from "
+                        f"{sorted(speed_rows.ROWS)}")
+  try:
+    settings = [int(m) for m in FLAGS.microbatch]
+  except ValueError:
+    raise UserError(f"--microbatch: integers, got {FLAGS.microbatch}"
+                        ) from None
+  if any(m < 0 for m in settings) or FLAGS.rounds < 1:
+    raise UserError("--microbatch values must be >= 0 and --rounds >= 1")
+  runs = {name: {m: [] for m in settings} for name in FLAGS.rows}
+  for r in range(FLAGS.rounds):
+    for name in FLAGS.rows:
+      for m in (settings if r % 2 == 0 else settings[::-1]):
+        row = measure(name, m)
+        row["round"] = r
+        runs[name][m].append(row)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                          for k, v in row.items()}), flush=True)
+  summary = []
+  for name in FLAGS.rows:
+    peer = speed_rows.PEERS.get(name)
+    for m in settings:
+      s = {"row": name, "model": runs[name][m][0]["model"],
+           "params": runs[name][m][0]["params"], "microbatch": m,
+           **summarise(runs[name][m])}
+      if peer:
+        s["peer_images_per_s"] = peer
+        for what in ("train", "edit"):
+          s[f"{what}_vs_peer"] = s[f"{what}_images_per_s"] / peer[what][0]
+      summary.append(s)
+  out = {"benchmark": "speed", "backend": jax.default_backend(),
+         "jax": jax.__version__, "cpu": _cpu_model(),
+         "cpus": os.cpu_count(), "machine": platform.machine(),
+         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+         "load_average_end": list(os.getloadavg()),
+         "summary": summary,
+         "runs": [row for name in FLAGS.rows for m in settings
+                  for row in runs[name][m]],
+         **timing.peak_memory()}
+  cli.write_json(FLAGS.out, out)
+  print(table(summary))
+
+
+def table(summary: list[dict]) -> str:
+  """The summary as the README's markdown table."""
+  lines = ["| model | microbatch | train img/s (range) | edit img/s (range) "
+           "| vs peer (train / edit) |", "| --- | --- | --- | --- | --- |"]
+  for s in summary:
+    rng = lambda w, s=s: "{:.1f} ({:.1f}-{:.1f})".format(
+        s[f"{w}_images_per_s"], *s[f"{w}_images_per_s_range"])
+    vs = (f"{s['train_vs_peer']:.2f}x / {s['edit_vs_peer']:.2f}x"
+          if "train_vs_peer" in s else "-")
+    lines.append(f"| {s['row']} | {s['microbatch'] or 'whole'} | "
+                 f"{rng('train')} | {rng('edit')} | {vs} |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,208 @@
+"""The models `launch.benchmark_speed` times, one function per row.
+
+Each function builds one model at the size of its published peer, times its
+jitted training step and its counterfactual edit with `launch.timing`, and
+returns a JSON-ready row. `microbatch` is `config.train.microbatch`: examples
+per forward/backward pass (0 = the whole batch in one pass).
+
+* `cvae`: seed 004's MorphoMNIST conditional VAE image mechanism (Appendix
+  A.2, Tables 7-8; 208k parameters), learned-sigma Gaussian likelihood,
+  AdamW(1e-3, b1 = b2 = 0.9, wd = 0.01), train batch 128, abduct + predict
+  at batch 256, as the published PyTorch code is timed.
+* `hvae`: seed 004's MorphoMNIST HVAE (`HVAE.accelerator_config()`, 2.04M
+  parameters), the same optimizer and batches.
+* `ancm`: the Colored MNIST VAE-ANCM of configs/ancm_colored_mnist_backdoor
+  .py, the very first-stage step `launch.train` runs (NCM likelihood, ELBO,
+  reader, faithfulness) at batch 64, and `ANCM.edit` at batch 256.
+* `gan`: the MorphoMNIST Deep-SCM GAN (configs/deepscm_morpho_mnist_gan.py)
+  at seed 004's widths (Tables 11-13: `GAN.accelerator_config()`), its
+  adversarial step (two parameter groups) at batch 128, `ANCM.edit` at 256.
+* `unet`: diffusers' `UNet2DModel` at the seed-003 peer's size
+  (`nn.unet.DIFFUSERS_BENCHMARK`, 6.48M parameters): epsilon-MSE step with
+  AdamW(1e-4) at batch 64, DDIM sampling at batch 64.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ctfjax import train
+from ctfjax.ancm import train as ancm_train
+from ctfjax.mechanisms import diffusion, gan, hvae, vae
+from ctfjax.nn import unet
+from ctfjax.train.config import microbatches_of
+from launch import timing
+
+# Published PyTorch figures on the project's 2-core CPU (PyTorch 2.13, two
+# threads), from the issues that asked for each model; images/s.
+PEERS = {
+    "cvae": {"train": (739, 832), "edit": (978, 978)},
+    "hvae": {"train": (70, 72), "edit": (120, 124)},
+    "unet": {"train": (13.7, 13.7), "edit": (0.91, 0.91)},
+}
+MORPHO_PARENTS = 12  # thickness, intensity, digit one-hot
+
+
+def _count(params) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def _slices(batch: int, microbatch: int) -> int:
+  """Slices per step on one device, as `launch.train` would cut them."""
+  return microbatches_of(ml_collections.ConfigDict(
+      {"batch_size": batch, "microbatch": microbatch}), 1)
+
+
+def _row(name, params, train_b, edit_b, compile_train, train_s,
+         compile_edit, edit_s, microbatch, **extra):
+  return {"model": name, "params": _count(params), "microbatch": microbatch,
+          "train_batch": train_b, "edit_batch": edit_b,
+          "compile_train_s": compile_train, "train_step_s": train_s,
+          "train_images_per_s": train_b / train_s,
+          "compile_edit_s": compile_edit, "edit_s": edit_s,
+          "edit_images_per_s": edit_b / edit_s,
+          "load_average": os.getloadavg()[0], **extra}
+
+
+def _mechanism(name, make, repeats, microbatch, train_b=128, edit_b=256):
+  """A seed-004 image mechanism alone: its loss's step and abduct+predict."""
+  module = train.PureModule(make)
+  loss = lambda p, batch, rng: (module.apply(
+      p, batch["x"], batch["pa"], rng, method="loss")[0]["loss"].mean(), {})
+  optimizer = optax.adamw(1e-3, b1=0.9, b2=0.9, weight_decay=0.01)
+  init = jax.jit(lambda key: train.create_train_state(key, module.init,
+                                                      optimizer))
+  state = init(jax.random.key(0))
+  params = jax.tree.map(jnp.copy, state.params)  # the step donates state
+  rng = np.random.default_rng(0)
+  data = lambda n: {
+      "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),
+      "pa": jnp.asarray(rng.random((n, MORPHO_PARENTS), np.float32))}
+  step = train.make_train_step(loss, optimizer,
+                               microbatches=_slices(train_b, microbatch))
+  compile_train, train_s = timing.timed_train(step, state, data(train_b),
+                                              repeats)
+  ebatch = data(edit_b)
+  pa_new = jnp.roll(ebatch["pa"], 1, axis=0)
+  edit = timing.abduct_predict(module)
+  compile_edit, edit_s = timing.timed(
+      lambda: edit(params, ebatch["x"], ebatch["pa"], pa_new), repeats)
+  return _row(name, params, train_b, edit_b, compile_train, train_s,
+              compile_edit, edit_s, microbatch)
+
+
+def cvae(repeats: int, microbatch: int) -> dict:
+  settings = vae.VAE.default_config()
+  settings.learned_sigma = True
+  settings.decoder_convs = ((32, 3), (32, 3), (16, 5))
+  return _mechanism("cvae_seed004_morphomnist", lambda rngs: vae.VAE.create(
+      (32, 32, 1), MORPHO_PARENTS, settings, rngs=rngs), repeats, microbatch)
+
+
+def hvae_row(repeats: int, microbatch: int) -> dict:
+  settings = hvae.HVAE.accelerator_config()
+  return _mechanism("hvae_seed004_morphomnist", lambda rngs: hvae.HVAE.create(
+      (32, 32, 1), MORPHO_PARENTS, settings, rngs=rngs), repeats, microbatch)
+
+
+def _config_row(name, config, repeats, microbatch, train_b, edit_b, do):
+  """The first training stage of an ANCM-family config, as `launch.train`
+  runs it (without a mesh), and `ANCM.edit` under `do(labels)`."""
+  with config.unlocked():
+    config.train.batch_size = train_b
+    config.train.microbatch = microbatch
+  model = ancm_train.model_of(config)
+  ds = ancm_train.load_split(config, "train", max(train_b, edit_b))
+  batch = {k: jnp.asarray(ds[k][:train_b]) for k in ds}
+  task = ancm_train.make_task(config, model, ds)
+  step = train.make_train_step(
+      task.loss, task.optimizer, grads_fn=task.grads,
+      microbatches=microbatches_of(config.train, 1))
+  state = train.create_train_state(jax.random.key(0), task.init,
+                                   task.optimizer)
+  params = jax.tree.map(jnp.copy, state.params)  # the step donates state
+  compile_train, train_s = timing.timed_train(step, state, batch, repeats)
+  images = ds["image"][:edit_b]
+  labels = {k: ds[k][:edit_b] for k in model.order}
+  edit = lambda: model.edit(params, images, do(labels), jax.random.key(1),
+                            num_samples=1, labels=labels)["image"]
+  compile_edit, edit_s = timing.timed(edit, repeats)
+  return _row(name, params, train_b, edit_b, compile_train, train_s,
+              compile_edit, edit_s, microbatch,
+              image_shape=list(model.image_shape))
+
+
+def ancm(repeats: int, microbatch: int) -> dict:
+  from configs import ancm_colored_mnist_backdoor  # pylint: disable=g-import-not-at-top
+  return _config_row("ancm_colored_mnist",
+                     ancm_colored_mnist_backdoor.get_config(), repeats,
+                     microbatch, 64, 256, lambda v: {"C": 1 - v["C"]})
+
+
+def gan_row(repeats: int, microbatch: int) -> dict:
+  from configs import deepscm_morpho_mnist_gan  # pylint: disable=g-import-not-at-top
+  config = deepscm_morpho_mnist_gan.get_config()
+  with config.unlocked():
+    config.model.image.gan.update(gan.GAN.accelerator_config())
+  return _config_row("gan_seed004_morphomnist", config, repeats, microbatch,
+                     128, 256, lambda v: {"thickness": v["thickness"] + 1.0})
+
+
+def unet_row(repeats: int, microbatch: int, train_b: int = 64,
+             sample_b: int = 64, sample_steps: int = 50,
+             sample_repeats: int = 1) -> dict:
+  """The diffusers-size U-Net: train step, and DDIM sampling as the edit
+  (`sample_steps` levels; the rate is scaled to the peer's 50 levels, since
+  each level is one U-Net pass)."""
+  module = train.PureModule(lambda rngs: unet.UNet(
+      3, 3, rngs=rngs, **unet.DIFFUSERS_BENCHMARK))
+  abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)
+
+  def loss(params, batch, rng):
+    k_t, k_eps = jax.random.split(rng)
+    x0 = batch["x"]
+    t = jax.random.randint(k_t, x0.shape[:1], 0, 1000)
+    noise = jax.random.normal(k_eps, x0.shape)
+    x_t = diffusion.q_sample(x0, t, noise, abar)
+    pred = module.apply(params, x_t, t, labels=batch["label"])
+    return jnp.mean(jnp.square(noise - pred)), {}
+
+  optimizer = optax.adamw(1e-4)
+  init = jax.jit(lambda key: train.create_train_state(key, module.init,
+                                                      optimizer))
+  state = init(jax.random.key(0))
+  params = jax.tree.map(jnp.copy, state.params)  # the step donates state
+  rng = np.random.default_rng(0)
+  batch = {"x": jnp.asarray(rng.uniform(-1, 1, (train_b, 32, 32, 3)),
+                            jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 40, train_b))}
+  step = train.make_train_step(loss, optimizer,
+                               microbatches=_slices(train_b, microbatch))
+  compile_train, train_s = timing.timed_train(step, state, batch, repeats)
+
+  @jax.jit
+  def sample(params, x_t, labels):
+    net = module.merge(params)
+    return diffusion.ddim_sample(lambda x, t: net(x, t, labels=labels), x_t,
+                                 abar, sample_steps)
+
+  x_t = jax.random.normal(jax.random.key(1), (sample_b, 32, 32, 3))
+  labels = jnp.arange(sample_b) % 40
+  compile_edit, edit_s = timing.timed(lambda: sample(params, x_t, labels),
+                                      sample_repeats)
+  # Seconds for the peer's 50 levels: one U-Net pass per level.
+  edit_50 = edit_s * 50 / sample_steps
+  return _row("unet_diffusers_UNet2DModel_64_128_128", params, train_b,
+              sample_b, compile_train, train_s, compile_edit, edit_50,
+              microbatch, sample_steps_timed=sample_steps,
+              edit="DDIM sampling, 50 levels")
+
+
+ROWS = {"cvae": cvae, "ancm": ancm, "hvae": hvae_row, "gan": gan_row,
+        "unet": unet_row}
