@@ -21,7 +21,6 @@ figure.
 import json
 import os
 import platform
-import statistics
 
 import jax
 from absl import flags
@@ -65,19 +64,6 @@ def measure(name: str, microbatch: int) -> dict:
   return speed_rows.ROWS[name](repeats, microbatch)
 
 
-def summarise(runs: list[dict]) -> dict:
-  """Median and range over rounds of one row under one setting, with the
-  ratio of the median to the peer's figure (its range's low end)."""
-  out = {"rounds": len(runs)}
-  for what in ("train", "edit"):
-    rates = [r[f"{what}_images_per_s"] for r in runs]
-    out[f"{what}_images_per_s"] = statistics.median(rates)
-    out[f"{what}_images_per_s_range"] = [min(rates), max(rates)]
-    out[f"compile_{what}_s"] = statistics.median(
-        r[f"compile_{what}_s"] for r in runs)
-  return out
-
-
 def main():
   unknown = sorted(set(FLAGS.rows) - set(speed_rows.ROWS))
   if unknown:
@@ -105,7 +91,7 @@ def main():
     for m in settings:
       s = {"row": name, "model": runs[name][m][0]["model"],
            "params": runs[name][m][0]["params"], "microbatch": m,
-           **summarise(runs[name][m])}
+           **speed_rows.summarise(runs[name][m])}
       if peer:
         s["peer_images_per_s"] = peer
         for what in ("train", "edit"):
@@ -121,21 +107,7 @@ def main():
                   for row in runs[name][m]],
          **timing.peak_memory()}
   cli.write_json(FLAGS.out, out)
-  print(table(summary))
-
-
-def table(summary: list[dict]) -> str:
-  """The summary as the README's markdown table."""
-  lines = ["| model | microbatch | train img/s (range) | edit img/s (range) "
-           "| vs peer (train / edit) |", "| --- | --- | --- | --- | --- |"]
-  for s in summary:
-    rng = lambda w, s=s: "{:.1f} ({:.1f}-{:.1f})".format(
-        s[f"{w}_images_per_s"], *s[f"{w}_images_per_s_range"])
-    vs = (f"{s['train_vs_peer']:.2f}x / {s['edit_vs_peer']:.2f}x"
-          if "train_vs_peer" in s else "-")
-    lines.append(f"| {s['row']} | {s['microbatch'] or 'whole'} | "
-                 f"{rng('train')} | {rng('edit')} | {vs} |")
-  return "\n".join(lines)
+  print(speed_rows.table(summary))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,15 @@ per forward/backward pass (0 = the whole batch in one pass).
 * `unet`: diffusers' `UNet2DModel` at the seed-003 peer's size
   (`nn.unet.DIFFUSERS_BENCHMARK`, 6.48M parameters): epsilon-MSE step with
   AdamW(1e-4) at batch 64, DDIM sampling at batch 64.
+
+`summarise` and `table` turn the rounds into the benchmark's summary and
+the README's table.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -202,6 +206,33 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
               sample_b, compile_train, train_s, compile_edit, edit_50,
               microbatch, sample_steps_timed=sample_steps,
               edit="DDIM sampling, 50 levels")
+
+
+def summarise(runs: list[dict]) -> dict:
+  """Median and range over rounds of one row's measurements under one
+  setting (the rows' dicts above), and the median compile seconds."""
+  out = {"rounds": len(runs)}
+  for what in ("train", "edit"):
+    rates = [r[f"{what}_images_per_s"] for r in runs]
+    out[f"{what}_images_per_s"] = statistics.median(rates)
+    out[f"{what}_images_per_s_range"] = [min(rates), max(rates)]
+    out[f"compile_{what}_s"] = statistics.median(
+        r[f"compile_{what}_s"] for r in runs)
+  return out
+
+
+def table(summary: list[dict]) -> str:
+  """The summary as the README's markdown table."""
+  lines = ["| model | microbatch | train img/s (range) | edit img/s (range) "
+           "| vs peer (train / edit) |", "| --- | --- | --- | --- | --- |"]
+  for s in summary:
+    rng = lambda w, s=s: "{:.1f} ({:.1f}-{:.1f})".format(
+        s[f"{w}_images_per_s"], *s[f"{w}_images_per_s_range"])
+    vs = (f"{s['train_vs_peer']:.2f}x / {s['edit_vs_peer']:.2f}x"
+          if "train_vs_peer" in s else "-")
+    lines.append(f"| {s['row']} | {s['microbatch'] or 'whole'} | "
+                 f"{rng('train')} | {rng('edit')} | {vs} |")
+  return "\n".join(lines)
 
 
 ROWS = {"cvae": cvae, "ancm": ancm, "hvae": hvae_row, "gan": gan_row,

@@ -1,12 +1,13 @@
 """The speed benchmark's bookkeeping: medians, ranges and peer ratios over
-alternating rounds, the README table, and its one-line errors."""
+alternating rounds, the README table (`launch.speed_rows`, which defines no
+flags), and the launcher's one-line errors (in a subprocess, so that its
+flags never meet another launcher's in one test process)."""
 
 import subprocess
 import sys
 
 import pytest
 
-from launch import benchmark_speed
 from launch import speed_rows
 
 
@@ -16,7 +17,7 @@ def _run(train, edit, compile_s=1.0):
 
 
 def test_summary_is_the_median_and_range_over_rounds():
-  s = benchmark_speed.summarise([_run(100.0, 10.0, 3.0), _run(300.0, 30.0),
+  s = speed_rows.summarise([_run(100.0, 10.0, 3.0), _run(300.0, 30.0),
                                  _run(200.0, 20.0, 2.0)])
   assert s["rounds"] == 3
   assert s["train_images_per_s"] == 200.0
@@ -26,14 +27,14 @@ def test_summary_is_the_median_and_range_over_rounds():
 
 
 def test_table_gives_each_setting_and_its_ratio_to_the_peer():
-  s = {"row": "cvae", "microbatch": 16, **benchmark_speed.summarise(
+  s = {"row": "cvae", "microbatch": 16, **speed_rows.summarise(
       [_run(1478.0, 1956.0)])}
   peer = speed_rows.PEERS["cvae"]
   s["train_vs_peer"] = s["train_images_per_s"] / peer["train"][0]
   s["edit_vs_peer"] = s["edit_images_per_s"] / peer["edit"][0]
-  lines = benchmark_speed.table(
+  lines = speed_rows.table(
       [s, {"row": "gan", "microbatch": 0,
-           **benchmark_speed.summarise([_run(40.0, 240.0)])}]).splitlines()
+           **speed_rows.summarise([_run(40.0, 240.0)])}]).splitlines()
   # 1478 / 739 = 2.00x, 1956 / 978 = 2.00x; no peer figure for the GAN.
   assert lines[2] == ("| cvae | 16 | 1478.0 (1478.0-1478.0) | "
                       "1956.0 (1956.0-1956.0) | 2.00x / 2.00x |")
