@@ -146,6 +146,55 @@ def _build(config):
   return model, params
 
 
+def test_dropout_keeps_the_mean_and_drops_its_rate():
+  x = jnp.ones((200_000,))
+  out = np.asarray(gan.dropout(x, 0.3, jax.random.key(0)))
+  assert set(np.unique(out)) == {0.0, np.float32(1 / 0.7)}
+  assert abs((out == 0).mean() - 0.3) < 0.005  # sd 0.001
+  assert abs(out.mean() - 1.0) < 0.01
+  # Off without a key or at rate 0.
+  np.testing.assert_array_equal(gan.dropout(x, 0.3, None), x)
+  np.testing.assert_array_equal(gan.dropout(x, 0.0, jax.random.key(0)), x)
+
+
+def test_discriminator_drops_out_only_when_given_a_key():
+  config = tiny_config().model.image.gan
+  assert config.discriminator_dropout > 0
+  g = gan.GAN.create((32, 32, 3), 6, config, rngs=nnx.Rngs(0))
+  images = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3))
+  z = jax.random.normal(jax.random.key(2), (4, 4))
+  cond = jax.random.normal(jax.random.key(3), (4, 6))
+  d = g.discriminator
+  plain = d(images, z, cond)
+  np.testing.assert_array_equal(plain, d(images, z, cond))
+  a = d(images, z, cond, jax.random.key(4))
+  assert not np.allclose(a, plain)
+  assert not np.allclose(a, d(images, z, cond, jax.random.key(5)))
+  np.testing.assert_array_equal(a, d(images, z, cond, jax.random.key(4)))
+
+
+def test_pixel_norm_gives_each_position_unit_rms():
+  x = np.random.RandomState(0).normal(size=(2, 3, 3, 5)) * [1, 10, 0.1, 3, 7]
+  x = x.astype(np.float32)
+  out = np.asarray(gan.pixel_norm(jnp.asarray(x)))
+  by_hand = x / np.sqrt(np.mean(np.float64(x) ** 2, -1, keepdims=True))
+  np.testing.assert_allclose(out, by_hand, rtol=1e-5)
+  # The generator applies it after each hidden layer when asked: at
+  # initialisation (zero biases, LReLU positively homogeneous) its image is
+  # then the same for z and 1000 z; without it the sigmoid saturates.
+  config = tiny_config().model.image.gan
+  cond = jnp.zeros((3, 6))
+  z = jax.random.normal(jax.random.key(0), (3, 4))
+  g = gan.GAN.create((32, 32, 3), 6, config, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(g.generator(z, cond),
+                             g.generator(1000.0 * z, cond), atol=1e-5)
+  assert not np.allclose(g.generator(z, cond), g.generator(-z, cond))
+  config.pixel_norm = False
+  g = gan.GAN.create((32, 32, 3), 6, config, rngs=nnx.Rngs(0))
+  assert not np.allclose(g.generator(z, cond),
+                         g.generator(1000.0 * z, cond), atol=1e-3)
+
+
 def test_mechanism_loss_is_the_cross_entropy_of_its_discriminator():
   config = tiny_config().model.image.gan
   create = lambda: gan.GAN.create((32, 32, 3), 6, config, rngs=nnx.Rngs(0))
@@ -159,10 +208,12 @@ def test_mechanism_loss_is_the_cross_entropy_of_its_discriminator():
   def forward(p):
     g = nnx.merge(graph, p)
     losses, metrics = g.loss(images, cond, rng, gan.GAN_STAGE, None)
-    # The pairs the loss must score, by hand.
+    # The pairs the loss must score, by hand, each through its own
+    # dropout draw.
     z = jax.random.normal(rng, (8, 4))
-    real = g.discriminator(images, g.encoder(images, cond), cond)
-    fake = g.discriminator(g.generator(z, cond), z, cond)
+    drop_real, drop_fake = jax.random.split(jax.random.fold_in(rng, 1))
+    real = g.discriminator(images, g.encoder(images, cond), cond, drop_real)
+    fake = g.discriminator(g.generator(z, cond), z, cond, drop_fake)
     return losses, metrics, real, fake
 
   losses, metrics, real, fake = forward(state)
