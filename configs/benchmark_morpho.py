@@ -38,11 +38,11 @@ from ctfjax.train import base_eval_config
 
 STEPS = 1500  # CPU training steps of each model (batch 64).
 HVAE_STEPS = 600  # The HVAE's (configs/deepscm_morpho_mnist_hvae.py).
-GAN_STEPS = 600  # Adversarial steps of both GAN rows.
-CYCLIC_STEPS = 300  # Cyclic fine-tuning steps of "GAN fine-tuned".
-# Adam 2e-4 (seed: 1e-4): at the GAN config's 5e-4 and batch 64 the
-# discriminator collapsed at step 400 (its loss 0.00075, the guard's stop).
-GAN = {"finetune_steps": 0, "learning_rate": 2e-4}
+GAN_STEPS = 1500  # Adversarial steps of both GAN rows (as the VAEs').
+CYCLIC_STEPS = 500  # Cyclic fine-tuning steps of "GAN fine-tuned".
+# As configs/deepscm_morpho_mnist_gan.py: Adam 5e-4 (seed: 1e-4), then the
+# cyclic stage at 1e-3.
+GAN = {"finetune_steps": 0, "learning_rate": 5e-4}
 
 # Seed 004's published numbers on MorphoMNIST, by the paper's row label.
 # composition (Table 1): (1 cycle, 10 cycles) of l1 in image space, l1 of
