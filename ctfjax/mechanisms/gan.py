@@ -158,8 +158,8 @@ class Discriminator(nnx.Module):
   image with the parents as channels), D_z (an MLP on z) and D_xz (an MLP
   on both), all LReLU(0.1), with dropout of rate `dropout` on the input of
   every layer when called with an `rng` (the seed's D drops 0.2-0.5 of its
-  inputs: without it D tells real from generated pairs within a few hundred
-  steps at CPU batch sizes and G learns nothing)."""
+  inputs). Dropout alone did not stop D from winning at CPU budgets; the
+  generator's pixel norm did (see the module doc)."""
 
   def __init__(self, image_shape, cond_dim, latent_dim, convs, z_hidden,
                joint_hidden, *, rngs, dropout: float = 0.0):
