@@ -24,6 +24,7 @@ from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from ctfjax.ancm.model import to_uint8
 from ctfjax.mechanisms import gan
+from ctfjax.mechanisms.base import MechanismError
 from ctfjax.train import Checkpoints, TrainingDivergedError, apply_overrides
 from ctfjax.train import example, read_metrics
 from configs import ancm_gan_colored_mnist
@@ -176,6 +177,17 @@ def test_discriminator_drops_out_only_when_given_a_key():
   assert not np.allclose(a, plain)
   assert not np.allclose(a, d(images, z, cond, jax.random.key(5)))
   np.testing.assert_array_equal(a, d(images, z, cond, jax.random.key(4)))
+
+
+def test_a_dropout_rate_outside_0_1_is_a_one_line_config_error():
+  config = tiny_config().model.image.gan
+  for rate in (1.0, -0.1):
+    config.discriminator_dropout = rate
+    with pytest.raises(MechanismError) as info:
+      gan.GAN.create((32, 32, 3), 6, config, rngs=nnx.Rngs(0))
+    assert str(info.value) == (
+        "model.image.gan.discriminator_dropout must be in [0, 1), got "
+        f"{rate}")
 
 
 def test_pixel_norm_gives_each_position_unit_rms():

@@ -59,7 +59,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ctfjax.mechanisms.base import Group, Stage
+from ctfjax.mechanisms.base import Group, MechanismError, Stage
 from ctfjax.nn.conv import transpose_conv2x
 
 GAN_STAGE = "gan"
@@ -313,6 +313,9 @@ class GAN(nnx.Module):
   @classmethod
   def create(cls, image_shape: Sequence[int], cond_dim: int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> GAN:
+    if not 0.0 <= config.discriminator_dropout < 1.0:
+      raise MechanismError("model.image.gan.discriminator_dropout must be in "
+                           f"[0, 1), got {config.discriminator_dropout}")
     return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,
                encoder_convs=tuple(config.encoder_convs),
                generator_base=config.generator_base,
