@@ -39,7 +39,7 @@ from ctfjax.train import base_eval_config
 STEPS = 1500  # CPU training steps of each model (batch 64).
 HVAE_STEPS = 600  # The HVAE's (configs/deepscm_morpho_mnist_hvae.py).
 GAN_STEPS = 1500  # Adversarial steps of both GAN rows (as the VAEs').
-CYCLIC_STEPS = 500  # Cyclic fine-tuning steps of "GAN fine-tuned".
+CYCLIC_STEPS = 1500  # Cyclic fine-tuning steps of "GAN fine-tuned".
 # As configs/deepscm_morpho_mnist_gan.py: Adam 5e-4 (seed: 1e-4), then the
 # cyclic stage at 1e-3.
 GAN = {"finetune_steps": 0, "learning_rate": 5e-4}

@@ -41,6 +41,7 @@ def tiny_config(finetune_steps=0):
   g = config.model.image.gan
   g.latent_dim = 4
   g.encoder_convs = (8, 8)
+  g.encoder_hidden = 8
   g.generator_base = 8
   g.generator_convs = (8, 8)
   g.discriminator_convs = (8, 8)
@@ -48,7 +49,9 @@ def tiny_config(finetune_steps=0):
   g.joint_hidden = 16
   g.learning_rate = 2e-3
   g.finetune_steps = finetune_steps
-  g.finetune_learning_rate = 1e-3
+  g.finetune_learning_rate = 3e-3  # its cosine decay halves the mean rate
+  g.latent_weight = 1.0  # all three cyclic terms, so the tests see each
+  g.embed_weight = 1.0
   g.collapse_loss = 0.0
   config.train.steps = 2
   config.train.log_every = 1
@@ -303,6 +306,53 @@ def test_stages_and_guard_from_config():
   guard = gan.collapse_guard(0.01)
   assert guard({"loss_discriminator": 0.5}) is None
   assert "discriminator collapse" in guard({"loss_discriminator": 0.001})
+
+
+def test_cyclic_stage_decays_its_learning_rate_along_a_cosine():
+  """With a constant gradient, Adam's update is -lr(t) (m / sqrt(v) = 1):
+  the cyclic group's steps follow lr0 (1 + cos(pi t / T)) / 2."""
+  config = deepscm_morpho_mnist_gan.get_config()
+  with config.unlocked():
+    config.model.image.gan.finetune_steps = 8
+    config.model.image.gan.finetune_learning_rate = 1e-3
+  stage = gan.GAN.stages(config.model.image.gan, 10)[1]
+  assert [g.name for g in stage.groups] == ["cyclic"]
+  opt = stage.groups[0].optimizer(config.train)
+  params = jnp.zeros(3)
+  state = opt.init(params)
+  got = []
+  for _ in range(8):
+    updates, state = opt.update(jnp.ones(3), state, params)
+    got.append(float(updates[0]))
+  want = [-1e-3 * (1 + np.cos(np.pi * t / 8)) / 2 for t in range(8)]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+
+
+def test_encoder_hidden_layer_from_config():
+  config = deepscm_morpho_mnist_gan.get_config().model.image.gan
+  with config.unlocked():
+    config.encoder_hidden = 0
+  bare = gan.GAN.create((32, 32, 1), 5, config, rngs=nnx.Rngs(0))
+  assert bare.encoder.hidden is None
+  with config.unlocked():
+    config.encoder_hidden = 24
+  deep = gan.GAN.create((32, 32, 1), 5, config, rngs=nnx.Rngs(0))
+  assert deep.encoder.hidden.kernel.get_value().shape[-1] == 24
+  x, cond = jnp.ones((2, 32, 32, 1)), jnp.zeros((2, 5))
+  assert deep.encoder(x, cond).shape == (2, config.latent_dim)
+  # The embedding term needs the ANCM's frozen reader; without it the
+  # cyclic loss says so instead of leaving the term out.
+  with pytest.raises(ValueError, match="embedding term"):
+    deep.loss(x, cond, jax.random.key(0), stage=gan.CYCLIC_STAGE)
+  with config.unlocked():
+    config.embed_weight = 0.0
+  plain = gan.GAN.create((32, 32, 1), 5, config, rngs=nnx.Rngs(0))
+  losses, metrics = plain.loss(x, cond, jax.random.key(0),
+                               stage=gan.CYCLIC_STAGE)
+  want = np.abs(np.asarray(x) - np.asarray(
+      plain.predict(cond, plain.abduct(x, cond)))).reshape(2, -1).mean(-1)
+  np.testing.assert_allclose(losses[gan.CYCLIC] / (32 * 32), want,
+                             rtol=1e-5)
 
 
 def test_a_fixed_seed_reproduces_the_run(runs):
