@@ -3,6 +3,10 @@ r"""Diffusion mechanism benchmarks: null-edit L1 against DDIM steps, and speed.
     python -m launch.benchmark_diffusion --workdir=runs/diffusion_frontdoor \
         --out=runs/diffusion_frontdoor/benchmark_diffusion.json
 
+The workdir is a trained run whose abduction is DDIM inversion: the
+diffusion mechanism or the two-stage VAE + DDPM (whose null edit also goes
+through its VAE).
+
 The null edit, written to JSON (the U-Net's speed beside the diffusers peer
 is the `unet` row of `launch.benchmark_speed`): test images are inverted
 by deterministic DDIM under their true features and regenerated under the
@@ -28,7 +32,8 @@ from ctfjax.report import figures
 from launch import cli
 
 flags.DEFINE_string("out", "runs/benchmark_diffusion.json", "JSON output.")
-flags.DEFINE_string("workdir", None, "A trained run of a diffusion config.")
+flags.DEFINE_string("workdir", None, "A trained run of a diffusion or "
+                    "vae_ddpm config.")
 flags.DEFINE_list("null_steps", ["10", "20", "50", "100"],
                   "DDIM steps of the null-edit sweep.")
 flags.DEFINE_integer("null_images", 32, "Test images of the null edit.")
@@ -42,12 +47,15 @@ flags.DEFINE_integer("sample_steps", 50, "DDIM steps (peer: 50; fewer "
                      "are extrapolated to 50, and marked so).")
 FLAGS = flags.FLAGS
 
+# Image kinds whose abduction is DDIM inversion (sampler settings `steps`).
+INVERTIBLE = ("diffusion", "vae_ddpm")
+
 def null_edit(workdir, steps_list, n):
   """Mean L1 (0-255) of invert-then-regenerate under the true features."""
   config, model, params = ancm_train.load(workdir)
-  if model.image_kind != "diffusion":
-    raise UserError(f"{workdir} is a {model.image_kind!r} run, not a "
-                        "diffusion one")
+  if model.image_kind not in INVERTIBLE:
+    raise UserError(f"{workdir} is a {model.image_kind!r} run; its "
+                    f"abduction is no DDIM inversion ({', '.join(INVERTIBLE)})")
   ds = ancm_train.load_split(config, "test", n)
   images = ds["image"][:n]
   labels = {k: ds[k][:n] for k in model.order}
@@ -89,7 +97,7 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
   captions = [[" ".join(f"{k}={int(sub[k][i])}" for k in model.order)]
               + [""] * (len(cols) - 1) for i in range(r)]
   figures.edits_figure([figures.EditBlock(
-      "diffusion ANCM (DDIM inversion)", np.stack(cols, 1), captions,
+      f"{model.image_kind} ANCM (DDIM inversion)", np.stack(cols, 1), captions,
       names)], path, title="null edits and single-feature edits")
 
 

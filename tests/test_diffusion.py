@@ -8,6 +8,10 @@ then the Euler discretisation of the probability-flow ODE, whose exact flow
 maps x at level a to sqrt(a') mu + sqrt(v(a') / v(a)) (x - sqrt(a) mu).
 """
 
+import json
+import subprocess
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -19,11 +23,12 @@ from flax import nnx
 from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm.model import to_uint8
 from ctfjax.mechanisms import MechanismError
 from ctfjax.mechanisms import diffusion
 from ctfjax.nn import unet
 from ctfjax.train import metrics_log
-from test_ancm import tiny_config
+from test_ancm import ENV, tiny_config
 
 MU, S = 0.3, 0.5  # The Gaussian data distribution of the closed forms.
 TINY_UNET = {"channels": (8, 16), "layers_per_block": 1,
@@ -332,3 +337,50 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   logged = set().union(*metrics_log.read_metrics(
       workdir / metrics_log.METRICS_FILE))
   assert "train/faithful_nll" in logged
+  # launch.benchmark_diffusion's null edit of this run: its L1 per step
+  # count is the invert-then-regenerate computed here, and --grid draws.
+  out, grid = tmp_path / "null.json", tmp_path / "grid.png"
+  res = subprocess.run(
+      [sys.executable, "-m", "launch.benchmark_diffusion",
+       f"--workdir={workdir}", f"--out={out}", "--null_steps=2,3",
+       "--null_images=4", f"--grid={grid}", "--grid_rows=2"],
+      capture_output=True, text=True, env=ENV, timeout=600)
+  assert res.returncode == 0, res.stderr
+  rows = json.loads(out.read_text())["null_edit"]
+  assert [r["steps"] for r in rows] == [2, 3]
+  test = ancm_train.load_split(config, "test", 4)
+  test_labels = {k: test[k][:4] for k in model.order}
+  for row in rows:
+    sampler = {"steps": row["steps"], "eta": 0.0}
+    u = model.abduct_image(last, test["image"][:4], test_labels,
+                           jax.random.key(0), sampler)
+    again = np.asarray(model.predict_image(last, test_labels, u,
+                                           jax.random.key(1), sampler))
+    want = np.abs(np.asarray(to_uint8(again), np.float64)
+                  - test["image"][:4]).mean()
+    np.testing.assert_allclose(row["l1_255"], want, rtol=1e-3)
+  assert grid.stat().st_size > 0
+
+
+def test_two_stage_comparison_adds_only_the_refiner_to_the_quickstart_vae():
+  """configs/compare_two_stage.py compares like with like: its VAE-ANCM is
+  the quickstart's model, and the two-stage row's first stage trains the
+  same VAE for as many steps before its refiner's REFINER_STEPS."""
+  from configs import compare_two_stage
+  from configs import quickstart
+  from ctfjax.evaluate import job
+
+  config = compare_two_stage.get_config()
+  plain = job.model_config(config, "ancm_vae")
+  want = job.model_config(quickstart.get_config(), "ancm_vae")
+  for section in ("data", "model", "train"):
+    assert plain[section].to_dict() == want[section].to_dict(), section
+  two = job.model_config(config, "vae_ddpm")
+  assert two.model.image.kind == "vae_ddpm"
+  assert (two.model.image.vae_ddpm.vae.to_dict()
+          == plain.model.image.vae.to_dict())
+  assert two.model.graph == plain.model.graph
+  assert two.train.to_dict() == plain.train.to_dict()
+  model = ancm_train.model_of(two)
+  assert [(s.name, s.steps) for s in model.stages] == [
+      ("vae", plain.train.steps), ("refiner", compare_two_stage.REFINER_STEPS)]

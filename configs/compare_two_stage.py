@@ -1,0 +1,40 @@
+r"""The two-stage ANCM (VAE + DDPM refiner) beside the VAE-ANCM.
+
+    python -m launch.run --config=configs/compare_two_stage.py \
+        --workdir=runs/compare_two_stage
+
+Pan & Bareinboim's refinement (ctfjax/mechanisms/vae_ddpm.py) against the
+plain VAE-ANCM on backdoor Colored MNIST with bars, both under the true
+diagram and the quickstart's settings (configs/quickstart.py: bundled
+digits, batch 32, 1,500 VAE steps, the same VAE widths), so the row
+"ancm_vae" is the quickstart's own model and the row "vae_ddpm" adds
+`REFINER_STEPS` steps of a small U-Net refiner (32, 64 channels,
+attention at 16x16, 20 DDIM levels) on top of its own VAE stage. The
+report compares ctf-consistency, the L1 to the true counterfactual image
+and FD[latent_vae] (report.md, edits.png). On an accelerator: raise
+train.steps and the refiner's sizes (configs/ancm_vae_ddpm_colored_mnist_
+frontdoor.py's docstring).
+"""
+
+import ml_collections
+
+from configs import quickstart
+
+REFINER_STEPS = 1500  # Refiner training steps (batch 32) after the VAE.
+VAE_WIDTHS = ((24, 3), (24, 3), (16, 3))  # The quickstart's VAE decoder.
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = quickstart.get_config()
+  refiner_fraction = REFINER_STEPS / config.train.steps
+  config.run.variants = ml_collections.ConfigDict()
+  config.run.variants.vae_ddpm = ml_collections.ConfigDict({
+      "diagram": "ancm_vae",
+      "overrides": {"model": {"image": {"kind": "vae_ddpm", "vae_ddpm": {
+          "vae": {"decoder_convs": VAE_WIDTHS},
+          "refiner": {"channels": (32, 64), "attention": (False, False),
+                      "mid_attention": False, "groups": 8},
+          "refiner_fraction": refiner_fraction,
+          "sampler": {"steps": 20}}}}}})
+  config.run.models = ("ancm_vae", "vae_ddpm")
+  return config
