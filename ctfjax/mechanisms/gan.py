@@ -239,13 +239,13 @@ class GAN(nnx.Module):
   SAMPLER = {}
 
   def __init__(self, image_shape, cond_dim: int, latent_dim: int = 32, *,
-               rngs: nnx.Rngs, encoder_convs=(32, 64, 64),
-               encoder_hidden: int = 0, generator_base: int = 64,
+               rngs: nnx.Rngs, encoder_convs=(64, 128, 128),
+               encoder_hidden: int = 512, generator_base: int = 64,
                generator_convs=(64, 32, 16),
                discriminator_convs=(32, 64, 64), z_hidden: int = 128,
-               joint_hidden: int = 256, discriminator_dropout: float = 0.0,
-               pixel_norm: bool = True, latent_weight: float = 1.0,
-               embed_weight: float = 1.0):
+               joint_hidden: int = 256, discriminator_dropout: float = 0.2,
+               pixel_norm: bool = True, latent_weight: float = 0.0,
+               embed_weight: float = 0.1):
     self.image_shape = tuple(image_shape)
     self.latent_dim = latent_dim
     self.latent_weight = latent_weight
