@@ -58,8 +58,37 @@ def tiny():
   return build(tiny_settings())
 
 
+def perturbed(state, scale=0.05):
+  """Every weight moved by scale * N(0, 1): the init zeroes the prior's and
+  the posterior's heads, so that both start at N(0, I)."""
+  return jax.tree.map(
+      lambda x: x + scale * jax.random.normal(jax.random.key(3), x.shape),
+      state)
+
+
+def test_prior_and_posterior_start_at_the_standard_normal(tiny):
+  """At initialisation q(z_i | ...) = p(z_i | ...) = N(0, I) at every
+  level, whatever the image and the features: the ELBO's KL starts at 0."""
+  graph, state = tiny
+  images, cond = data()
+
+  @jax.jit
+  def run(state):
+    m = nnx.merge(graph, state)
+    _, _, stats = m._posterior(images, cond, jax.random.key(2))
+    return stats, m.kl_per_level(stats)
+
+  stats, kls = run(state)
+  for s in stats:
+    for key in ("q_loc", "q_logscale", "p_loc", "p_logscale"):
+      np.testing.assert_array_equal(s[key], 0.0)
+  for kl in kls:
+    np.testing.assert_array_equal(kl, 0.0)
+
+
 def test_latent_shapes_and_kl_of_each_level(tiny):
   graph, state = tiny
+  state = perturbed(state)  # q and p away from N(0, I)
   images, cond = data()
 
   @jax.jit
@@ -74,8 +103,7 @@ def test_latent_shapes_and_kl_of_each_level(tiny):
   # (1, 1, 1) at resolutions (32, 8, 1).
   assert [z.shape for z in zs] == [(8, 1, 1, 4), (8, 8, 8, 4),
                                    (8, 32, 32, 4)]
-  # Make the prior non-trivial (the init zeroes it) by checking KL on
-  # random Gaussian pairs too.
+  # Random Gaussian pairs too.
   k = jax.random.split(jax.random.key(5), 4)
   rand = [jax.random.normal(kk, (3, 5)) for kk in k]
   pairs = [(s["q_loc"], s["q_logscale"], s["p_loc"], s["p_logscale"])
@@ -101,10 +129,7 @@ def test_prior_ignores_cond_and_prediction_follows_it(tiny):
   graph, state = tiny
   images, cond = data()
   other = jnp.roll(cond, 1, axis=0) + 1.0
-  # A non-trivial prior: perturb every weight (the init zeroes its head).
-  state = jax.tree.map(
-      lambda x: x + 0.05 * jax.random.normal(jax.random.key(3), x.shape),
-      state)
+  state = perturbed(state)  # a non-trivial prior
 
   @jax.jit
   def run(state):
@@ -282,3 +307,35 @@ def test_bad_architecture_is_one_line():
     graph, state = build(tiny_settings())
     images, cond = data(2)
     nnx.merge(graph, state).loss(images, cond, jax.random.key(0), "nope")
+
+
+def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
+  """configs/compare_hvae.py compares like with like: its VAE-ANCM is the
+  quickstart's model; the HVAE rows change only the image mechanism (and
+  the step's slicing), and the fine-tuned row adds the "cf" stage after
+  as many pre-training steps."""
+  from configs import compare_hvae
+  from configs import quickstart
+  from ctfjax.evaluate import job
+
+  config = compare_hvae.get_config()
+  plain = job.model_config(config, "ancm_vae")
+  want = job.model_config(quickstart.get_config(), "ancm_vae")
+  for section in ("data", "model", "train"):
+    assert plain[section].to_dict() == want[section].to_dict(), section
+  steps = plain.train.steps
+  for name, stages in (("ancm_hvae", [("hvae", steps)]),
+                       ("ancm_hvae_cf", [("hvae", steps),
+                                         ("cf", compare_hvae.CF_STEPS)])):
+    other = job.model_config(config, name)
+    assert other.model.image.kind == "hvae"
+    assert other.model.graph == plain.model.graph
+    rest = lambda c: {k: v for k, v in c.model.to_dict().items()
+                      if k != "image"}
+    assert rest(other) == rest(plain)
+    train_a, train_b = other.train.to_dict(), plain.train.to_dict()
+    assert train_a.pop("microbatch") == 0
+    train_b.pop("microbatch")
+    assert train_a == train_b
+    model = ancm_train.model_of(other)
+    assert [(s.name, s.steps) for s in model.stages] == stages

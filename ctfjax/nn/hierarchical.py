@@ -177,8 +177,14 @@ class TopDownBlock(nnx.Module):
     _scale(self.z_proj, scale)
     self.pa_proj.kernel[...] = self.pa_proj.kernel[...] * scale
     _scale(self.conv.c4, scale)
-    # The prior starts as N(0, I) with no features (VDVAE).
+    # The prior starts as N(0, I) with no features (VDVAE), and so does the
+    # posterior: KL 0 at initialisation. (VDVAE and causal-gen leave the
+    # posterior's head random; its KL then starts at thousands of nats and
+    # the descent that removes it drags the posteriors onto the prior. On
+    # Colored MNIST after 400 ANCM steps: null-edit L1 8.1 against 10.9,
+    # KL 187 nats against 56.)
     _scale(self.prior.c4, 0.0)
+    _scale(self.posterior.c4, 0.0)
 
   def prior_stats(self, s: Array) -> tuple[Array, Array, Array]:
     """(loc, log-scale, features) of p(z | s); s never depends on pa."""
