@@ -384,3 +384,35 @@ def test_two_stage_comparison_adds_only_the_refiner_to_the_quickstart_vae():
   model = ancm_train.model_of(two)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("vae", plain.train.steps), ("refiner", compare_two_stage.REFINER_STEPS)]
+
+
+def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
+  """configs/compare_diffusion_frontdoor.py: both rows are the same feature
+  NCM on front-door Colored MNIST under the true diagram; the diffusion row
+  changes the image mechanism and its training steps, nothing else the
+  NCM sees."""
+  from configs import compare_diffusion_frontdoor as compare
+  from configs import quickstart
+  from ctfjax.evaluate import job
+
+  config = compare.get_config()
+  plain = job.model_config(config, "ancm_vae")
+  want = job.model_config(quickstart.get_config(), "ancm_vae")
+  assert plain.data.name == "colored_mnist_bars/frontdoor"
+  # The quickstart's model; its diagram ("", the data's own) is now the
+  # front door's.
+  assert plain.model.to_dict() == want.model.to_dict()
+  assert plain.train.steps == compare.VAE_STEPS
+  diff = job.model_config(config, "diffusion_ncm")
+  assert diff.model.image.kind == "diffusion"
+  assert diff.model.graph == plain.model.graph
+  keep = ("image", "faithful_weight")
+  rest = lambda c: {k: v for k, v in c.model.to_dict().items()
+                    if k not in keep}
+  assert rest(diff) == rest(plain)
+  assert diff.data.to_dict() == plain.data.to_dict()
+  assert diff.train.steps == compare.DIFFUSION_STEPS
+  assert diff.model.image.diffusion.sampler.steps == 20
+  model = ancm_train.model_of(diff)
+  assert [(s.name, s.steps) for s in model.stages] == [
+      ("ddpm", compare.DIFFUSION_STEPS)]
