@@ -23,10 +23,10 @@ digit and its style (D is no descendant of C); do(D) changes the digit, and
 colour and bar follow only as the diagram allows (the ctf-consistency rows
 check the counterfactual probabilities against the optimal bounds).
 
-The evaluation edits fewer images than the quick start's
-(`eval.test_size`, `eval.composition_size`): every edit of the diffusion
-model inverts and regenerates with 20 U-Net passes each, and the
-composition's 10 cycles and the reversibility rounds dominate. On an
+The evaluation edits fewer images than the quick start's (`SAMPLER_EVAL`):
+every edit of the diffusion model inverts and regenerates with 20 U-Net
+passes each, and the composition's 10 cycles and the reversibility's 60
+edits dominate (at the quick start's sizes, about 2 hours on 2 cores). On an
 accelerator: the seed's U-Net (configs/diffusion_colored_mnist_frontdoor.py's
 docstring), 50 DDIM levels and the base_eval_config sizes.
 """
@@ -37,6 +37,11 @@ from configs import quickstart
 
 DIFFUSION_STEPS = 1000  # U-Net training steps (batch 32).
 VAE_STEPS = 10000  # VAE-ANCM steps (batch 32): about the same CPU time.
+# Edits of a sampler-based model cost 2 x 20 U-Net passes per image: 128
+# test images per intervention family, and the composition's 10 cycles and
+# the 3 families' 10 reversibility rounds (70 edits in a row) on 32, in
+# calls of 32 (a call pads its images to `edit_chunk`).
+SAMPLER_EVAL = {"test_size": 128, "composition_size": 32, "edit_chunk": 32}
 DIFFUSION = {
     "channels": (32, 64), "attention": (False, False),
     "mid_attention": False, "layers_per_block": 1, "groups": 8,
@@ -48,8 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "colored_mnist_bars/frontdoor"
   config.train.steps = VAE_STEPS
   config.ckpt.every = 1000
-  config.eval.test_size = 100
-  config.eval.composition_size = 50
+  config.eval.update(SAMPLER_EVAL)
   config.run.variants = ml_collections.ConfigDict()
   config.run.variants.diffusion_ncm = ml_collections.ConfigDict({
       "diagram": "ancm_vae",
