@@ -85,7 +85,7 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
   r = min(FLAGS.grid_rows, images.shape[0])
   cols, names = [images[:r]], ["input"]
   cols += [n[:r] for n in nulls]
-  names += [f"null, {s} steps" for s in steps_list]
+  names += [f"null\n{s} steps" for s in steps_list]
   sub = {k: np.asarray(v[:r]) for k, v in labels.items()}
   for k in model.order:
     size = model.features[k].size
@@ -93,7 +93,7 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
     out = model.edit(params, images[:r], {k: new}, jax.random.key(2),
                      labels=sub)
     cols.append(np.asarray(out["image"][:, 0]))
-    names.append(f"do({k} = next), {dict(model.sampler)['steps']} steps")
+    names.append(f"do({k} = next)\n{dict(model.sampler)['steps']} steps")
   captions = [[" ".join(f"{k}={int(sub[k][i])}" for k in model.order)]
               + [""] * (len(cols) - 1) for i in range(r)]
   figures.edits_figure([figures.EditBlock(
