@@ -152,6 +152,53 @@ def test_prior_ignores_cond_and_prediction_follows_it(tiny):
   assert float(jnp.abs(out_a - out_b).mean()) > 1e-3
 
 
+def test_abduction_draws_each_level_from_its_posterior_at_a_temperature(tiny):
+  """abduct's z_i = loc + t * scale * eps of q(z_i | z_{>i}, x, pa), each
+  level given the draws above it: the standardised draws, recomputed from
+  the posterior pass fed the abducted latents, are t * N(0, 1) (the same
+  eps for every t with one key); t = 0 is the posterior means; no key and
+  t > 0 is an error."""
+  graph, state = tiny
+  state = perturbed(state)
+  images, cond = data(b=64)
+  key = jax.random.key(11)
+
+  def run(state, t):
+    m = nnx.merge(graph, state)
+    m.abduct_temperature = t
+    zs = m.abduct(images, cond, key)["z"]
+    # q of each level given the abducted latents above it.
+    acts = m.encoder(2.0 * images - 1.0)
+    h = s = m.decoder._start(64)
+    locs, scales = [], []
+    for layer, z in zip(m.decoder.layers, zs):
+      h, s = m.decoder._to_res(h, layer.res), m.decoder._to_res(s, layer.res)
+      _, _, p_feat = layer.prior_stats(s)
+      q_loc, q_logscale = layer.posterior_stats(h, acts[layer.res], cond)
+      locs.append(q_loc)
+      scales.append(jnp.exp(q_logscale))
+      h, s = layer.merge(h, z, p_feat, cond), layer.next_state(z, p_feat)
+    return zs, locs, scales
+
+  eps = {}
+  for t in (1.0, 0.5):
+    zs, locs, scales = jax.jit(run, static_argnums=1)(state, t)
+    eps[t] = [(z - q) / (t * sc) for z, q, sc in zip(zs, locs, scales)]
+    flat = np.concatenate([np.asarray(e).ravel() for e in eps[t]])
+    assert abs(flat.mean()) < 0.02 and abs(flat.std() - 1) < 0.02, t
+  for a, b in zip(eps[1.0], eps[0.5]):
+    np.testing.assert_allclose(a, b, atol=1e-3)
+  zs, locs, _ = jax.jit(run, static_argnums=1)(state, 0.0)
+  for z, q in zip(zs, locs):
+    np.testing.assert_allclose(z, q, atol=1e-5)
+  m = nnx.merge(graph, state)
+  with pytest.raises(MechanismError, match="pass an rng key"):
+    m.abduct(images, cond)
+  settings = tiny_settings(abduct_temperature=-1.0)
+  with pytest.raises(MechanismError, match="abduct_temperature must be"):
+    hvae.HVAE.create(SHAPE, COND, settings, rngs=nnx.Rngs(0))
+
+
 def test_null_edit_is_exact_with_pixel_residual():
   graph, state = build(tiny_settings(pixel_noise=True))
   images, cond = data()
@@ -159,7 +206,7 @@ def test_null_edit_is_exact_with_pixel_residual():
   @jax.jit
   def run(state):
     m = nnx.merge(graph, state)
-    u = m.abduct(images, cond)
+    u = m.abduct(images, cond, jax.random.key(1))
     return m.predict(cond, u), m.predict(-cond, u), m.relabel(
         images, cond, cond, jax.random.key(0))
 
@@ -170,8 +217,8 @@ def test_null_edit_is_exact_with_pixel_residual():
 
 
 def test_short_training_makes_the_null_edit_close():
-  # Eight images, the mechanism alone, 150 Adam steps: the deterministic
-  # abduct-then-predict must approach the input (no pixel residual).
+  # Eight images, the mechanism alone, 150 Adam steps: abduct-then-predict
+  # must approach the input (no pixel residual).
   _, cond = data(b=8)
   # Bars at one of two places and two brightnesses, a stripe per image.
   level = (jnp.arange(8) % 2 + 1) / 2.0
@@ -187,7 +234,8 @@ def test_short_training_makes_the_null_edit_close():
 
   def null_l1(state):
     m = nnx.merge(graph, state)
-    return jnp.abs(m.predict(cond, m.abduct(images, cond)) - images).mean()
+    u = m.abduct(images, cond, jax.random.key(7))
+    return jnp.abs(m.predict(cond, u) - images).mean()
 
   @jax.jit
   def step(state, opt_state, i):

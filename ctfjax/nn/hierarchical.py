@@ -244,11 +244,12 @@ class TopDown(nnx.Module):
 
   def __call__(self, pa: Array, acts: dict[int, Array] | None = None,
                latents: Sequence[Array] | None = None,
-               rng: Array | None = None, mean: bool = False):
+               rng: Array | None = None, temperature: float = 1.0):
     """One top-down pass.
 
-    Exactly one of `acts` (posterior pass: z_i from q(z_i | z_{>i}, x, pa),
-    drawn with `rng`, or its mean when `mean`) and `latents` (z_i given,
+    Exactly one of `acts` (posterior pass: z_i = loc + temperature * scale
+    * eps of q(z_i | z_{>i}, x, pa), eps drawn with `rng`; temperature 0
+    takes the mean and needs no rng) and `latents` (z_i given,
     [B, r_i, r_i, z_dim] each) is given.
 
     Returns:
@@ -265,8 +266,9 @@ class TopDown(nnx.Module):
       if acts is not None:
         q_loc, q_logscale = layer.posterior_stats(h, acts[layer.res], pa)
         stat.update(q_loc=q_loc, q_logscale=q_logscale)
-        z = q_loc if mean else q_loc + jnp.exp(q_logscale) * (
-            jax.random.normal(jax.random.fold_in(rng, i), q_loc.shape))
+        z = q_loc if temperature == 0 else q_loc + (
+            temperature * jnp.exp(q_logscale)
+            * jax.random.normal(jax.random.fold_in(rng, i), q_loc.shape))
       else:
         z = latents[i]
       zs.append(z)
