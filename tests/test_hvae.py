@@ -253,6 +253,25 @@ def test_short_training_makes_the_null_edit_close():
   assert after < 0.05 < before, (before, after)
 
 
+def test_kl_warm_up_weighs_the_kl_by_the_step():
+  """The "hvae" stage's loss is nll + w(step) kl, w ramping linearly to beta
+  over kl_warmup_steps; without a step (evaluation) it is the ELBO."""
+  graph, state = build(tiny_settings(kl_warmup_steps=4, beta=2.0))
+  state = perturbed(state)
+  model = nnx.merge(graph, state)
+  images, cond = data()
+  key = jax.random.key(5)
+  _, parts = model.nelbo(images, cond, jax.random.split(key, 3)[0])
+  at = lambda step: model.loss(images, cond, key, "hvae", mechanisms.Context(
+      counterfactual=None, embed=None, step=step))[0]["loss"]
+  for step, weight in ((0, 0.5), (1, 1.0), (2, 1.5), (3, 2.0), (9, 2.0)):
+    np.testing.assert_allclose(at(jnp.int32(step)),
+                               parts["nll"] + weight * parts["kl"], rtol=1e-5)
+  np.testing.assert_allclose(at(None), parts["nll"] + 2.0 * parts["kl"],
+                             rtol=1e-5)
+  assert float(parts["kl"].min()) > 0  # the weights above were tested
+
+
 def test_lagrangian_hand_example():
   dims = 4.0
   cf_nll = jnp.array([1.0, 3.0])
@@ -293,7 +312,8 @@ def hvae_config(cf_steps=2):
   config.model.image.hvae.update(tiny_settings(cf_steps=cf_steps,
                                                elbo_ref_rate=0.5,
                                                relabel=False,
-                                               cf_margin=-100.0))
+                                               cf_margin=-100.0,
+                                               kl_warmup_steps=4))
   return config
 
 
@@ -333,6 +353,14 @@ def test_trains_through_the_ancm_with_both_stages(tmp_path):
   assert logged and all(r["train/constraint"] > 0 for r in logged)
   assert all(r["train/multiplier"] > 0 for r in logged)
   assert {"train/cf_nll", "train/nll", "train/elbo_ref"} <= set(logged[0])
+  # The KL warm-up followed the first stage's steps: weights 1/4, 2/4, 3/4,
+  # 4/4 at updates 0..3, logged as means over windows of 2; its evaluation
+  # (no step) weighs the KL fully.
+  first_logs = train.read_metrics(workdir)
+  ramp = [r["train/kl_weight"] for r in first_logs if "train/kl_weight" in r]
+  np.testing.assert_allclose(ramp, [0.375, 0.875], rtol=1e-6)
+  assert [r["eval/kl_weight"] for r in first_logs
+          if "eval/kl_weight" in r] == [1.0]
   lam = float(jax.nn.softplus(last[mult]))
   assert lam > float(jax.nn.softplus(first[mult])) > 0
 
@@ -351,6 +379,8 @@ def test_bad_architecture_is_one_line():
                      r"\(32, 12\) must decrease by integer factors"):
     build(tiny_settings(resolutions=(32, 12), widths=(8, 8),
                         enc_blocks=(1, 1), dec_blocks=(1, 1)))
+  with pytest.raises(MechanismError, match="kl_warmup_steps must be >= 0"):
+    build(tiny_settings(kl_warmup_steps=-1))
   with pytest.raises(MechanismError, match="no training stage 'nope'"):
     graph, state = build(tiny_settings())
     images, cond = data(2)

@@ -199,8 +199,8 @@ class ANCM:
   # Training -----------------------------------------------------------------
 
   def stage_losses(self, params, batch: Mapping[str, Array], rng: Array,
-                   stage: int = 0) -> tuple[dict[str, Array],
-                                            dict[str, Array]]:
+                   stage: int = 0, step: Array | None = None
+                   ) -> tuple[dict[str, Array], dict[str, Array]]:
     """Each parameter group's scalar loss in a stage, and metrics.
 
     Args:
@@ -209,6 +209,8 @@ class ANCM:
         array per feature}.
       rng: PRNG key.
       stage: index into `self.stages`.
+      step: updates made so far in the stage (`mechanisms.Context.step`);
+        None outside training.
 
     Returns:
       ({group name: scalar}, {metric: scalar}).
@@ -220,7 +222,7 @@ class ANCM:
     cond = self.encode(v)
     groups = self.stages[stage].groups
     losses, parts = image.loss(images, cond, k_img, self.stages[stage].name,
-                               self.context(params, v))
+                               self.context(params, v, step))
     dims = float(np.prod(self.image_shape))
     total = {g.name: losses[g.name].mean() / dims for g in groups}
     metrics = {"image_loss_per_dim": sum(total.values()),
@@ -247,9 +249,11 @@ class ANCM:
         metrics["faithful_nll"] = faithful
     return total, metrics
 
-  def context(self, params, v: Mapping[str, Array]) -> mechanisms.Context:
+  def context(self, params, v: Mapping[str, Array],
+              step: Array | None = None) -> mechanisms.Context:
     """The frozen feature model and reader as a mechanism's loss sees them
-    (`mechanisms.Context`), for the batch of features `v` ({k: [B]})."""
+    (`mechanisms.Context`), for the batch of features `v` ({k: [B]}) at
+    training step `step` (None outside training)."""
     ncm_params = jax.lax.stop_gradient(params["ncm"])
     reader = nnx.merge(self.reader_def,
                        jax.lax.stop_gradient(params["reader"]))
@@ -282,7 +286,7 @@ class ANCM:
       return self.encode(new), score
 
     return mechanisms.Context(counterfactual=counterfactual,
-                              embed=reader.features)
+                              embed=reader.features, step=step)
 
   def _features_group(self, stage: int) -> str:
     """The group that trains the NCM and the reader in the first stage:
@@ -291,12 +295,13 @@ class ANCM:
     return first.name if first.optimizer is None else FEATURES
 
   def loss(self, params, batch: Mapping[str, Array], rng: Array,
-           stage: int = 0) -> tuple[Array, dict[str, Array]]:
+           stage: int = 0, step: Array | None = None
+           ) -> tuple[Array, dict[str, Array]]:
     """The stage's objective summed over its groups, and metrics.
 
     For a one-group stage this is the loss its training step descends.
     """
-    total, metrics = self.stage_losses(params, batch, rng, stage)
+    total, metrics = self.stage_losses(params, batch, rng, stage, step)
     return sum(total.values()), metrics
 
   def param_labels(self, params, stage: int = 0) -> dict:
@@ -347,9 +352,10 @@ class ANCM:
     return optax.multi_transform(opts, self.param_labels(params, stage))
 
   def stage_gradients(self, params, stage: int = 0
-                      ) -> Callable[[Any, Any, Array],
-                                    tuple[Any, Array, dict[str, Array]]]:
-    """`(params, batch, rng) -> (grads, loss, metrics)` for a stage.
+                      ) -> Callable[..., tuple[Any, Array,
+                                               dict[str, Array]]]:
+    """`(params, batch, rng, step=None) -> (grads, loss, metrics)` for a
+    stage (`step` as in `stage_losses`).
 
     Each group's gradient comes from its own loss; frozen parameters get
     zeros (their gradient is never computed: XLA drops the unused part).
@@ -359,15 +365,15 @@ class ANCM:
     if stage == 0 and self._features_group(stage) not in names:
       names.append(self._features_group(stage))
 
-    def group_loss(p, batch, rng, name):
-      total, metrics = self.stage_losses(p, batch, rng, stage)
+    def group_loss(p, batch, rng, name, step):
+      total, metrics = self.stage_losses(p, batch, rng, stage, step)
       return total[name], (total, metrics)
 
-    def grads(p, batch, rng):
+    def grads(p, batch, rng, step=None):
       out = None
       for name in names:
         (_, (total, metrics)), g = jax.value_and_grad(
-            group_loss, has_aux=True)(p, batch, rng, name)
+            group_loss, has_aux=True)(p, batch, rng, name, step)
         g = jax.tree.map(lambda x, lab, name=name:
                          x if lab == name else jnp.zeros_like(x), g, labels)
         out = g if out is None else jax.tree.map(jnp.add, out, g)

@@ -165,10 +165,10 @@ def make_task(config: ml_collections.ConfigDict, model: ANCM,
     return data.batches(train_ds, config.train.batch_size,
                         seed=config.train.seed + stage, start_step=start)
 
-  def loss(params, batch, rng):
-    return model.loss(params, batch, rng, stage)
+  def loss(params, batch, rng, step=None):
+    return model.loss(params, batch, rng, stage, step)
 
-  def evaluate(params, batch, rng):
+  def evaluate(params, batch, rng):  # no step: schedules at their end
     return loss(params, batch, rng)[1]
 
   def eval_batches():
@@ -182,7 +182,7 @@ def make_task(config: ml_collections.ConfigDict, model: ANCM,
       grads=None if plain else model.stage_gradients(abstract, stage),
       eval=evaluate if eval_ds is not None else None,
       eval_batches=eval_batches if eval_ds is not None else None,
-      guard=model.stages[stage].guard)
+      loss_takes_step=True, guard=model.stages[stage].guard)
 
 
 def resumed_part(section: str, value: Any) -> Any:

@@ -95,12 +95,16 @@ class Context:
       features (nats, summed over features).
     embed: `images [B, H, W, C] -> [B, E]`: the reader's penultimate
       features (an anti-causal embedding of the image).
+    step: int32 [] updates made so far in this stage, for losses with
+      schedules (a KL warm-up); None outside training (evaluation), where
+      a schedule's final value applies.
   """
 
   counterfactual: Callable[[jax.Array], tuple[jax.Array,
                                                Callable[[jax.Array],
                                                         jax.Array]]]
   embed: Callable[[jax.Array], jax.Array]
+  step: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,9 +31,10 @@ encoder and two top-down passes, about twice the ELBO's forward pass (the
 top-down blocks dominate: three residual blocks each); it is
 on by default and `relabel = False` switches the term off.
 
-Stages: "hvae" (the negative ELBO) and, when `cf_steps > 0`, "cf": the
-counterfactual fine-tuning of seed 004 A.3 (De Sousa Ribeiro et al.,
-Lagrangian form):
+Stages: "hvae" (the negative ELBO; with `kl_warmup_steps` its KL weight
+ramps linearly up to beta over the first steps, as NVAE's KL warm-up) and,
+when `cf_steps > 0`, "cf": the counterfactual fine-tuning of seed 004 A.3
+(De Sousa Ribeiro et al., Lagrangian form):
 
     min_theta max_{lambda >= 0}  E[-log h(v' | i')]
                                  + lambda (nelbo(i | v) / dims - bound),
@@ -125,7 +126,8 @@ class HVAE(nnx.Module):
                learned_sigma: bool = True, pixel_noise: bool = False,
                beta: float = 1.0, relabel: bool = True,
                cf_margin: float = 0.0, multiplier_init: float = 0.01,
-               mean: str = "sigmoid", abduct_temperature: float = 1.0):
+               mean: str = "sigmoid", abduct_temperature: float = 1.0,
+               kl_warmup_steps: int = 0):
     h, w, c = image_shape
     if mean not in ("sigmoid", "linear"):
       raise MechanismError(f"unknown HVAE mean {mean!r}; known: sigmoid, "
@@ -135,6 +137,10 @@ class HVAE(nnx.Module):
       raise MechanismError("model.image.hvae.abduct_temperature must be >= 0, "
                            f"got {abduct_temperature}")
     self.abduct_temperature = float(abduct_temperature)
+    if kl_warmup_steps < 0:
+      raise MechanismError("model.image.hvae.kl_warmup_steps must be >= 0, "
+                           f"got {kl_warmup_steps}")
+    self.kl_warmup_steps = int(kl_warmup_steps)
     if h != w:
       raise MechanismError(f"the HVAE needs square images, got {h}x{w}")
     try:
@@ -196,6 +202,12 @@ class HVAE(nnx.Module):
     # sees in training (module docstring).
     c.abduct_temperature = 1.0
     c.beta = 1.0  # KL weight of the ELBO (seed 004: 1 on MorphoMNIST).
+    # KL warm-up (NVAE; Vahdat & Kautz, 2020): the "hvae" stage weighs the
+    # KL by beta * min(1, (step + 1) / kl_warmup_steps), the ELBO itself
+    # from then on; 0 = none. Short CPU runs need it: without it the KL
+    # prunes the latents before the decoder has learnt to use them (module
+    # docstring).
+    c.kl_warmup_steps = 0
     # The label-faithfulness decode (abduct + predict, ~2x the ELBO's forward
     # pass); False switches the ANCM's faithfulness term off.
     c.relabel = True
@@ -241,7 +253,8 @@ class HVAE(nnx.Module):
                pixel_noise=config.pixel_noise, beta=config.beta,
                relabel=config.relabel, cf_margin=config.cf_margin,
                multiplier_init=config.cf_multiplier_init, mean=config.mean,
-               abduct_temperature=config.abduct_temperature)
+               abduct_temperature=config.abduct_temperature,
+               kl_warmup_steps=config.kl_warmup_steps)
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,
@@ -315,7 +328,10 @@ class HVAE(nnx.Module):
       ref = self.elbo_ref[...]
       # SGD on this is a moving average of the batch nelbo / dims.
       track = 0.5 * dims * (ref - jax.lax.stop_gradient(nelbo) / dims) ** 2
-      return {"loss": nelbo, ELBO_REF: track}, parts
+      weight = self.kl_weight(None if context is None else context.step)
+      b = images.shape[0]
+      return ({"loss": parts["nll"] + weight * parts["kl"], ELBO_REF: track},
+              {**parts, "kl_weight": jnp.broadcast_to(weight, (b,))})
     if stage != "cf":
       raise MechanismError(f"the HVAE has no training stage {stage!r}")
     if context is None:
@@ -331,6 +347,15 @@ class HVAE(nnx.Module):
                     "multiplier": jnp.broadcast_to(lam, (b,)),
                     "elbo_ref": jnp.broadcast_to(bound - self.cf_margin,
                                                  (b,))}
+
+  def kl_weight(self, step):
+    """The KL's weight in the "hvae" stage after `step` updates: beta,
+    ramped linearly from beta / kl_warmup_steps over the warm-up; beta
+    when step is None (evaluation) or there is no warm-up."""
+    if step is None or not self.kl_warmup_steps:
+      return jnp.asarray(self.beta, jnp.float32)
+    ramp = (jnp.asarray(step, jnp.float32) + 1.0) / self.kl_warmup_steps
+    return self.beta * jnp.minimum(ramp, 1.0)
 
   def abduct(self, images, cond, rng=None):
     """U_I: every level's latent drawn from the posterior at temperature
