@@ -17,7 +17,8 @@ data and training settings (configs/quickstart.py: bundled digits, batch
 * "ancm_hvae_cf": the same HVAE (same seed, so the same first stage) and
   then `CF_STEPS` steps of counterfactual fine-tuning (stage "cf": the
   frozen label reader must read the intervened features off the edits,
-  the ELBO held within `cf_margin` of its pre-trained value).
+  the ELBO held within `cf_margin` of its pre-trained value; settings
+  `CF`).
 
 report.md compares ctf-consistency, effectiveness, the null edit
 (composition L1 after one cycle), the L1 to the true counterfactual image
@@ -31,7 +32,14 @@ import ml_collections
 
 from configs import quickstart
 
-CF_STEPS = 500  # Counterfactual fine-tuning steps of "ancm_hvae_cf".
+CF_STEPS = 1000  # Counterfactual fine-tuning steps of "ancm_hvae_cf".
+# The fine-tuning's ELBO margin (nats per pixel value) and network rate.
+# Measured on the same pre-trained HVAE (README): the family's defaults
+# (margin 0.05, AdamW 1e-4) keep the constraint violated throughout and
+# reach 69/74 ctf-consistent rows (do(D) accuracy 0.57 after 500 steps,
+# 0.67 after 1,500); margin 0.3 at 3e-4 satisfies it from step 200 on and
+# reaches 74/74 (0.956) after 1,000 steps, with blockier images.
+CF = {"cf_steps": CF_STEPS, "cf_margin": 0.3, "cf_learning_rate": 3e-4}
 # configs/ancm_hvae_colored_mnist.py's image mechanism: the fixed scale (a
 # learned one explains the thin bar by variance).
 HVAE = {"learned_sigma": False}
@@ -50,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.run.variants.ancm_hvae_cf = ml_collections.ConfigDict({
       "diagram": "ancm_vae",
       "overrides": {"model": {"image": {"kind": "hvae", "hvae": {
-          **HVAE, "cf_steps": CF_STEPS}}},
+          **HVAE, **CF}}},
                     "train": TRAIN}})
   config.run.models = ("ancm_vae", "ancm_hvae", "ancm_hvae_cf")
   return config
