@@ -1,5 +1,6 @@
 """ANCM: objective, stages, edits, the training entry point and launch.edit."""
 
+import json
 import os
 import subprocess
 import sys
@@ -182,6 +183,24 @@ def test_train_and_evaluate_then_load(trained):
   changed.model.image.vae.latent_dim = 8
   with pytest.raises(Exception, match="another model config"):
     ancm_train.train_and_evaluate(changed, workdir)
+
+
+def test_a_setting_added_to_a_family_later_keeps_old_runs_resumable():
+  """A run saved before its family gained a setting (absent from its
+  config.json) matches a config holding that setting's default, and no
+  other value of it."""
+  old = json.loads(tiny_config().to_json())
+  new = json.loads(tiny_config().to_json())
+  del old["model"]["image"]["vae"]["mean"]
+  same = ancm_train.resumed_part
+  assert same("model", old["model"]) == same("model", new["model"])
+  new["model"]["image"]["vae"]["mean"] = "linear"  # not the default
+  assert same("model", old["model"]) != same("model", new["model"])
+  # Other families' sections never matter.
+  new = json.loads(tiny_config().to_json())
+  new["model"]["image"]["hvae"]["z_dim"] = 99
+  del old["model"]["image"]["gan"]
+  assert same("model", old["model"]) == same("model", new["model"])
 
 
 def test_loss_goes_down():

@@ -21,6 +21,7 @@ import numpy as np
 
 from ctfjax import data
 from ctfjax import files
+from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm.model import ANCM
 from ctfjax.causal import kinds
@@ -187,16 +188,21 @@ def make_task(config: ml_collections.ConfigDict, model: ANCM,
 
 def resumed_part(section: str, value: Any) -> Any:
   """The part of a config section a resumed run must keep: all of it, but
-  of `model.image` only `kind` and the chosen family's settings (the
-  section holds every registered family's defaults, so a family added
-  later must not stop older runs from resuming)."""
+  of `model.image` only `kind` and the chosen family's settings, completed
+  with the family's current defaults (the section holds every registered
+  family's defaults, so a family added later must not stop older runs from
+  resuming, and a setting added to a family later takes a default that
+  keeps the old behaviour, as `mechanisms.settings` reads it)."""
   if section != "model" or not isinstance(value, dict):
     return value
   image = value.get("image")
   if not isinstance(image, dict) or "kind" not in image:
     return value
   kind = image["kind"]
-  return {**value, "image": {"kind": kind, kind: image.get(kind)}}
+  chosen = mechanisms.settings(ml_collections.ConfigDict(
+      {"kind": kind, kind: image.get(kind) or {}}))
+  return {**value, "image": {"kind": kind,
+                             kind: json.loads(chosen.to_json())}}
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path):
