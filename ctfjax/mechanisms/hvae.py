@@ -32,9 +32,12 @@ top-down blocks dominate: three residual blocks each); it is
 on by default and `relabel = False` switches the term off.
 
 Stages: "hvae" (the negative ELBO; with `kl_warmup_steps` its KL weight
-ramps linearly up to beta over the first steps, as NVAE's KL warm-up) and,
-when `cf_steps > 0`, "cf": the counterfactual fine-tuning of seed 004 A.3
-(De Sousa Ribeiro et al., Lagrangian form):
+ramps linearly up to beta over the first steps, as NVAE's KL warm-up: in
+short runs the KL otherwise prunes the latents before the decoder uses
+them - on MorphoMNIST it fell to 6-8 nats around steps 150-300 and the
+reconstruction L1 after 600 steps was 11.0, against 8.1 with a 300-step
+warm-up) and, when `cf_steps > 0`, "cf": the counterfactual fine-tuning of
+seed 004 A.3 (De Sousa Ribeiro et al., Lagrangian form):
 
     min_theta max_{lambda >= 0}  E[-log h(v' | i')]
                                  + lambda (nelbo(i | v) / dims - bound),
