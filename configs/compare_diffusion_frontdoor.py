@@ -58,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.run.variants.diffusion_ncm = ml_collections.ConfigDict({
       "diagram": "ancm_vae",
       "overrides": {
-          "model": {"image": {"kind": "diffusion", "diffusion": DIFFUSION},
+          "model": {"image": {"kind": "ddpm", "ddpm": DIFFUSION},
                     # The diffusion mechanism has no cheap decode to
                     # relabel (configs/diffusion_colored_mnist_frontdoor.py).
                     "faithful_weight": 0.0},

@@ -48,7 +48,7 @@ flags.DEFINE_integer("sample_steps", 50, "DDIM steps (peer: 50; fewer "
 FLAGS = flags.FLAGS
 
 # Image kinds whose abduction is DDIM inversion (sampler settings `steps`).
-INVERTIBLE = ("diffusion", "vae_ddpm")
+INVERTIBLE = ("ddpm", "vae_ddpm")
 
 def null_edit(workdir, steps_list, n):
   """Mean L1 (0-255) of invert-then-regenerate under the true features."""

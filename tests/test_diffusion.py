@@ -254,8 +254,8 @@ def test_diffusers_benchmark_configuration_has_its_size():
 
 def diffusion_config():
   config = tiny_config()
-  config.model.image = mechanisms.image_config("diffusion")
-  c = config.model.image.diffusion
+  config.model.image = mechanisms.image_config("ddpm")
+  c = config.model.image.ddpm
   c.timesteps = 100
   c.channels = TINY_UNET["channels"]
   c.attention = (False, False)  # attention is tested above; compile less
@@ -404,7 +404,7 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   assert plain.model.to_dict() == want.model.to_dict()
   assert plain.train.steps == compare.VAE_STEPS
   diff = job.model_config(config, "diffusion_ncm")
-  assert diff.model.image.kind == "diffusion"
+  assert diff.model.image.kind == "ddpm"
   assert diff.model.graph == plain.model.graph
   keep = ("image", "faithful_weight")
   rest = lambda c: {k: v for k, v in c.model.to_dict().items()
@@ -412,7 +412,7 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   assert rest(diff) == rest(plain)
   assert diff.data.to_dict() == plain.data.to_dict()
   assert diff.train.steps == compare.DIFFUSION_STEPS
-  assert diff.model.image.diffusion.sampler.steps == 20
+  assert diff.model.image.ddpm.sampler.steps == 20
   model = ancm_train.model_of(diff)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("ddpm", compare.DIFFUSION_STEPS)]

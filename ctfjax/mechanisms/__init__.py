@@ -29,7 +29,7 @@ REGISTRY: dict[str, type] = {
     "vae": vae.VAE,
     "gan": gan.GAN,
     "hvae": hvae.HVAE,
-    "diffusion": diffusion.Diffusion,
+    "ddpm": diffusion.Diffusion,
     "vae_ddpm": vae_ddpm.VAEDDPM,
 }
 
