@@ -361,6 +361,14 @@ def test_trains_through_the_ancm_with_both_stages(tmp_path):
   np.testing.assert_allclose(ramp, [0.375, 0.875], rtol=1e-6)
   assert [r["eval/kl_weight"] for r in first_logs
           if "eval/kl_weight" in r] == [1.0]
+  # The logged image loss is the ELBO's (the "loss" group), not the sum of
+  # every group's loss: the elbo_ref tracker's group trains in this stage
+  # too, and its squared error is no image loss.
+  evals = [r for r in first_logs if "eval/image_loss_per_dim" in r]
+  dims = np.prod(model.image_shape)
+  np.testing.assert_allclose(
+      [r["eval/image_loss_per_dim"] for r in evals],
+      [(r["eval/nll"] + r["eval/kl"]) / dims for r in evals], rtol=1e-5)
   lam = float(jax.nn.softplus(last[mult]))
   assert lam > float(jax.nn.softplus(first[mult])) > 0
 

@@ -225,7 +225,9 @@ class ANCM:
                                self.context(params, v, step))
     dims = float(np.prod(self.image_shape))
     total = {g.name: losses[g.name].mean() / dims for g in groups}
-    metrics = {"image_loss_per_dim": sum(total.values()),
+    # The mechanism's own objective (its first group's); other groups (a
+    # discriminator, a multiplier, a running estimate) log their own losses.
+    metrics = {"image_loss_per_dim": total[groups[0].name],
                **{k: x.mean() for k, x in parts.items()}}
     if stage > 0:
       return total, metrics
