@@ -281,7 +281,7 @@ def test_edit_cli_missing_run(tmp_path):
     ("train.stpes=3", "error: unknown config key 'train.stpes'; did you "
      "mean 'train.steps'?"),
     ("model.image.kind=nope", "error: unknown image mechanism kind 'nope' "
-     "(config key 'model.image.kind'); known: vae, gan, hvae, diffusion, "
+     "(config key 'model.image.kind'); known: vae, gan, hvae, ddpm, "
      "vae_ddpm"),
 ])
 def test_train_cli_rejects_bad_config(tmp_path, override, message):
