@@ -91,6 +91,40 @@ def test_ddim_step_is_the_posterior_mean_update():
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_clipped_step_projects_x0_and_rederives_eps():
+  # x = sqrt(a) x0 + sqrt(1 - a) eps with x0 in range: clip changes nothing.
+  a, a2 = 0.04, 0.5
+  x0 = np.array([[-0.9, 0.2, 0.7]])
+  eps = np.array([[0.3, -1.2, 0.5]])
+  x = np.sqrt(a) * x0 + np.sqrt(1 - a) * eps
+  np.testing.assert_allclose(diffusion.ddim_step(x, eps, a, a2, clip=True),
+                             diffusion.ddim_step(x, eps, a, a2), rtol=1e-5)
+  # A wrong eps whose x0 leaves [-1, 1]: by hand, x0 = (x - sqrt(1 - a)
+  # eps') / sqrt(a), clipped; eps'' = (x - sqrt(a) x0c) / sqrt(1 - a).
+  bad = eps + np.array([[0.5, -0.5, 0.0]])
+  x0_bad = (x - np.sqrt(1 - a) * bad) / np.sqrt(a)
+  assert np.abs(x0_bad[0, :2]).min() > 1  # the first two leave the range
+  x0c = np.clip(x0_bad, -1, 1)
+  eps2 = (x - np.sqrt(a) * x0c) / np.sqrt(1 - a)
+  want = np.sqrt(a2) * x0c + np.sqrt(1 - a2) * eps2
+  got = diffusion.ddim_step(x, bad, a, a2, clip=True)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert np.abs(got - diffusion.ddim_step(x, bad, a, a2)).max() > 0.1
+  # From the clean level (abar = 1, the inversion's first update) x0 = x.
+  img = np.array([[0.5, -1.0, 1.0]])
+  np.testing.assert_allclose(
+      diffusion.ddim_step(img, eps, 1.0, a2, clip=True),
+      np.sqrt(a2) * img + np.sqrt(1 - a2) * eps, rtol=1e-5)
+  # Inversion and generation stay each other's inverse with clip on
+  # (Gaussian data well inside [-1, 1]: the clip hardly binds).
+  abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)
+  data = MU + 0.2 * jax.random.normal(jax.random.key(0), (16, 4))
+  exact = gaussian_eps(abar)
+  x_t = diffusion.ddim_invert(exact, data, abar, 200, clip=True)
+  back = diffusion.ddim_sample(exact, x_t, abar, 200, clip=True)
+  assert np.abs(back - data).max() < 0.05
+
+
 def test_inversion_and_generation_follow_the_probability_flow():
   abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)
   eps = gaussian_eps(abar)

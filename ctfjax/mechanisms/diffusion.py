@@ -31,6 +31,9 @@ Euler discretisation of the probability-flow ODE; eta = 1: DDPM-like).
   passes the prediction's sampler settings to `abduct`);
 * prior: x_T ~ N(0, I).
 
+The sampler setting `clip` (diffusers' `clip_sample`) clips each predicted
+x0 to [-1, 1] and re-derives eps from it, in both directions alike.
+
 Both directions are one `lax.scan` over the levels and share `ddim_step`.
 Optional classifier-free training (`cond_dropout`: the condition zeroed
 with that probability) enables `guidance` w in the sampler:
@@ -96,8 +99,8 @@ def ddim_levels(timesteps: int, steps: int) -> np.ndarray:
 
 
 def ddim_step(x: Array, eps: Array, a_from: Array, a_to: Array,
-              sigma: Array | float = 0.0,
-              noise: Array | None = None) -> Array:
+              sigma: Array | float = 0.0, noise: Array | None = None,
+              clip: bool = False) -> Array:
   """One DDIM update from noise level abar_from to abar_to (either way).
 
   Args:
@@ -106,11 +109,20 @@ def ddim_step(x: Array, eps: Array, a_from: Array, a_to: Array,
     a_from, a_to: abar of the two levels (abar = 1 is the clean image).
     sigma: the update's noise scale (0: deterministic).
     noise: standard normal like x, used when sigma > 0.
+    clip: clip the predicted x0 to the data range [-1, 1] and re-derive
+      eps from it (diffusers' `clip_sample`): a weakly trained network's
+      x0 at the noisiest levels, eps's error amplified by
+      sqrt((1 - abar) / abar), no longer drives the sample out of range.
 
   Returns:
     x at abar_to.
   """
   x0 = (x - jnp.sqrt(1.0 - a_from) * eps) / jnp.sqrt(a_from)
+  if clip:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+    # At the clean level (abar = 1) x0 = x and eps is kept as given.
+    eps = jnp.where(a_from < 1.0, (x - jnp.sqrt(a_from) * x0)
+                    / jnp.sqrt(jnp.maximum(1.0 - a_from, 1e-12)), eps)
   out = (jnp.sqrt(a_to) * x0
          + jnp.sqrt(jnp.maximum(1.0 - a_to - sigma ** 2, 0.0)) * eps)
   return out if noise is None else out + sigma * noise
@@ -133,7 +145,7 @@ def _grid(abar: Array, steps: int) -> tuple[Array, Array]:
 
 def ddim_sample(eps_fn: Callable[[Array, Array], Array], x: Array,
                 abar: Array, steps: int, eta: float = 0.0,
-                rng: Array | None = None) -> Array:
+                rng: Array | None = None, clip: bool = False) -> Array:
   """DDIM from x_T (level S) down to the clean level 0, one `lax.scan`.
 
   Args:
@@ -143,6 +155,7 @@ def ddim_sample(eps_fn: Callable[[Array, Array], Array], x: Array,
     steps: S, the number of levels (network evaluations).
     eta: 0 deterministic; > 0 adds fresh noise at each update.
     rng: the noise's key (used when eta > 0).
+    clip: clip each predicted x0 to [-1, 1] (`ddim_step`).
 
   Returns:
     x_0.
@@ -158,25 +171,27 @@ def ddim_sample(eps_fn: Callable[[Array, Array], Array], x: Array,
   def body(x, level):
     t, a_from, a_to, sigma, key = level
     noise = jax.random.normal(key, x.shape) if eta > 0 else None
-    return ddim_step(x, eps_fn(x, t), a_from, a_to, sigma, noise), None
+    return ddim_step(x, eps_fn(x, t), a_from, a_to, sigma, noise,
+                     clip), None
 
   x, _ = jax.lax.scan(body, x, (tau[::-1], a_from, a_to, sigma, keys))
   return x
 
 
 def ddim_invert(eps_fn: Callable[[Array, Array], Array], x: Array,
-                abar: Array, steps: int) -> Array:
+                abar: Array, steps: int, clip: bool = False) -> Array:
   """Deterministic DDIM inversion from the clean x_0 up to x_T, one scan.
 
   The update from level i - 1 to i uses eps_fn(x_{i-1}, tau_i): the
   one-step approximation of the implicit inverse of `ddim_sample`'s
-  deterministic update, exact as the levels get close.
+  deterministic update, exact as the levels get close. `clip` as in
+  `ddim_sample` (the same update, so the two stay each other's inverse).
   """
   tau, a = _grid(abar, steps)
 
   def body(x, level):
     t, a_from, a_to = level
-    return ddim_step(x, eps_fn(x, t), a_from, a_to), None
+    return ddim_step(x, eps_fn(x, t), a_from, a_to, clip=clip), None
 
   x, _ = jax.lax.scan(body, x, (tau, a[:-1], a[1:]))
   return x
@@ -191,7 +206,7 @@ def q_sample(x0: Array, t: Array, noise: Array, abar: Array) -> Array:
 class Diffusion(nnx.Module):
   """Conditional DDPM image mechanism with DDIM inversion as abduction."""
 
-  SAMPLER = {"steps": 50, "eta": 0.0, "guidance": 1.0}
+  SAMPLER = {"steps": 50, "eta": 0.0, "guidance": 1.0, "clip": False}
 
   def __init__(self, image_shape: Sequence[int], cond_dim: int, *,
                rngs: nnx.Rngs, timesteps: int = 1000,
@@ -245,7 +260,9 @@ class Diffusion(nnx.Module):
     c.head_dim = 16
     c.groups = 8
     # Sampler defaults (`predict` and `abduct` settings): DDIM levels,
-    # eta (0 = deterministic) and classifier-free guidance weight.
+    # eta (0 = deterministic), classifier-free guidance weight, and whether
+    # each predicted x0 is clipped to the data range (diffusers'
+    # `clip_sample`; off by default).
     c.sampler = dict(cls.SAMPLER)
     return c
 
@@ -307,22 +324,24 @@ class Diffusion(nnx.Module):
     return {"loss": err}, {"eps_mse": err / np.prod(self.image_shape)}
 
   def abduct(self, images, cond, rng=None, steps=SAMPLER["steps"],
-             eta=SAMPLER["eta"], guidance=SAMPLER["guidance"], extra=None):
+             eta=SAMPLER["eta"], guidance=SAMPLER["guidance"],
+             clip=SAMPLER["clip"], extra=None):
     """u_I = {"x_T"}: deterministic DDIM inversion under the factual
     features, with the prediction's `steps` (and guidance); eta does not
     enter (inversion is the deterministic ODE)."""
     del rng, eta
     extra = _signed(extra)
     x_t = ddim_invert(lambda x, t: self.eps(x, t, cond, guidance, extra),
-                      _signed(images), self.abar, steps)
+                      _signed(images), self.abar, steps, clip)
     return {"x_T": x_t}
 
   def predict(self, cond, u, rng=None, steps=SAMPLER["steps"],
-              eta=SAMPLER["eta"], guidance=SAMPLER["guidance"], extra=None):
+              eta=SAMPLER["eta"], guidance=SAMPLER["guidance"],
+              clip=SAMPLER["clip"], extra=None):
     """f_I(v, x_T): DDIM from x_T under `cond`, images in [0, 1]."""
     extra = _signed(extra)
     x0 = ddim_sample(lambda x, t: self.eps(x, t, cond, guidance, extra),
-                     u["x_T"], self.abar, steps, eta, rng)
+                     u["x_T"], self.abar, steps, eta, rng, clip)
     return jnp.clip((x0 + 1.0) / 2.0, 0.0, 1.0)
 
   def prior(self, rng, batch: int):
