@@ -230,6 +230,45 @@ def test_q_sample_marginal_and_loss_against_direct_computation():
   np.testing.assert_allclose(metrics["eps_mse"], want / 192, rtol=1e-4)
 
 
+def test_v_prediction_loss_and_its_noise_for_the_sampler():
+  mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
+                             prediction="v", unet_kwargs=TINY_UNET)
+  abar = diffusion.alpha_bars("linear", 50, 1e-4, 0.02)
+  images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
+  cond = jnp.eye(4)[:3]
+  rng = jax.random.key(2)
+  losses, metrics = jitted(mech, "loss")(images, cond, rng)
+  k_t, k_eps, _ = jax.random.split(rng, 3)
+  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
+  eps = np.asarray(jax.random.normal(k_eps, images.shape))
+  a = abar[t][:, None, None, None]
+  x0 = 2 * np.asarray(images) - 1
+  x_t = np.sqrt(a) * x0 + np.sqrt(1 - a) * eps
+  # Salimans & Ho's target: v = sqrt(abar) eps - sqrt(1 - abar) x0.
+  v = np.sqrt(a) * eps - np.sqrt(1 - a) * x0
+  out = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
+                                      jnp.asarray(t), cond))
+  want = ((v - out) ** 2).sum((1, 2, 3))
+  np.testing.assert_allclose(losses["loss"], want, rtol=1e-4)
+  np.testing.assert_allclose(metrics["v_mse"], want / 192, rtol=1e-4)
+  # The sampler's noise: the eps whose DDIM x0 is sqrt(abar) x - sqrt(1 -
+  # abar) v (the x0 that v implies), per row's timestep and for a scalar
+  # timestep as the scan passes it.
+  x = jnp.asarray(x_t, jnp.float32)
+  got = np.asarray(jitted(mech, "eps")(x, jnp.asarray(t), cond))
+  x0_of_v = np.sqrt(a) * x_t - np.sqrt(1 - a) * out
+  np.testing.assert_allclose((x_t - np.sqrt(1 - a) * got) / np.sqrt(a),
+                             x0_of_v, rtol=1e-3, atol=1e-3)
+  one = np.asarray(jitted(mech, "eps")(x, jnp.asarray(t[0]), cond))
+  out0 = np.asarray(jax.jit(mech.unet)(x, jnp.full((3,), t[0]), cond))
+  a0 = abar[t[0]]
+  np.testing.assert_allclose(one, np.sqrt(a0) * out0 + np.sqrt(1 - a0) * x_t,
+                             rtol=1e-4, atol=1e-5)
+  with pytest.raises(MechanismError, match="unknown diffusion prediction"):
+    diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), prediction="x0",
+                        unet_kwargs=TINY_UNET)
+
+
 def test_classifier_free_dropout_and_guidance():
   mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
                              cond_dropout=0.5, unet_kwargs=TINY_UNET)

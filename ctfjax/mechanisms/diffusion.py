@@ -7,7 +7,10 @@ loss of DDPM (Ho et al. 2020),
     x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,   loss = |eps - eps_theta|^2,
 
 with a linear or cosine beta schedule over T steps. Images are in [0, 1];
-the network works in [-1, 1].
+the network works in [-1, 1]. With `prediction="v"` the network predicts
+v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 instead (Salimans & Ho 2022),
+regressed the same way, and the sampler turns it into
+eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t.
 
 U_I is the DDIM latent x_T (Song et al. 2021). The sampler walks a grid of
 `steps` levels tau_1 < ... < tau_S = T - 1 (evenly spaced, "trailing"), plus
@@ -59,6 +62,7 @@ from ctfjax.nn.unet import UNet
 
 Array = jax.Array
 SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("eps", "v")
 # Nichol & Dhariwal's offset of the cosine schedule, and its beta cap.
 COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
@@ -197,9 +201,14 @@ def ddim_invert(eps_fn: Callable[[Array, Array], Array], x: Array,
   return x
 
 
+def _per_row(a: Array, x: Array) -> Array:
+  """A scalar or [B] schedule value shaped to broadcast over x [B, ...]."""
+  return jnp.reshape(a, (-1,) + (1,) * (x.ndim - 1))
+
+
 def q_sample(x0: Array, t: Array, noise: Array, abar: Array) -> Array:
   """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), per row."""
-  a = abar[t].reshape((-1,) + (1,) * (x0.ndim - 1))
+  a = _per_row(abar[t], x0)
   return jnp.sqrt(a) * x0 + jnp.sqrt(1.0 - a) * noise
 
 
@@ -212,7 +221,8 @@ class Diffusion(nnx.Module):
                rngs: nnx.Rngs, timesteps: int = 1000,
                schedule: str = "linear", beta_start: float = 1e-4,
                beta_end: float = 0.02, cond_dropout: float = 0.0,
-               extra_channels: int = 0, unet_kwargs=None):
+               prediction: str = "eps", extra_channels: int = 0,
+               unet_kwargs=None):
     """Builds the mechanism.
 
     Args:
@@ -222,6 +232,9 @@ class Diffusion(nnx.Module):
       timesteps, schedule, beta_start, beta_end: the DDPM schedule.
       cond_dropout: classifier-free training's probability of dropping the
         condition.
+      prediction: what the U-Net predicts and the loss regresses: "eps"
+        (the noise, Ho et al.) or "v" = sqrt(abar) eps - sqrt(1 - abar) x0
+        (Salimans & Ho 2022).
       extra_channels: channels of an image the network also sees,
         concatenated to x_t (a refiner's coarse image; `extra` arguments).
       unet_kwargs: `ctfjax.nn.unet.UNet` settings.
@@ -230,6 +243,11 @@ class Diffusion(nnx.Module):
     self.cond_dim = cond_dim
     self.timesteps = int(timesteps)
     self.cond_dropout = float(cond_dropout)
+    if prediction not in PREDICTIONS:
+      raise MechanismError(f"unknown diffusion prediction {prediction!r} "
+                           f"(config 'prediction'); known: "
+                           f"{', '.join(PREDICTIONS)}")
+    self.prediction = prediction
     # The schedule is static (Python values), not state: never trained.
     self.schedule = (schedule, self.timesteps, float(beta_start),
                      float(beta_end))
@@ -250,6 +268,13 @@ class Diffusion(nnx.Module):
     # Classifier-free training: probability of zeroing the condition
     # (0 = off); then sampler guidance w != 1 is meaningful.
     c.cond_dropout = 0.0
+    # What the U-Net predicts: "eps" (the noise; DDPM's loss) or "v" =
+    # sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho). Under eps the
+    # features reach the output at the noisiest levels only through
+    # sqrt(abar) x0 (under 2% of it past t = 900 of the linear schedule),
+    # so a briefly trained network learns to ignore them there; v is about
+    # -x0 at those levels.
+    c.prediction = "eps"
     # U-Net (ctfjax.nn.unet.UNet): output widths per level (each level but
     # the last halves the resolution), residual blocks per level,
     # self-attention per level, in the middle, head width, GroupNorm groups.
@@ -277,6 +302,8 @@ class Diffusion(nnx.Module):
                timesteps=config.timesteps, schedule=config.schedule,
                beta_start=config.beta_start, beta_end=config.beta_end,
                cond_dropout=config.cond_dropout,
+               # Runs saved before the setting existed predicted eps.
+               prediction=config.get("prediction", "eps"),
                unet_kwargs=unet_kwargs(config))
 
   @classmethod
@@ -292,10 +319,11 @@ class Diffusion(nnx.Module):
     """abar_t for t = 0..T-1 [T], a constant of every trace."""
     return jnp.asarray(alpha_bars(*self.schedule), jnp.float32)
 
-  def eps(self, x: Array, t: Array, cond: Array, guidance: float = 1.0,
-          extra: Array | None = None) -> Array:
-    """eps_theta(x, t, cond), with classifier-free guidance w != 1;
-    `extra` [B, H, W, extra_channels] in [-1, 1] is concatenated to x."""
+  def output(self, x: Array, t: Array, cond: Array, guidance: float = 1.0,
+             extra: Array | None = None) -> Array:
+    """The U-Net's prediction (eps or v, `prediction`) at (x, t, cond),
+    with classifier-free guidance w != 1; `extra` [B, H, W,
+    extra_channels] in [-1, 1] is concatenated to x."""
     if extra is not None:
       x = jnp.concatenate([x, extra], axis=-1)
     if guidance == 1.0:
@@ -305,10 +333,21 @@ class Diffusion(nnx.Module):
     free, conditional = jnp.split(both, 2)
     return free + guidance * (conditional - free)
 
+  def eps(self, x: Array, t: Array, cond: Array, guidance: float = 1.0,
+          extra: Array | None = None) -> Array:
+    """eps_theta(x, t, cond): the noise prediction the sampler uses (from
+    v: eps = sqrt(abar_t) v + sqrt(1 - abar_t) x)."""
+    out = self.output(x, t, cond, guidance, extra)
+    if self.prediction == "eps":
+      return out
+    a = _per_row(self.abar[t], x)
+    return jnp.sqrt(a) * out + jnp.sqrt(1.0 - a) * x
+
   def loss(self, images, cond, rng, stage="ddpm", context=None,
            extra=None):
-    """Epsilon-prediction loss, summed over pixels, per example [B];
-    `extra` is the refiner's coarse image in [0, 1] (or None)."""
+    """The DDPM loss of the `prediction` target (eps or v), summed over
+    pixels, per example [B], and its per-pixel mean as "eps_mse" or
+    "v_mse"; `extra` is the refiner's coarse image in [0, 1] (or None)."""
     del stage, context  # one stage, which needs nothing else
     k_t, k_eps, k_drop = jax.random.split(rng, 3)
     x0 = _signed(images)
@@ -319,9 +358,15 @@ class Diffusion(nnx.Module):
                                   cond.shape[:1])
       cond = cond * keep[:, None]
     x_t = q_sample(x0, t, noise, self.abar)
-    err = jnp.square(noise - self.eps(x_t, t, cond, extra=_signed(extra)))
+    target = noise
+    if self.prediction == "v":
+      a = _per_row(self.abar[t], x0)
+      target = jnp.sqrt(a) * noise - jnp.sqrt(1.0 - a) * x0
+    err = jnp.square(target - self.output(x_t, t, cond,
+                                          extra=_signed(extra)))
     err = err.reshape(err.shape[0], -1).sum(-1)
-    return {"loss": err}, {"eps_mse": err / np.prod(self.image_shape)}
+    return {"loss": err}, {f"{self.prediction}_mse":
+                           err / np.prod(self.image_shape)}
 
   def abduct(self, images, cond, rng=None, steps=SAMPLER["steps"],
              eta=SAMPLER["eta"], guidance=SAMPLER["guidance"],

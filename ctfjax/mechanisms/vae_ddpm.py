@@ -46,7 +46,8 @@ class VAEDDPM(nnx.Module):
     self.refiner = diffusion.Diffusion(
         image_shape, cond_dim, rngs=rngs, timesteps=r.timesteps,
         schedule=r.schedule, beta_start=r.beta_start, beta_end=r.beta_end,
-        cond_dropout=r.cond_dropout, extra_channels=self.image_shape[-1],
+        cond_dropout=r.cond_dropout, prediction=r.get("prediction", "eps"),
+        extra_channels=self.image_shape[-1],
         unet_kwargs=diffusion.unet_kwargs(r))
 
   # Family -------------------------------------------------------------------
