@@ -14,6 +14,16 @@ same features; the mean L1 to the input on the 0-255 scale for each number
 of DDIM steps (--null_steps). The issue's bar: below 3 at 50 steps.
 With --grid, a PNG of test images, their null edits and single-feature
 edits.
+
+The effect of single-feature edits (--effect_images test images; for each
+classifier-free guidance weight of --guidance, in the inversion and the
+generation alike): do(X = the next value of X) for each feature X, and
+the run's own label reader (trained on real images beside the model) reads
+every feature off the edits. "agree" is the fraction of edits whose
+reading is the counterfactual value the edit was drawn with (X's new value;
+a descendant's value as the NCM drew it), "kept" the fraction whose
+reading is the factual value; beside them the null edit's L1 at that
+weight and the reader's accuracy on the real test images (its ceiling).
 """
 
 import json
@@ -41,6 +51,10 @@ flags.DEFINE_string("grid", "", "With --workdir: a PNG of test images, "
                     "their null edits per step count and single-feature "
                     "edits; empty skips it.")
 flags.DEFINE_integer("grid_rows", 6, "Test images in the grid.")
+flags.DEFINE_integer("effect_images", 64, "Test images of the single-"
+                     "feature edits' effect; 0 skips it.")
+flags.DEFINE_list("guidance", [], "Classifier-free guidance weights of the "
+                  "effect sweep; empty: the run's own.")
 flags.DEFINE_integer("train_batch", 64, "Training batch (peer: 64).")
 flags.DEFINE_integer("sample_batch", 64, "Sampling batch (peer: 64).")
 flags.DEFINE_integer("sample_steps", 50, "DDIM steps (peer: 50; fewer "
@@ -101,13 +115,55 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
       names)], path, title="null edits and single-feature edits")
 
 
+def effect(workdir, n, guidances):
+  """Null-edit L1 and the reader's agreement with single-feature edits,
+  per guidance weight (see the module docstring)."""
+  config, model, params = ancm_train.load(workdir)
+  ds = ancm_train.load_split(config, "test", n)
+  images = ds["image"][:n]
+  labels = {k: np.asarray(ds[k][:n]) for k in model.order}
+  real = model.read_labels(params, images)
+  ceiling = {j: float(np.mean(np.asarray(real[j]) == labels[j]))
+             for j in model.order}
+  weights = ([float(w) for w in guidances] if guidances
+             else [float(dict(model.sampler).get("guidance", 1.0))])
+  rows = []
+  for w in weights:
+    sampler = {"guidance": w}
+    u = model.abduct_image(params, images, labels, jax.random.key(0),
+                           sampler)
+    null = np.asarray(ancm_model.to_uint8(model.predict_image(
+        params, labels, u, jax.random.key(1), sampler)))
+    row = {"guidance": w, "images": int(n),
+           "null_l1_255": float(np.abs(null.astype(np.float64)
+                                       - images).mean()),
+           "reader_acc_real": ceiling, "do": {}}
+    for k in model.order:
+      new = (labels[k] + 1) % model.features[k].size
+      out = model.edit(params, images, {k: new}, jax.random.key(2),
+                       labels=labels, sampler=sampler)
+      read = model.read_labels(params, out["image"][:, 0])
+      row["do"][k] = {
+          "agree": {j: float(np.mean(np.asarray(read[j])
+                                     == np.asarray(out[j][:, 0])))
+                    for j in model.order},
+          "kept": {j: float(np.mean(np.asarray(read[j]) == labels[j]))
+                   for j in model.order}}
+    rows.append(row)
+    print(json.dumps(row))
+  return rows
+
+
 def main():
   result = {"benchmark": "diffusion", "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "load_average": list(os.getloadavg())}
-  result["null_edit"] = null_edit(cli.require("workdir"), FLAGS.null_steps,
+  workdir = cli.require("workdir")
+  result["null_edit"] = null_edit(workdir, FLAGS.null_steps,
                                   FLAGS.null_images)
+  if FLAGS.effect_images > 0:
+    result["effect"] = effect(workdir, FLAGS.effect_images, FLAGS.guidance)
   cli.write_json(FLAGS.out, result)
 
 

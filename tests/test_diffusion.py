@@ -269,6 +269,54 @@ def test_v_prediction_loss_and_its_noise_for_the_sampler():
                         unet_kwargs=TINY_UNET)
 
 
+def test_luma_chroma_basis_keeps_strokes_in_one_channel_whatever_the_colour():
+  m = diffusion.LUMA_CHROMA
+  np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-12)  # orthonormal
+  mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
+                             prediction="v", basis="luma_chroma",
+                             unet_kwargs=TINY_UNET)
+  shape = (jax.random.uniform(jax.random.key(0), (1, 8, 8, 1)) > 0.5) * 1.0
+  red = shape * jnp.array([1.0, 0, 0])
+  green = shape * jnp.array([0, 1.0, 0])
+  to = lambda x: np.asarray(mech._to_basis(2 * x - 1))
+  # The same strokes in red and in green: one luminance channel.
+  np.testing.assert_allclose(to(red)[..., 0], to(green)[..., 0], atol=1e-6)
+  assert np.abs(to(red)[..., 1] - to(green)[..., 1]).max() > 1
+  # Back and forth is the identity; the projection is RGB clipping.
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  np.testing.assert_allclose(mech._from_basis(mech._to_basis(x)), x,
+                             atol=1e-5)
+  np.testing.assert_allclose(
+      mech._from_basis(mech._project(mech._to_basis(x))), np.clip(x, -1, 1),
+      atol=1e-5)
+  # The loss regresses the v of the images in the basis, by hand.
+  images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
+  cond, rng = jnp.eye(4)[:3], jax.random.key(2)
+  losses, _ = jitted(mech, "loss")(images, cond, rng)
+  k_t, k_eps, _ = jax.random.split(rng, 3)
+  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
+  eps = np.asarray(jax.random.normal(k_eps, images.shape))
+  a = diffusion.alpha_bars("linear", 50)[t][:, None, None, None]
+  x0 = (2 * np.asarray(images, np.float64) - 1) @ m.T
+  x_t = np.sqrt(a) * x0 + np.sqrt(1 - a) * eps
+  out = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
+                                      jnp.asarray(t), cond))
+  want = ((np.sqrt(a) * eps - np.sqrt(1 - a) * x0 - out) ** 2).sum((1, 2, 3))
+  np.testing.assert_allclose(losses["loss"], want, rtol=1e-4)
+  # Abduction inverts in the basis and prediction returns RGB in [0, 1].
+  u = jitted(mech, "abduct", steps=5)(images, cond)
+  back = jitted(mech, "predict", steps=5, clip=True)(cond, u)
+  chex.assert_shape(back, images.shape)
+  assert 0 <= float(back.min()) and float(back.max()) <= 1
+  for bad, match in (({"basis": "hsv"}, "unknown diffusion basis"),
+                     ({"basis": "luma_chroma", "image_shape": (8, 8, 1)},
+                      "needs 3-channel images")):
+    kwargs = {"image_shape": (8, 8, 3), **bad}
+    with pytest.raises(MechanismError, match=match):
+      diffusion.Diffusion(kwargs.pop("image_shape"), 4, rngs=nnx.Rngs(0),
+                          unet_kwargs=TINY_UNET, **kwargs)
+
+
 def test_classifier_free_dropout_and_guidance():
   mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
                              cond_dropout=0.5, unet_kwargs=TINY_UNET)
@@ -416,7 +464,8 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   res = subprocess.run(
       [sys.executable, "-m", "launch.benchmark_diffusion",
        f"--workdir={workdir}", f"--out={out}", "--null_steps=2,3",
-       "--null_images=4", f"--grid={grid}", "--grid_rows=2"],
+       "--null_images=4", f"--grid={grid}", "--grid_rows=2",
+       "--effect_images=4", "--guidance=1,2"],
       capture_output=True, text=True, env=ENV, timeout=600)
   assert res.returncode == 0, res.stderr
   rows = json.loads(out.read_text())["null_edit"]
@@ -433,6 +482,25 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
                   - test["image"][:4]).mean()
     np.testing.assert_allclose(row["l1_255"], want, rtol=1e-3)
   assert grid.stat().st_size > 0
+  # The effect sweep: one row per guidance weight; at w = 1 its null edit
+  # is the run's own sampler's (3 steps, the sweep's row above), and its
+  # do(C) agreement is the reader's on model.edit's images, by hand.
+  effect = json.loads(out.read_text())["effect"]
+  assert [r["guidance"] for r in effect] == [1.0, 2.0]
+  np.testing.assert_allclose(effect[0]["null_l1_255"], rows[1]["l1_255"],
+                             rtol=1e-3)
+  new_c = (np.asarray(test_labels["C"]) + 1) % model.features["C"].size
+  edit = model.edit(last, test["image"][:4], {"C": new_c}, jax.random.key(2),
+                    labels=test_labels, sampler={"guidance": 1.0})
+  read = model.read_labels(last, edit["image"][:, 0])
+  for j in model.order:
+    np.testing.assert_allclose(
+        effect[0]["do"]["C"]["agree"][j],
+        np.mean(np.asarray(read[j]) == np.asarray(edit[j][:, 0])))
+    np.testing.assert_allclose(
+        effect[0]["do"]["C"]["kept"][j],
+        np.mean(np.asarray(read[j]) == np.asarray(test_labels[j])))
+  np.testing.assert_array_equal(edit["C"][:, 0], new_c)
 
 
 def test_two_stage_comparison_adds_only_the_refiner_to_the_quickstart_vae():

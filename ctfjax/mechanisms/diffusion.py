@@ -63,6 +63,11 @@ from ctfjax.nn.unet import UNet
 Array = jax.Array
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
+BASES = ("rgb", "luma_chroma")
+# An orthonormal luma / chroma basis of RGB (rows): (R + G + B) / sqrt 3,
+# (R - G) / sqrt 2, (R + G - 2 B) / sqrt 6.
+LUMA_CHROMA = np.array([[1, 1, 1], [1, -1, 0], [1, 1, -2]], np.float64) / (
+    np.sqrt([3.0, 2.0, 6.0])[:, None])
 # Nichol & Dhariwal's offset of the cosine schedule, and its beta cap.
 COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
@@ -104,7 +109,7 @@ def ddim_levels(timesteps: int, steps: int) -> np.ndarray:
 
 def ddim_step(x: Array, eps: Array, a_from: Array, a_to: Array,
               sigma: Array | float = 0.0, noise: Array | None = None,
-              clip: bool = False) -> Array:
+              clip: bool | Callable[[Array], Array] = False) -> Array:
   """One DDIM update from noise level abar_from to abar_to (either way).
 
   Args:
@@ -117,13 +122,15 @@ def ddim_step(x: Array, eps: Array, a_from: Array, a_to: Array,
       eps from it (diffusers' `clip_sample`): a weakly trained network's
       x0 at the noisiest levels, eps's error amplified by
       sqrt((1 - abar) / abar), no longer drives the sample out of range.
+      A callable is the projection onto the data range to use instead
+      (the mechanism's, in its channel basis).
 
   Returns:
     x at abar_to.
   """
   x0 = (x - jnp.sqrt(1.0 - a_from) * eps) / jnp.sqrt(a_from)
   if clip:
-    x0 = jnp.clip(x0, -1.0, 1.0)
+    x0 = clip(x0) if callable(clip) else jnp.clip(x0, -1.0, 1.0)
     # At the clean level (abar = 1) x0 = x and eps is kept as given.
     eps = jnp.where(a_from < 1.0, (x - jnp.sqrt(a_from) * x0)
                     / jnp.sqrt(jnp.maximum(1.0 - a_from, 1e-12)), eps)
@@ -149,7 +156,8 @@ def _grid(abar: Array, steps: int) -> tuple[Array, Array]:
 
 def ddim_sample(eps_fn: Callable[[Array, Array], Array], x: Array,
                 abar: Array, steps: int, eta: float = 0.0,
-                rng: Array | None = None, clip: bool = False) -> Array:
+                rng: Array | None = None,
+                clip: bool | Callable[[Array], Array] = False) -> Array:
   """DDIM from x_T (level S) down to the clean level 0, one `lax.scan`.
 
   Args:
@@ -183,7 +191,8 @@ def ddim_sample(eps_fn: Callable[[Array, Array], Array], x: Array,
 
 
 def ddim_invert(eps_fn: Callable[[Array, Array], Array], x: Array,
-                abar: Array, steps: int, clip: bool = False) -> Array:
+                abar: Array, steps: int,
+                clip: bool | Callable[[Array], Array] = False) -> Array:
   """Deterministic DDIM inversion from the clean x_0 up to x_T, one scan.
 
   The update from level i - 1 to i uses eps_fn(x_{i-1}, tau_i): the
@@ -221,8 +230,8 @@ class Diffusion(nnx.Module):
                rngs: nnx.Rngs, timesteps: int = 1000,
                schedule: str = "linear", beta_start: float = 1e-4,
                beta_end: float = 0.02, cond_dropout: float = 0.0,
-               prediction: str = "eps", extra_channels: int = 0,
-               unet_kwargs=None):
+               prediction: str = "eps", basis: str = "rgb",
+               extra_channels: int = 0, unet_kwargs=None):
     """Builds the mechanism.
 
     Args:
@@ -235,6 +244,9 @@ class Diffusion(nnx.Module):
       prediction: what the U-Net predicts and the loss regresses: "eps"
         (the noise, Ho et al.) or "v" = sqrt(abar) eps - sqrt(1 - abar) x0
         (Salimans & Ho 2022).
+      basis: the channel basis the diffusion runs in: "rgb" or
+        "luma_chroma" (`LUMA_CHROMA`, orthonormal, so the noise stays
+        isotropic; 3-channel images only).
       extra_channels: channels of an image the network also sees,
         concatenated to x_t (a refiner's coarse image; `extra` arguments).
       unet_kwargs: `ctfjax.nn.unet.UNet` settings.
@@ -248,6 +260,13 @@ class Diffusion(nnx.Module):
                            f"(config 'prediction'); known: "
                            f"{', '.join(PREDICTIONS)}")
     self.prediction = prediction
+    if basis not in BASES:
+      raise MechanismError(f"unknown diffusion basis {basis!r} (config "
+                           f"'basis'); known: {', '.join(BASES)}")
+    if basis == "luma_chroma" and self.image_shape[-1] != 3:
+      raise MechanismError(f"diffusion basis 'luma_chroma' needs 3-channel "
+                           f"images, not {self.image_shape[-1]}")
+    self.basis = basis
     # The schedule is static (Python values), not state: never trained.
     self.schedule = (schedule, self.timesteps, float(beta_start),
                      float(beta_end))
@@ -275,6 +294,13 @@ class Diffusion(nnx.Module):
     # so a briefly trained network learns to ignore them there; v is about
     # -x0 at those levels.
     c.prediction = "eps"
+    # The channel basis of the diffusion: "rgb" or "luma_chroma" (an
+    # orthonormal luminance / colour-difference basis). In RGB the inverted
+    # noise of a green digit holds its strokes in the green channel only,
+    # so do(colour) must draw them from noise that encodes black; in
+    # luma_chroma the strokes sit in the luminance channel whatever the
+    # colour.
+    c.basis = "rgb"
     # U-Net (ctfjax.nn.unet.UNet): output widths per level (each level but
     # the last halves the resolution), residual blocks per level,
     # self-attention per level, in the middle, head width, GroupNorm groups.
@@ -304,6 +330,7 @@ class Diffusion(nnx.Module):
                cond_dropout=config.cond_dropout,
                # Runs saved before the setting existed predicted eps.
                prediction=config.get("prediction", "eps"),
+               basis=config.get("basis", "rgb"),
                unet_kwargs=unet_kwargs(config))
 
   @classmethod
@@ -350,7 +377,7 @@ class Diffusion(nnx.Module):
     "v_mse"; `extra` is the refiner's coarse image in [0, 1] (or None)."""
     del stage, context  # one stage, which needs nothing else
     k_t, k_eps, k_drop = jax.random.split(rng, 3)
-    x0 = _signed(images)
+    x0 = self._to_basis(_signed(images))
     t = jax.random.randint(k_t, images.shape[:1], 0, self.timesteps)
     noise = jax.random.normal(k_eps, x0.shape)
     if self.cond_dropout > 0:
@@ -377,7 +404,8 @@ class Diffusion(nnx.Module):
     del rng, eta
     extra = _signed(extra)
     x_t = ddim_invert(lambda x, t: self.eps(x, t, cond, guidance, extra),
-                      _signed(images), self.abar, steps, clip)
+                      self._to_basis(_signed(images)), self.abar, steps,
+                      clip and self._project)
     return {"x_T": x_t}
 
   def predict(self, cond, u, rng=None, steps=SAMPLER["steps"],
@@ -386,14 +414,31 @@ class Diffusion(nnx.Module):
     """f_I(v, x_T): DDIM from x_T under `cond`, images in [0, 1]."""
     extra = _signed(extra)
     x0 = ddim_sample(lambda x, t: self.eps(x, t, cond, guidance, extra),
-                     u["x_T"], self.abar, steps, eta, rng, clip)
-    return jnp.clip((x0 + 1.0) / 2.0, 0.0, 1.0)
+                     u["x_T"], self.abar, steps, eta, rng,
+                     clip and self._project)
+    return jnp.clip((self._from_basis(x0) + 1.0) / 2.0, 0.0, 1.0)
 
   def prior(self, rng, batch: int):
     return {"x_T": jax.random.normal(rng, (batch,) + self.image_shape)}
 
   def relabel(self, images, cond, new_cond, rng):
     return None  # No cheap decode: a sampler of `steps` network passes.
+
+  def _to_basis(self, x: Array) -> Array:
+    """[-1, 1] RGB images in the diffusion's channel basis."""
+    if self.basis == "rgb":
+      return x
+    return x @ jnp.asarray(LUMA_CHROMA.T, x.dtype)
+
+  def _from_basis(self, y: Array) -> Array:
+    if self.basis == "rgb":
+      return y
+    return y @ jnp.asarray(LUMA_CHROMA, y.dtype)
+
+  def _project(self, x0: Array) -> Array:
+    """The nearest point of the data range [-1, 1]^C, in the basis (the
+    basis is orthonormal: clipping the RGB values is that projection)."""
+    return self._to_basis(jnp.clip(self._from_basis(x0), -1.0, 1.0))
 
 
 def _signed(images: Array | None) -> Array | None:
