@@ -203,6 +203,24 @@ def test_round_trip_of_a_trained_network_improves_with_steps(trained):
   assert err[100] < err[10] / 4 and err[100] < 10, err
 
 
+def loss_by_hand(mech, basis=np.eye(3)):
+  """(losses, metrics) of mech.loss on 3 random 8x8 images, and the same
+  draws written out by hand: x0 in the channel basis, t, eps, abar_t, x_t
+  and the U-Net's output at them."""
+  images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
+  cond, rng = jnp.eye(4)[:3], jax.random.key(2)
+  losses, metrics = jitted(mech, "loss")(images, cond, rng)
+  k_t, k_eps, _ = jax.random.split(rng, 3)
+  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
+  eps = np.asarray(jax.random.normal(k_eps, images.shape))
+  a = diffusion.alpha_bars("linear", 50)[t][:, None, None, None]
+  x0 = (2 * np.asarray(images, np.float64) - 1) @ basis.T
+  x_t = np.sqrt(a) * x0 + np.sqrt(1 - a) * eps
+  out = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
+                                      jnp.asarray(t), cond))
+  return losses, metrics, (x0, t, eps, a, x_t, out, cond)
+
+
 def test_q_sample_marginal_and_loss_against_direct_computation():
   mech = tiny_mechanism(timesteps=50)
   abar = diffusion.alpha_bars("linear", 50, 1e-4, 0.02)
@@ -214,17 +232,7 @@ def test_q_sample_marginal_and_loss_against_direct_computation():
   assert abs(xt.mean() - np.sqrt(abar[30]) * 0.7) < 0.05
   assert abs(xt.var() - (1 - abar[30])) < 0.05
   # The loss: the same draws written out by hand.
-  images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
-  cond = jnp.eye(4)[:3]
-  rng = jax.random.key(2)
-  losses, metrics = jitted(mech, "loss")(images, cond, rng)
-  k_t, k_eps, _ = jax.random.split(rng, 3)
-  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
-  eps = np.asarray(jax.random.normal(k_eps, images.shape))
-  a = abar[t][:, None, None, None]
-  x_t = np.sqrt(a) * (2 * np.asarray(images) - 1) + np.sqrt(1 - a) * eps
-  pred = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
-                                       jnp.asarray(t), cond))
+  losses, metrics, (_, _, eps, _, _, pred, _) = loss_by_hand(mech)
   want = ((eps - pred) ** 2).sum((1, 2, 3))
   np.testing.assert_allclose(losses["loss"], want, rtol=1e-4)
   np.testing.assert_allclose(metrics["eps_mse"], want / 192, rtol=1e-4)
@@ -233,21 +241,10 @@ def test_q_sample_marginal_and_loss_against_direct_computation():
 def test_v_prediction_loss_and_its_noise_for_the_sampler():
   mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
                              prediction="v", unet_kwargs=TINY_UNET)
-  abar = diffusion.alpha_bars("linear", 50, 1e-4, 0.02)
-  images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
-  cond = jnp.eye(4)[:3]
-  rng = jax.random.key(2)
-  losses, metrics = jitted(mech, "loss")(images, cond, rng)
-  k_t, k_eps, _ = jax.random.split(rng, 3)
-  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
-  eps = np.asarray(jax.random.normal(k_eps, images.shape))
-  a = abar[t][:, None, None, None]
-  x0 = 2 * np.asarray(images) - 1
-  x_t = np.sqrt(a) * x0 + np.sqrt(1 - a) * eps
+  abar = diffusion.alpha_bars("linear", 50)
+  losses, metrics, (x0, t, eps, a, x_t, out, cond) = loss_by_hand(mech)
   # Salimans & Ho's target: v = sqrt(abar) eps - sqrt(1 - abar) x0.
   v = np.sqrt(a) * eps - np.sqrt(1 - a) * x0
-  out = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
-                                      jnp.asarray(t), cond))
   want = ((v - out) ** 2).sum((1, 2, 3))
   np.testing.assert_allclose(losses["loss"], want, rtol=1e-4)
   np.testing.assert_allclose(metrics["v_mse"], want / 192, rtol=1e-4)
@@ -290,17 +287,8 @@ def test_luma_chroma_basis_keeps_strokes_in_one_channel_whatever_the_colour():
       mech._from_basis(mech._project(mech._to_basis(x))), np.clip(x, -1, 1),
       atol=1e-5)
   # The loss regresses the v of the images in the basis, by hand.
+  losses, _, (x0, _, eps, a, _, out, cond) = loss_by_hand(mech, m)
   images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
-  cond, rng = jnp.eye(4)[:3], jax.random.key(2)
-  losses, _ = jitted(mech, "loss")(images, cond, rng)
-  k_t, k_eps, _ = jax.random.split(rng, 3)
-  t = np.asarray(jax.random.randint(k_t, (3,), 0, 50))
-  eps = np.asarray(jax.random.normal(k_eps, images.shape))
-  a = diffusion.alpha_bars("linear", 50)[t][:, None, None, None]
-  x0 = (2 * np.asarray(images, np.float64) - 1) @ m.T
-  x_t = np.sqrt(a) * x0 + np.sqrt(1 - a) * eps
-  out = np.asarray(jax.jit(mech.unet)(jnp.asarray(x_t, jnp.float32),
-                                      jnp.asarray(t), cond))
   want = ((np.sqrt(a) * eps - np.sqrt(1 - a) * x0 - out) ** 2).sum((1, 2, 3))
   np.testing.assert_allclose(losses["loss"], want, rtol=1e-4)
   # Abduction inverts in the basis and prediction returns RGB in [0, 1].
