@@ -117,7 +117,8 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
 
 def effect(workdir, n, guidances):
   """Null-edit L1 and the reader's agreement with single-feature edits,
-  per guidance weight (see the module docstring)."""
+  per guidance weight (floats; empty: the run's own; see the module
+  docstring)."""
   config, model, params = ancm_train.load(workdir)
   ds = ancm_train.load_split(config, "test", n)
   images = ds["image"][:n]
@@ -125,8 +126,7 @@ def effect(workdir, n, guidances):
   real = model.read_labels(params, images)
   ceiling = {j: float(np.mean(np.asarray(real[j]) == labels[j]))
              for j in model.order}
-  weights = ([float(w) for w in guidances] if guidances
-             else [float(dict(model.sampler).get("guidance", 1.0))])
+  weights = guidances or [float(dict(model.sampler).get("guidance", 1.0))]
   rows = []
   for w in weights:
     sampler = {"guidance": w}
@@ -160,10 +160,15 @@ def main():
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "load_average": list(os.getloadavg())}
   workdir = cli.require("workdir")
+  try:  # Checked before any work.
+    guidances = [float(w) for w in FLAGS.guidance]
+  except ValueError:
+    raise UserError(f"--guidance: numbers, got {','.join(FLAGS.guidance)}"
+                    ) from None
   result["null_edit"] = null_edit(workdir, FLAGS.null_steps,
                                   FLAGS.null_images)
   if FLAGS.effect_images > 0:
-    result["effect"] = effect(workdir, FLAGS.effect_images, FLAGS.guidance)
+    result["effect"] = effect(workdir, FLAGS.effect_images, guidances)
   cli.write_json(FLAGS.out, result)
 
 
