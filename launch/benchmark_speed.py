@@ -5,8 +5,10 @@ r"""Speed of every image mechanism beside its PyTorch peer, written as JSON.
 
 For each row of `launch.speed_rows` (cvae, ancm, hvae, gan, unet): the
 jitted training step and the counterfactual edit (abduction + prediction;
-DDIM sampling for the U-Net) in images/s, their compile seconds and the
-process's peak memory. Each `--microbatch` setting (`config.train
+DDIM sampling for the U-Net) in images/s, their compile seconds, XLA's
+count of their work (GFLOP per image, and the GFLOP/s it was done at,
+beside the machine's float32 matrix-product rate) and the process's peak
+memory. Each `--microbatch` setting (`config.train
 .microbatch`: examples per forward/backward pass, 0 = whole batch) is
 measured in turn, `--rounds` times, alternating, so that a drift in the
 machine's load hits every setting alike; the summary gives each setting's
@@ -102,6 +104,9 @@ def main():
          "cpus": os.cpu_count(), "machine": platform.machine(),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "load_average_end": list(os.getloadavg()),
+         # What XLA's float32 matrix product reaches here: the ceiling to
+         # read each row's GFLOP/s against.
+         "matmul_2048_gflop_per_s": timing.matmul_gflop_per_s(),
          "summary": summary,
          "runs": [row for name in FLAGS.rows for m in settings
                   for row in runs[name][m]],

@@ -64,14 +64,24 @@ def _slices(batch: int, microbatch: int) -> int:
 
 
 def _row(name, params, train_b, edit_b, compile_train, train_s,
-         compile_edit, edit_s, microbatch, **extra):
-  return {"model": name, "params": _count(params), "microbatch": microbatch,
-          "train_batch": train_b, "edit_batch": edit_b,
-          "compile_train_s": compile_train, "train_step_s": train_s,
-          "train_images_per_s": train_b / train_s,
-          "compile_edit_s": compile_edit, "edit_s": edit_s,
-          "edit_images_per_s": edit_b / edit_s,
-          "load_average": os.getloadavg()[0], **extra}
+         compile_edit, edit_s, microbatch, train_gflop=None, edit_gflop=None,
+         **extra):
+  """One measurement as JSON. `train_gflop` / `edit_gflop`: XLA's count of
+  one step's / one edit's work (`timing.gflop`), when known: the row then
+  carries it per image and the rate it was done at (GFLOP/s)."""
+  row = {"model": name, "params": _count(params), "microbatch": microbatch,
+         "train_batch": train_b, "edit_batch": edit_b,
+         "compile_train_s": compile_train, "train_step_s": train_s,
+         "train_images_per_s": train_b / train_s,
+         "compile_edit_s": compile_edit, "edit_s": edit_s,
+         "edit_images_per_s": edit_b / edit_s,
+         "load_average": os.getloadavg()[0], **extra}
+  for what, work, batch, seconds in (("train", train_gflop, train_b, train_s),
+                                     ("edit", edit_gflop, edit_b, edit_s)):
+    if work is not None:
+      row[f"{what}_gflop_per_image"] = work / batch
+      row[f"{what}_gflop_per_s"] = work / seconds
+  return row
 
 
 def _mechanism(name, make, repeats, microbatch, train_b=128, edit_b=256):
@@ -90,15 +100,17 @@ def _mechanism(name, make, repeats, microbatch, train_b=128, edit_b=256):
       "pa": jnp.asarray(rng.random((n, MORPHO_PARENTS), np.float32))}
   step = train.make_train_step(loss, optimizer,
                                microbatches=_slices(train_b, microbatch))
-  compile_train, train_s = timing.timed_train(step, state, data(train_b),
-                                              repeats)
+  batch = data(train_b)
+  train_gflop = timing.gflop(step, state, batch)
+  compile_train, train_s = timing.timed_train(step, state, batch, repeats)
   ebatch = data(edit_b)
   pa_new = jnp.roll(ebatch["pa"], 1, axis=0)
   edit = timing.abduct_predict(module)
-  compile_edit, edit_s = timing.timed(
-      lambda: edit(params, ebatch["x"], ebatch["pa"], pa_new), repeats)
+  args = (params, ebatch["x"], ebatch["pa"], pa_new)
+  compile_edit, edit_s = timing.timed(lambda: edit(*args), repeats)
   return _row(name, params, train_b, edit_b, compile_train, train_s,
-              compile_edit, edit_s, microbatch)
+              compile_edit, edit_s, microbatch, train_gflop=train_gflop,
+              edit_gflop=timing.gflop(edit, *args))
 
 
 def cvae(repeats: int, microbatch: int) -> dict:
@@ -131,6 +143,7 @@ def _config_row(name, config, repeats, microbatch, train_b, edit_b, do):
   state = train.create_train_state(jax.random.key(0), task.init,
                                    task.optimizer)
   params = jax.tree.map(jnp.copy, state.params)  # the step donates state
+  train_gflop = timing.gflop(step, state, batch)
   compile_train, train_s = timing.timed_train(step, state, batch, repeats)
   images = ds["image"][:edit_b]
   labels = {k: ds[k][:edit_b] for k in model.order}
@@ -138,7 +151,7 @@ def _config_row(name, config, repeats, microbatch, train_b, edit_b, do):
                             num_samples=1, labels=labels)["image"]
   compile_edit, edit_s = timing.timed(edit, repeats)
   return _row(name, params, train_b, edit_b, compile_train, train_s,
-              compile_edit, edit_s, microbatch,
+              compile_edit, edit_s, microbatch, train_gflop=train_gflop,
               image_shape=list(model.image_shape))
 
 
@@ -188,6 +201,7 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
            "label": jnp.asarray(rng.integers(0, 40, train_b))}
   step = train.make_train_step(loss, optimizer,
                                microbatches=_slices(train_b, microbatch))
+  train_gflop = timing.gflop(step, state, batch)
   compile_train, train_s = timing.timed_train(step, state, batch, repeats)
 
   @jax.jit
@@ -200,11 +214,13 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   labels = jnp.arange(sample_b) % 40
   compile_edit, edit_s = timing.timed(lambda: sample(params, x_t, labels),
                                       sample_repeats)
-  # Seconds for the peer's 50 levels: one U-Net pass per level.
-  edit_50 = edit_s * 50 / sample_steps
+  # Seconds and work for the peer's 50 levels: one U-Net pass per level.
+  scale = 50 / sample_steps
   return _row("unet_diffusers_UNet2DModel_64_128_128", params, train_b,
-              sample_b, compile_train, train_s, compile_edit, edit_50,
-              microbatch, sample_steps_timed=sample_steps,
+              sample_b, compile_train, train_s, compile_edit, edit_s * scale,
+              microbatch, train_gflop=train_gflop,
+              edit_gflop=timing.gflop(sample, params, x_t, labels) * scale,
+              sample_steps_timed=sample_steps,
               edit="DDIM sampling, 50 levels")
 
 

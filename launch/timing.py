@@ -31,6 +31,22 @@ def timed_train(step, state, batch, repeats):
   return timed(call, repeats)
 
 
+def gflop(jitted, *args) -> float:
+  """Billions of floating-point operations in one call of a jitted function,
+  as XLA counts them on its lowered HLO (no compilation; a multiply-add is
+  two)."""
+  return float(jitted.lower(*args).cost_analysis()["flops"]) / 1e9
+
+
+def matmul_gflop_per_s(n: int = 2048, repeats: int = 5) -> float:
+  """The machine's float32 rate on one n x n matrix product through XLA:
+  about the most a convolution-bound step can hope for on it."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jax.numpy.float32)
+  product = jax.jit(lambda x, y: x @ y)
+  _, seconds = timed(lambda: product(a, a), repeats)
+  return gflop(product, a, a) / seconds
+
+
 def peak_memory():
   stats = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:

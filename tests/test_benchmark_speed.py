@@ -6,9 +6,12 @@ flags never meet another launcher's in one test process)."""
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from launch import speed_rows
+from launch import timing
 
 
 def _run(train, edit, compile_s=1.0):
@@ -40,6 +43,27 @@ def test_table_gives_each_setting_and_its_ratio_to_the_peer():
                       "1956.0 (1956.0-1956.0) | 2.00x / 2.00x |")
   assert lines[3].startswith("| gan | whole | 40.0") and lines[3].endswith(
       "| - |")
+
+
+def test_gflop_counts_a_matrix_product_by_hand():
+  # (m x k) @ (k x n): m n k multiply-adds, two operations each.
+  product = jax.jit(lambda a, b: a @ b)
+  a, b = jnp.ones((64, 48)), jnp.ones((48, 40))
+  assert timing.gflop(product, a, b) == pytest.approx(2 * 64 * 48 * 40 / 1e9)
+
+
+def test_row_gives_work_per_image_and_its_rate():
+  params = {"w": jnp.zeros((3, 4))}
+  row = speed_rows._row("m", params, 128, 256, 5.0, 2.0, 1.0, 0.5, 0,
+                        train_gflop=36.0, edit_gflop=10.0)
+  assert row["params"] == 12
+  assert row["train_images_per_s"] == 64.0 and row["edit_images_per_s"] == 512
+  assert row["train_gflop_per_image"] == pytest.approx(36.0 / 128)
+  assert row["train_gflop_per_s"] == pytest.approx(18.0)
+  assert row["edit_gflop_per_s"] == pytest.approx(20.0)
+  # Unknown work leaves the columns out rather than guessing them.
+  bare = speed_rows._row("m", params, 128, 256, 5.0, 2.0, 1.0, 0.5, 0)
+  assert not any("gflop" in k for k in bare)
 
 
 @pytest.mark.parametrize("args, message", [
