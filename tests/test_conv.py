@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder, resize2x
-from ctfjax.nn.conv import transpose_conv2x, upsample_conv
+from ctfjax.nn.conv import pointwise, transpose_conv2x, upsample_conv
 
 
 def count(module):
@@ -96,3 +96,26 @@ def test_upsample_conv_rejects_what_it_cannot_rewrite():
                         rngs=nnx.Rngs(0))):
     with pytest.raises(ValueError, match="stride-1 SAME"):
       upsample_conv(conv, x)
+
+
+def test_pointwise_is_the_1x1_convolution_of_the_concatenation():
+  # Against flax's Conv on the concatenated input: values and gradients.
+  conv = nnx.Conv(5, 4, (1, 1), rngs=nnx.Rngs(0))
+  conv.bias[...] = jnp.arange(4.0)
+  a = jax.random.normal(jax.random.key(1), (2, 5, 7, 2))
+  b = jax.random.normal(jax.random.key(2), (2, 5, 7, 3))
+  g = jax.random.normal(jax.random.key(3), (2, 5, 7, 4))
+  graph, params = nnx.split(conv)
+
+  def grad(fn):
+    return jax.grad(lambda a, b, p: (fn(nnx.merge(graph, p), a, b) * g).sum(),
+                    (0, 1, 2))(a, b, params)
+
+  reference = lambda c, a, b: c(jnp.concatenate([a, b], -1))
+  np.testing.assert_allclose(pointwise(conv, a, b), reference(conv, a, b),
+                             atol=1e-5)
+  chex.assert_trees_all_close(grad(pointwise), grad(reference), atol=1e-5)
+  with pytest.raises(ValueError, match="inputs of \\[2\\] channels"):
+    pointwise(conv, a)
+  with pytest.raises(ValueError, match="1x1 kernel"):
+    pointwise(nnx.Conv(2, 2, (3, 3), rngs=nnx.Rngs(0)), a)

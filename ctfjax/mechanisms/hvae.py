@@ -74,7 +74,7 @@ from flax import nnx
 
 from ctfjax.mechanisms.base import Group, MechanismError, Stage
 from ctfjax.mechanisms.vae import FIXED_LOG_STD, MIN_LOG_STD
-from ctfjax.nn import gaussian
+from ctfjax.nn import conv, gaussian
 from ctfjax.nn.hierarchical import Encoder, TopDown, check_arch
 from ctfjax.train.state import make_optimizer
 
@@ -291,7 +291,7 @@ class HVAE(nnx.Module):
 
   def _likelihood(self, h):
     """(mean in [0, 1], log std) of p(i | z, v), [B, H, W, C] each."""
-    loc, log_std = jnp.split(self.head(h), 2, axis=-1)
+    loc, log_std = jnp.split(conv.pointwise(self.head, h), 2, axis=-1)
     mean = jax.nn.sigmoid(loc) if self.mean == "sigmoid" else loc
     if self.learned_sigma:
       log_std = jnp.maximum(log_std, MIN_LOG_STD)

@@ -59,6 +59,32 @@ def _phase_conv(x, w, bias, taps, lo, hi):
   return y if bias is None else y + bias[...]
 
 
+def pointwise(conv: nnx.Conv, *xs: jax.Array) -> jax.Array:
+  """A 1x1 convolution `conv` of the channel-wise concatenation of `xs`
+  ([B, H, W, C_i] each), as matrix products over the channels.
+
+  The same function and parameters as `conv(jnp.concatenate(xs, -1))`, up
+  to summation order. XLA's CPU backend runs a 1x1 convolution, and above
+  all its weight gradient, through layout transposes of the activations;
+  as products the seed-size HVAE's train step ran 1.25x faster
+  (README, "Speed"), and the concatenation is never built.
+  """
+  kernel = conv.kernel[...]
+  if kernel.shape[:2] != (1, 1):
+    raise ValueError(f"pointwise needs a 1x1 kernel, got {kernel.shape}")
+  widths = [x.shape[-1] for x in xs]
+  if sum(widths) != kernel.shape[2]:
+    raise ValueError(f"inputs of {widths} channels for a kernel of "
+                     f"{kernel.shape[2]}")
+  y, start = None, 0
+  for x, width in zip(xs, widths):
+    part = x.reshape(-1, width) @ kernel[0, 0, start:start + width]
+    y, start = part if y is None else y + part, start + width
+  if conv.bias is not None:
+    y = y + conv.bias[...]
+  return y.reshape(xs[0].shape[:-1] + (kernel.shape[3],))
+
+
 def _square_kernel(layer) -> int:
   k = layer.kernel_size[0]
   return k if tuple(layer.kernel_size) == (k, k) else -1

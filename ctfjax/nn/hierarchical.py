@@ -29,11 +29,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ctfjax.nn.conv import pointwise
+
 Array = jax.Array
 
 
 def _gelu(x):
   return jax.nn.gelu(x, approximate=True)
+
+
+def _apply(conv: nnx.Conv, x: Array) -> Array:
+  """conv(x), its 1x1 convolutions as matrix products (`pointwise`)."""
+  return pointwise(conv, x) if conv.kernel.shape[:2] == (1, 1) else conv(x)
 
 
 def _scale(conv: nnx.Conv, factor: float):
@@ -77,13 +84,17 @@ class Block(nnx.Module):
     self.proj = (conv(in_width, out_width, 1)
                  if residual and in_width != out_width else None)
 
-  def __call__(self, x: Array, pa: Array | None = None) -> Array:
-    y = self.c1(_gelu(x))
+  def __call__(self, *xs: Array, pa: Array | None = None) -> Array:
+    """The block of the channel-wise concatenation of `xs` (never built:
+    the first 1x1 convolution takes its parts, `pointwise`)."""
+    y = pointwise(self.c1, *(_gelu(x) for x in xs))
     if self.c1_pa is not None:
       y = y + self.c1_pa(_gelu(pa))[:, None, None, :]
-    y = self.c4(_gelu(self.c3(_gelu(self.c2(_gelu(y))))))
+    y = pointwise(self.c4, _gelu(_apply(self.c3, _gelu(_apply(
+        self.c2, _gelu(y))))))
     if self.residual:
-      y = y + (self.proj(x) if self.proj is not None else x)
+      y = y + (pointwise(self.proj, *xs) if self.proj is not None
+               else jnp.concatenate(xs, -1))
     return _avg_pool(y, self.down) if self.down > 1 else y
 
 
@@ -195,17 +206,18 @@ class TopDownBlock(nnx.Module):
   def posterior_stats(self, h: Array, x: Array,
                       pa: Array) -> tuple[Array, Array]:
     """(loc, log-scale) of q(z | h, x, pa)."""
-    out = self.posterior(jnp.concatenate([h, x], axis=-1), pa)
+    out = self.posterior(h, x, pa=pa)
     return out[..., :self.z_dim], out[..., self.z_dim:]
 
   def merge(self, h: Array, z: Array, p_feat: Array, pa: Array) -> Array:
     """h' = block(h + prior features + f(z, pa))."""
-    h = h + p_feat + self.z_proj(z) + self.pa_proj(pa)[:, None, None, :]
+    h = h + p_feat + pointwise(self.z_proj, z) + self.pa_proj(pa)[
+        :, None, None, :]
     return self.conv(h)
 
   def next_state(self, z: Array, p_feat: Array) -> Array:
     """The next block's prior state: a function of z and s only."""
-    return self.z_feat_proj(jnp.concatenate([z, p_feat], axis=-1))
+    return pointwise(self.z_feat_proj, z, p_feat)
 
 
 class TopDown(nnx.Module):
