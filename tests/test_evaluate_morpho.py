@@ -409,7 +409,8 @@ def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   saved = json.loads((out / "benchmark.json").read_text())
   assert saved["rows"]["vae_learned"]["published"]["realism"] == {
       "fid": 10.124}
-  names = ["vae_fixed", "vae_learned", "hvae", "gan", "gan_finetuned"]
+  names = ["vae_fixed", "vae_learned", "hvae", "hvae_cf", "gan",
+           "gan_finetuned"]
   assert [e["model"] for e in saved["reports"][0]["models"]] == names
   # Rows keep the config's order (not the ConfigDict's sorted keys).
   assert md.index("| HVAE | ours |") < md.index("| GAN | ours |")
