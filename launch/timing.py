@@ -34,7 +34,8 @@ def timed_train(step, state, batch, repeats):
 def gflop(jitted, *args) -> float:
   """Billions of floating-point operations in one call of a jitted function,
   as XLA counts them on its lowered HLO (no compilation; a multiply-add is
-  two)."""
+  two). XLA counts a loop's body once, whatever its trip count: count a
+  `lax.scan` sampler by one pass of its network times its steps."""
   return float(jitted.lower(*args).cost_analysis()["flops"]) / 1e9
 
 

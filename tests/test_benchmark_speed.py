@@ -52,6 +52,14 @@ def test_gflop_counts_a_matrix_product_by_hand():
   assert timing.gflop(product, a, b) == pytest.approx(2 * 64 * 48 * 40 / 1e9)
 
 
+def test_gflop_counts_a_scan_body_once():
+  # Why the U-Net row counts its sampler as one pass times its levels.
+  a = jnp.ones((64, 64))
+  loop = jax.jit(lambda a: jax.lax.scan(lambda c, _: (c @ a, None), a,
+                                        None, length=5)[0])
+  assert timing.gflop(loop, a) == pytest.approx(2 * 64 ** 3 / 1e9, rel=0.01)
+
+
 def test_row_gives_work_per_image_and_its_rate():
   params = {"w": jnp.zeros((3, 4))}
   row = speed_rows._row("m", params, 128, 256, 5.0, 2.0, 1.0, 0.5, 0,
