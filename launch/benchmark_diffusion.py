@@ -17,13 +17,18 @@ edits.
 
 The effect of single-feature edits (--effect_images test images; for each
 classifier-free guidance weight of --guidance, in the inversion and the
-generation alike): do(X = the next value of X) for each feature X, and
-the run's own label reader (trained on real images beside the model) reads
-every feature off the edits. "agree" is the fraction of edits whose
-reading is the counterfactual value the edit was drawn with (X's new value;
-a descendant's value as the NCM drew it), "kept" the fraction whose
-reading is the factual value; beside them the null edit's L1 at that
-weight and the reader's accuracy on the real test images (its ceiling).
+generation alike): do(X = another value) for each feature X (a
+categorical's next class; a continuous feature one data spread, its
+kind's `scale`, higher), and the run's own label reader (trained on real
+images beside the model) reads every feature off the edits. For a
+categorical feature, "agree" is the fraction of edits whose reading is
+the counterfactual value the edit was drawn with (X's new value; a
+descendant's value as the NCM drew it) and "kept" the fraction whose
+reading is the factual value; for a continuous one, "agree_mae" and
+"kept_mae" are the mean absolute differences between the reading and
+those values, in the feature's units. Beside them: the null edit's L1 at
+that weight and the reader's accuracy ("reader_acc_real") or error
+("reader_mae_real") on the real test images, its ceiling.
 """
 
 import json
@@ -37,6 +42,7 @@ from absl import flags
 
 from ctfjax.ancm import model as ancm_model
 from ctfjax.ancm import train as ancm_train
+from ctfjax.causal import kinds
 from ctfjax.errors import UserError
 from ctfjax.report import figures
 from launch import cli
@@ -63,6 +69,32 @@ FLAGS = flags.FLAGS
 
 # Image kinds whose abduction is DDIM inversion (sampler settings `steps`).
 INVERTIBLE = ("ddpm", "vae_ddpm")
+
+
+def another(kind, values) -> tuple[np.ndarray, str]:
+  """Another value of a feature per image, and how it was chosen (for
+  titles): a categorical's next class, a continuous feature one data
+  spread (its kind's `scale`) higher."""
+  values = np.asarray(values)
+  if isinstance(kind, kinds.Categorical):
+    return (values + 1) % kind.size, "= next"
+  return (values + kind.scale).astype(values.dtype), f"+ {kind.scale:.3g}"
+
+
+def agreement(model, read, values) -> dict[str, dict[str, float]]:
+  """How readings match values, per feature: {"agree": {feature: fraction
+  equal}} over the categorical features and {"agree_mae": {feature: mean
+  |read - value|}} over the others."""
+  out = {}
+  for j in model.order:
+    r, v = np.asarray(read[j]), np.asarray(values[j])
+    if isinstance(model.features[j], kinds.Categorical):
+      out.setdefault("agree", {})[j] = float(np.mean(r == v))
+    else:
+      out.setdefault("agree_mae", {})[j] = float(np.mean(np.abs(
+          r.astype(np.float64) - v)))
+  return out
+
 
 def null_edit(workdir, steps_list, n):
   """Mean L1 (0-255) of invert-then-regenerate under the true features."""
@@ -102,13 +134,12 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
   names += [f"null\n{s} steps" for s in steps_list]
   sub = {k: np.asarray(v[:r]) for k, v in labels.items()}
   for k in model.order:
-    size = model.features[k].size
-    new = (sub[k] + 1) % size  # another value of the feature, per image
+    new, how = another(model.features[k], sub[k])
     out = model.edit(params, images[:r], {k: new}, jax.random.key(2),
                      labels=sub)
     cols.append(np.asarray(out["image"][:, 0]))
-    names.append(f"do({k} = next)\n{dict(model.sampler)['steps']} steps")
-  captions = [[" ".join(f"{k}={int(sub[k][i])}" for k in model.order)]
+    names.append(f"do({k} {how})\n{dict(model.sampler)['steps']} steps")
+  captions = [[" ".join(f"{k}={sub[k][i]:.3g}" for k in model.order)]
               + [""] * (len(cols) - 1) for i in range(r)]
   figures.edits_figure([figures.EditBlock(
       f"{model.image_kind} ANCM (DDIM inversion)", np.stack(cols, 1), captions,
@@ -123,9 +154,9 @@ def effect(workdir, n, guidances):
   ds = ancm_train.load_split(config, "test", n)
   images = ds["image"][:n]
   labels = {k: np.asarray(ds[k][:n]) for k in model.order}
-  real = model.read_labels(params, images)
-  ceiling = {j: float(np.mean(np.asarray(real[j]) == labels[j]))
-             for j in model.order}
+  names = {"agree": "reader_acc_real", "agree_mae": "reader_mae_real"}
+  ceiling = {names[key]: v for key, v in agreement(
+      model, model.read_labels(params, images), labels).items()}
   weights = guidances or [float(dict(model.sampler).get("guidance", 1.0))]
   rows = []
   for w in weights:
@@ -137,18 +168,17 @@ def effect(workdir, n, guidances):
     row = {"guidance": w, "images": int(n),
            "null_l1_255": float(np.abs(null.astype(np.float64)
                                        - images).mean()),
-           "reader_acc_real": ceiling, "do": {}}
+           **ceiling, "do": {}}
     for k in model.order:
-      new = (labels[k] + 1) % model.features[k].size
+      new, _ = another(model.features[k], labels[k])
       out = model.edit(params, images, {k: new}, jax.random.key(2),
                        labels=labels, sampler=sampler)
       read = model.read_labels(params, out["image"][:, 0])
+      drawn = {j: out[j][:, 0] for j in model.order}
       row["do"][k] = {
-          "agree": {j: float(np.mean(np.asarray(read[j])
-                                     == np.asarray(out[j][:, 0])))
-                    for j in model.order},
-          "kept": {j: float(np.mean(np.asarray(read[j]) == labels[j]))
-                   for j in model.order}}
+          **agreement(model, read, drawn),
+          **{key.replace("agree", "kept"): v for key, v in
+             agreement(model, read, labels).items()}}
     rows.append(row)
     print(json.dumps(row))
   return rows

@@ -545,3 +545,46 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   model = ancm_train.model_of(diff)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("ddpm", compare.DIFFUSION_STEPS)]
+
+
+def test_benchmark_diffusion_edits_continuous_features(tmp_path):
+  """launch.benchmark_diffusion on MorphoMNIST (spline and categorical
+  features): a continuous feature is edited one data spread up and its
+  effect is an error in the feature's units, both computed here by hand;
+  do(thickness) keeps the digit, a non-descendant."""
+  import test_ancm_morpho
+  config = test_ancm_morpho.tiny_config()
+  config.model.image = diffusion_config().model.image
+  config.model.image.ddpm.sampler.steps = 2
+  workdir, out = tmp_path / "run", tmp_path / "bench.json"
+  ancm_train.train_and_evaluate(config, workdir)
+  res = subprocess.run(
+      [sys.executable, "-m", "launch.benchmark_diffusion",
+       f"--workdir={workdir}", f"--out={out}", "--null_steps=2",
+       "--null_images=4", f"--grid={tmp_path / 'grid.png'}",
+       "--grid_rows=2", "--effect_images=4", "--guidance=1"],
+      capture_output=True, text=True, env=ENV, timeout=600)
+  assert res.returncode == 0, res.stderr
+  assert (tmp_path / "grid.png").stat().st_size > 0
+  effect = json.loads(out.read_text())["effect"][0]
+  _, model, params = ancm_train.load(workdir)
+  test = ancm_train.load_split(config, "test", 4)
+  labels = {k: np.asarray(test[k][:4]) for k in model.order}
+  kind = model.features["thickness"]
+  new = labels["thickness"] + np.float32(kind.scale)
+  edit = model.edit(params, test["image"][:4], {"thickness": new},
+                    jax.random.key(2), labels=labels,
+                    sampler={"guidance": 1.0})
+  np.testing.assert_allclose(edit["thickness"][:, 0], new, rtol=1e-6)
+  np.testing.assert_array_equal(edit["digit"][:, 0], labels["digit"])
+  read = model.read_labels(params, edit["image"][:, 0])
+  row = effect["do"]["thickness"]
+  for j in ("thickness", "intensity"):
+    np.testing.assert_allclose(row["agree_mae"][j], np.mean(np.abs(
+        np.asarray(read[j], np.float64) - edit[j][:, 0])), rtol=1e-4)
+    np.testing.assert_allclose(row["kept_mae"][j], np.mean(np.abs(
+        np.asarray(read[j], np.float64) - labels[j])), rtol=1e-4)
+  np.testing.assert_allclose(row["agree"]["digit"], np.mean(
+      np.asarray(read["digit"]) == labels["digit"]))
+  assert set(effect["reader_mae_real"]) == {"thickness", "intensity"}
+  assert set(effect["reader_acc_real"]) == {"digit"}
