@@ -115,6 +115,13 @@ def test_pointwise_is_the_1x1_convolution_of_the_concatenation():
   np.testing.assert_allclose(pointwise(conv, a, b), reference(conv, a, b),
                              atol=1e-5)
   chex.assert_trees_all_close(grad(pointwise), grad(reference), atol=1e-5)
+  # columns: the slice of the output, as its own product (no slice taken).
+  cols = lambda c, a, b: pointwise(c, a, b, columns=slice(1, 3))
+  sliced = lambda c, a, b: reference(c, a, b)[..., 1:3]
+  np.testing.assert_allclose(cols(conv, a, b), sliced(conv, a, b),
+                             atol=1e-5)
+  g = g[..., 1:3]
+  chex.assert_trees_all_close(grad(cols), grad(sliced), atol=1e-5)
   with pytest.raises(ValueError, match="inputs of \\[2\\] channels"):
     pointwise(conv, a)
   with pytest.raises(ValueError, match="1x1 kernel"):

@@ -14,6 +14,7 @@ from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from ctfjax.mechanisms import MechanismError, hvae
+from ctfjax.nn import hierarchical
 from test_ancm import tiny_config
 
 SHAPE = (32, 32, 3)
@@ -84,6 +85,22 @@ def test_prior_and_posterior_start_at_the_standard_normal(tiny):
       np.testing.assert_array_equal(s[key], 0.0)
   for kl in kls:
     np.testing.assert_array_equal(kl, 0.0)
+
+
+def test_block_parts_are_the_output_split_by_channels():
+  # The prior's and posterior's statistics come from Block.parts: the same
+  # values as slicing the block's output, a product per group.
+  block = hierarchical.Block(6, 4, 9, residual=False, cond_dim=3,
+                             rngs=nnx.Rngs(0))
+  a, b = (jax.random.normal(jax.random.key(i), (2, 4, 4, 3))
+          for i in (1, 2))
+  pa = jax.random.normal(jax.random.key(3), (2, 3))
+  whole = block(a, b, pa=pa)
+  parts = block.parts(a, b, sizes=(2, 2, 5), pa=pa)
+  for part, (lo, hi) in zip(parts, ((0, 2), (2, 4), (4, 9))):
+    np.testing.assert_allclose(part, whole[..., lo:hi], atol=1e-5)
+  with pytest.raises(ValueError, match="non-residual"):
+    hierarchical.Block(3, 2, 3, rngs=nnx.Rngs(0)).parts(a, sizes=(3,))
 
 
 def test_latent_shapes_and_kl_of_each_level(tiny):

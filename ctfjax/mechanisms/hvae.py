@@ -291,7 +291,9 @@ class HVAE(nnx.Module):
 
   def _likelihood(self, h):
     """(mean in [0, 1], log std) of p(i | z, v), [B, H, W, C] each."""
-    loc, log_std = jnp.split(conv.pointwise(self.head, h), 2, axis=-1)
+    c = self.head.kernel.shape[-1] // 2
+    loc, log_std = (conv.pointwise(self.head, h, columns=slice(0, c)),
+                    conv.pointwise(self.head, h, columns=slice(c, 2 * c)))
     mean = jax.nn.sigmoid(loc) if self.mean == "sigmoid" else loc
     if self.learned_sigma:
       log_std = jnp.maximum(log_std, MIN_LOG_STD)

@@ -59,9 +59,11 @@ def _phase_conv(x, w, bias, taps, lo, hi):
   return y if bias is None else y + bias[...]
 
 
-def pointwise(conv: nnx.Conv, *xs: jax.Array) -> jax.Array:
+def pointwise(conv: nnx.Conv, *xs: jax.Array,
+              columns: slice = slice(None)) -> jax.Array:
   """A 1x1 convolution `conv` of the channel-wise concatenation of `xs`
-  ([B, H, W, C_i] each), as matrix products over the channels.
+  ([B, H, W, C_i] each), as matrix products over the channels; with
+  `columns`, only those output channels (no slice of the output is taken).
 
   The same function and parameters as `conv(jnp.concatenate(xs, -1))`, up
   to summation order. XLA's CPU backend runs a 1x1 convolution, and above
@@ -69,7 +71,7 @@ def pointwise(conv: nnx.Conv, *xs: jax.Array) -> jax.Array:
   as products the seed-size HVAE's train step ran 1.25x faster
   (README, "Speed"), and the concatenation is never built.
   """
-  kernel = conv.kernel[...]
+  kernel = conv.kernel[..., columns]
   if kernel.shape[:2] != (1, 1):
     raise ValueError(f"pointwise needs a 1x1 kernel, got {kernel.shape}")
   widths = [x.shape[-1] for x in xs]
@@ -81,7 +83,7 @@ def pointwise(conv: nnx.Conv, *xs: jax.Array) -> jax.Array:
     part = x.reshape(-1, width) @ kernel[0, 0, start:start + width]
     y, start = part if y is None else y + part, start + width
   if conv.bias is not None:
-    y = y + conv.bias[...]
+    y = y + conv.bias[columns]
   return y.reshape(xs[0].shape[:-1] + (kernel.shape[3],))
 
 

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from ctfjax.nn.conv import pointwise
@@ -84,14 +85,28 @@ class Block(nnx.Module):
     self.proj = (conv(in_width, out_width, 1)
                  if residual and in_width != out_width else None)
 
-  def __call__(self, *xs: Array, pa: Array | None = None) -> Array:
-    """The block of the channel-wise concatenation of `xs` (never built:
-    the first 1x1 convolution takes its parts, `pointwise`)."""
+  def _hidden(self, *xs: Array, pa: Array | None = None) -> Array:
+    """The activation the last 1x1 convolution reads."""
     y = pointwise(self.c1, *(_gelu(x) for x in xs))
     if self.c1_pa is not None:
       y = y + self.c1_pa(_gelu(pa))[:, None, None, :]
-    y = pointwise(self.c4, _gelu(_apply(self.c3, _gelu(_apply(
-        self.c2, _gelu(y))))))
+    return _gelu(_apply(self.c3, _gelu(_apply(self.c2, _gelu(y)))))
+
+  def parts(self, *xs: Array, sizes: Sequence[int],
+            pa: Array | None = None) -> tuple[Array, ...]:
+    """A non-residual block's output split into channel groups of `sizes`,
+    each its own product (no slices of the output, nor their gradients'
+    pads)."""
+    if self.residual or self.down > 1:
+      raise ValueError("parts needs a non-residual block at full size")
+    h, bounds = self._hidden(*xs, pa=pa), np.cumsum((0, *sizes))
+    return tuple(pointwise(self.c4, h, columns=slice(a, b))
+                 for a, b in zip(bounds[:-1], bounds[1:]))
+
+  def __call__(self, *xs: Array, pa: Array | None = None) -> Array:
+    """The block of the channel-wise concatenation of `xs` (never built:
+    the first 1x1 convolution takes its parts, `pointwise`)."""
+    y = pointwise(self.c4, self._hidden(*xs, pa=pa))
     if self.residual:
       y = y + (pointwise(self.proj, *xs) if self.proj is not None
                else jnp.concatenate(xs, -1))
@@ -199,15 +214,14 @@ class TopDownBlock(nnx.Module):
 
   def prior_stats(self, s: Array) -> tuple[Array, Array, Array]:
     """(loc, log-scale, features) of p(z | s); s never depends on pa."""
-    out = self.prior(s)
     z = self.z_dim
-    return out[..., :z], out[..., z:2 * z], out[..., 2 * z:]
+    return self.prior.parts(s, sizes=(z, z, s.shape[-1]))
 
   def posterior_stats(self, h: Array, x: Array,
                       pa: Array) -> tuple[Array, Array]:
     """(loc, log-scale) of q(z | h, x, pa)."""
-    out = self.posterior(h, x, pa=pa)
-    return out[..., :self.z_dim], out[..., self.z_dim:]
+    return self.posterior.parts(h, x, sizes=(self.z_dim, self.z_dim),
+                                pa=pa)
 
   def merge(self, h: Array, z: Array, p_feat: Array, pa: Array) -> Array:
     """h' = block(h + prior features + f(z, pa))."""
