@@ -99,6 +99,8 @@ def test_block_parts_are_the_output_split_by_channels():
   parts = block.parts(a, b, sizes=(2, 2, 5), pa=pa)
   for part, (lo, hi) in zip(parts, ((0, 2), (2, 4), (4, 9))):
     np.testing.assert_allclose(part, whole[..., lo:hi], atol=1e-5)
+  with pytest.raises(ValueError, match="parts of \\(2, 2\\) channels"):
+    block.parts(a, b, sizes=(2, 2), pa=pa)
   with pytest.raises(ValueError, match="non-residual"):
     hierarchical.Block(3, 2, 3, rngs=nnx.Rngs(0)).parts(a, sizes=(3,))
 

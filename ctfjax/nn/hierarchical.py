@@ -99,6 +99,9 @@ class Block(nnx.Module):
     pads)."""
     if self.residual or self.down > 1:
       raise ValueError("parts needs a non-residual block at full size")
+    if sum(sizes) != self.c4.kernel.shape[-1]:
+      raise ValueError(f"parts of {tuple(sizes)} channels for a block of "
+                       f"{self.c4.kernel.shape[-1]} outputs")
     h, bounds = self._hidden(*xs, pa=pa), np.cumsum((0, *sizes))
     return tuple(pointwise(self.c4, h, columns=slice(a, b))
                  for a, b in zip(bounds[:-1], bounds[1:]))
