@@ -34,6 +34,7 @@ that weight and the reader's accuracy ("reader_acc_real") or error
 import json
 import os
 import platform
+import textwrap
 import time
 
 import jax
@@ -138,8 +139,10 @@ def edit_grid(model, params, images, labels, steps_list, nulls, path):
     out = model.edit(params, images[:r], {k: new}, jax.random.key(2),
                      labels=sub)
     cols.append(np.asarray(out["image"][:, 0]))
-    names.append(f"do({k} {how})\n{dict(model.sampler)['steps']} steps")
-  captions = [[" ".join(f"{k}={sub[k][i]:.3g}" for k in model.order)]
+    names.append(f"{textwrap.fill(f'do({k} {how})', 14)}\n"
+                 f"{dict(model.sampler)['steps']} steps")
+  captions = [[textwrap.fill(" ".join(f"{k}={sub[k][i]:.3g}"
+                                      for k in model.order), 16)]
               + [""] * (len(cols) - 1) for i in range(r)]
   figures.edits_figure([figures.EditBlock(
       f"{model.image_kind} ANCM (DDIM inversion)", np.stack(cols, 1), captions,
