@@ -12,9 +12,14 @@ serve every allocation from its main heap and not to give freed memory back,
 so the second step reuses the first step's pages without a fault.
 
 It changes nothing on an accelerator (device buffers have their own
-allocator) and nothing where the C library is not glibc. The launchers call
-it at import; set ``CTFJAX_KEEP_FREED_MEMORY=0`` to leave the allocator alone.
-The cost: the process keeps its peak host memory until it exits.
+allocator) and nothing where the C library is not glibc. The costs: the
+process keeps its peak host memory until it exits, and with one arena the
+threads' small allocations contend for one lock, which slows models with
+small buffers (the quick start's 400-step training: 20.7-21.9 s without,
+30.2-34.3 s with). So it is off by default: the launchers call it at
+import and it acts when ``CTFJAX_KEEP_FREED_MEMORY=1``;
+``launch.benchmark_speed``, which times the large models, turns it on
+unless the variable is ``0``.
 """
 
 import ctypes
@@ -28,13 +33,16 @@ _M_ARENA_MAX = -8
 _NEVER = -1  # mallopt(3): a trim threshold of -1 disables trimming
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(default: bool = False) -> bool:
   """Configure glibc malloc to keep freed memory; True if it was configured.
 
-  Call it before JAX starts its CPU client: threads that already allocated
-  keep their own arenas, which still return large blocks to the system.
+  ``CTFJAX_KEEP_FREED_MEMORY`` (``1`` or ``0``) decides; `default` where it
+  is unset. Call it before JAX starts its CPU client: threads that already
+  allocated keep their own arenas, which still return large blocks to the
+  system.
   """
-  if os.environ.get("CTFJAX_KEEP_FREED_MEMORY", "1") == "0":
+  setting = os.environ.get("CTFJAX_KEEP_FREED_MEMORY")
+  if not (default if setting is None else setting == "1"):
     return False
   name = ctypes.util.find_library("c")
   if name is None:

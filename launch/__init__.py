@@ -2,5 +2,6 @@
 
 from ctfjax import host_memory
 
-# Before any launcher starts JAX's CPU client (see the module's docstring).
+# Before any launcher starts JAX's CPU client; acts only when
+# CTFJAX_KEEP_FREED_MEMORY=1 (see the module's docstring).
 host_memory.keep_freed_memory()
