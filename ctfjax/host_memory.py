@@ -7,58 +7,88 @@ at batch 64), so glibc serves it by ``mmap`` and returns it by ``munmap``
 (or, from its heap, gives it back by trimming): each step touches fresh
 pages, about 480,000 for the HVAE and 1.6 million for the U-Net, each a page
 fault and a page of zeroes, and in a virtual machine the host may have
-reclaimed the memory in between. :func:`keep_freed_memory` tells glibc to
-serve every allocation from its main heap and not to give freed memory back,
-so the second step reuses the first step's pages without a fault.
+reclaimed the memory in between.
 
-It changes nothing on an accelerator (device buffers have their own
-allocator) and nothing where the C library is not glibc. The costs: the
-process keeps its peak host memory until it exits, and with one arena the
-threads' small allocations contend for one lock, which slows models with
-small buffers (the quick start's 400-step training: 20.7-21.9 s without,
-30.2-34.3 s with). So it is off by default: the launchers call it at
-import and it acts when ``CTFJAX_KEEP_FREED_MEMORY=1``;
-``launch.benchmark_speed``, which times the large models, turns it on
-unless the variable is ``0``.
+:func:`keep_freed_memory` does two things:
+
+* it tells glibc to serve large blocks from its heap rather than by
+  ``mmap``, and never to trim the heap, so freed memory stays mapped;
+* it turns off JAX's asynchronous CPU dispatch, so a single-device
+  computation runs on the calling thread and its buffer comes from the main
+  heap. With dispatch on a worker thread the buffer comes from that thread's
+  arena, and glibc maps any block above a thread arena's 64 MB heap limit
+  afresh, whatever the settings.
+
+An earlier version capped glibc at one arena instead of turning dispatch
+synchronous: the threads' small allocations then contended for one lock,
+and the quick start's training slowed 1.45x. This version leaves the
+arenas alone (quick start unchanged within the machine's noise; the HVAE
+step 1.2-1.8x faster than with one arena, in alternating runs).
+
+It is on by default in the launchers (``launch/__init__.py`` calls it at
+import); ``CTFJAX_KEEP_FREED_MEMORY=0`` turns it off. It changes nothing on
+an accelerator (device buffers have their own allocator), nothing for
+computations over several devices (JAX dispatches those asynchronously
+anyway), and the malloc half does nothing where the C library is not glibc.
+The costs: the process keeps its peak host memory until it exits, and the
+host no longer runs ahead of a CPU computation (it waits for each one).
 """
 
 import ctypes
 import ctypes.util
 import os
 
+import jax
+
+VARIABLE = "CTFJAX_KEEP_FREED_MEMORY"
+
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_M_ARENA_MAX = -8
 _NEVER = -1  # mallopt(3): a trim threshold of -1 disables trimming
 
 
-def keep_freed_memory(default: bool = False) -> bool:
-  """Configure glibc malloc to keep freed memory; True if it was configured.
+def enabled(default: bool = True) -> bool:
+  """Whether ``CTFJAX_KEEP_FREED_MEMORY`` (``1``, ``0`` or unset) asks for it.
 
-  ``CTFJAX_KEEP_FREED_MEMORY`` (``1`` or ``0``) decides; `default` where it
-  is unset. Call it before JAX starts its CPU client: threads that already
-  allocated keep their own arenas, which still return large blocks to the
-  system.
+  Raises ValueError naming the variable for any other value.
   """
-  setting = os.environ.get("CTFJAX_KEEP_FREED_MEMORY")
-  if not (default if setting is None else setting == "1"):
-    return False
+  setting = os.environ.get(VARIABLE)
+  if setting is None:
+    return default
+  if setting not in ("0", "1"):
+    raise ValueError(f"{VARIABLE}={setting!r}: use 1 (keep freed host "
+                     "memory) or 0 (glibc's defaults)")
+  return setting == "1"
+
+
+def _glibc_mallopt():
   name = ctypes.util.find_library("c")
   if name is None:
-    return False
+    return None
   try:
     libc = ctypes.CDLL(name)
-    mallopt = libc.mallopt
-    version = libc.gnu_get_libc_version  # only glibc has it
-    del version
-  except (OSError, AttributeError):  # not glibc: nothing to configure
+    if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has it
+      return None
+    return libc.mallopt
+  except (OSError, AttributeError):
+    return None
+
+
+def keep_freed_memory(default: bool = True) -> bool:
+  """Keep XLA's freed CPU buffers mapped; True if glibc was configured.
+
+  Acts if `enabled(default)`. Call it before JAX starts its CPU client: the
+  dispatch setting is read when the client is created.
+  """
+  if not enabled(default):
     return False
-  # One arena: a block above a thread arena's 64 MB heap limit is always
-  # mmapped, whatever the settings. No mmap: large blocks come from the heap.
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
+  mallopt = _glibc_mallopt()
+  if mallopt is None:  # not glibc: nothing more to configure
+    return False
   # No trimming: the largest finite threshold, 2 GiB, is below the U-Net
   # step's buffer, which would then go back to the system every step.
   return all(
       mallopt(param, value) == 1
-      for param, value in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
-                           (_M_TRIM_THRESHOLD, _NEVER)))
+      for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _NEVER)))

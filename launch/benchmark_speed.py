@@ -27,8 +27,8 @@ import platform
 import jax
 from absl import flags
 
-from ctfjax import host_memory
 from ctfjax.errors import UserError
+import launch
 from launch import cli
 from launch import speed_rows
 from launch import timing
@@ -47,9 +47,6 @@ flags.DEFINE_integer("unet_sample_steps", 5, "DDIM levels timed for the "
                      "U-Net's sampling rate (scaled to the peer's 50).")
 FLAGS = flags.FLAGS
 
-# The timed models' step buffers are gigabytes: keep them mapped between
-# steps (unless CTFJAX_KEEP_FREED_MEMORY=0). Before JAX's CPU client starts.
-KEEPS_FREED_MEMORY = host_memory.keep_freed_memory(default=True)
 
 
 def _cpu_model() -> str:
@@ -108,7 +105,7 @@ def main():
          "jax": jax.__version__, "cpu": _cpu_model(),
          "cpus": os.cpu_count(), "machine": platform.machine(),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
-         "keeps_freed_memory": KEEPS_FREED_MEMORY,
+         "keeps_freed_memory": launch.KEEPS_FREED_MEMORY,
          "load_average_end": list(os.getloadavg()),
          # What XLA's float32 matrix product reaches here: the ceiling to
          # read each row's GFLOP/s against.

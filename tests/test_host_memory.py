@@ -6,7 +6,11 @@ import sys
 
 import pytest
 
-_PROBE = """
+from ctfjax import host_memory
+
+# Each probe prints whether glibc was configured, then the minor page faults
+# of a second pass over a large block, freed after the first.
+_MALLOC_PROBE = """
 import ctypes, resource, sys
 from ctfjax import host_memory
 print(host_memory.keep_freed_memory())
@@ -25,33 +29,71 @@ touch()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
+# A jitted computation whose 128 MB buffers XLA mallocs and frees per call.
+_JAX_PROBE = """
+import resource, sys
+from ctfjax import host_memory
+print(host_memory.keep_freed_memory())
+import jax, jax.numpy as jnp
+f = jax.jit(lambda x: jnp.cumsum(jnp.sin(x))[::-1].sum())
+x = jnp.arange(int(sys.argv[1]) // 4, dtype=jnp.float32)
+f(x).block_until_ready()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+f(x).block_until_ready()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
 
-def _faults(keep: str | None, size: int) -> tuple[str, int]:
-  env = dict(os.environ, CTFJAX_KEEP_FREED_MEMORY=keep or "")
-  if keep is None:
-    del env["CTFJAX_KEEP_FREED_MEMORY"]
-  out = subprocess.run([sys.executable, "-c", _PROBE, str(size)], env=env,
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="glibc malloc settings")
+
+
+def _probe(code: str, keep: str | None, size: int) -> tuple[str, int]:
+  env = dict(os.environ)
+  env.pop(host_memory.VARIABLE, None)
+  if keep is not None:
+    env[host_memory.VARIABLE] = keep
+  out = subprocess.run([sys.executable, "-c", code, str(size)], env=env,
                        check=True, capture_output=True,
                        text=True).stdout.split()
   return out[0], int(out[1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"),
-                    reason="glibc malloc settings")
 def test_second_large_block_reuses_the_first_blocks_pages():
   # Above 2 GiB, the largest finite trim threshold, as the U-Net step's
   # 6.48 GB buffer is: glibc must not trim it either.
   size = (9 << 30) // 4
-  configured, faults = _faults("1", size)
+  configured, faults = _probe(_MALLOC_PROBE, "1", size)
   if configured != "True":
     pytest.skip("the C library is not glibc")
-  page = os.sysconf("SC_PAGE_SIZE")
-  assert faults < size // page // 100
+  assert faults < size // _PAGE // 100
   # Without the settings glibc unmaps the block and every page faults again.
   size = 256 << 20
-  configured, faults = _faults("0", size)
+  configured, faults = _probe(_MALLOC_PROBE, "0", size)
   assert configured == "False"
-  assert faults > size // page // 2
-  # Off unless asked for: one arena slows models with small buffers.
-  configured, _ = _faults(None, size)
+  assert faults > size // _PAGE // 2
+
+
+def test_xla_buffers_are_reused_by_default_and_fault_when_turned_off():
+  # With asynchronous dispatch the buffers come from a worker thread's arena,
+  # which maps blocks above 64 MB afresh whatever the malloc settings.
+  size = 128 << 20
+  configured, faults = _probe(_JAX_PROBE, None, size)
+  if configured != "True":
+    pytest.skip("the C library is not glibc")
+  assert faults < size // _PAGE // 100
+  configured, faults = _probe(_JAX_PROBE, "0", size)
   assert configured == "False"
+  assert faults > size // _PAGE // 2
+
+
+def test_a_value_other_than_0_or_1_is_a_one_line_error(monkeypatch):
+  monkeypatch.setenv(host_memory.VARIABLE, "true")
+  with pytest.raises(ValueError, match="CTFJAX_KEEP_FREED_MEMORY='true'"):
+    host_memory.enabled()
+  env = dict(os.environ, **{host_memory.VARIABLE: "true"})
+  result = subprocess.run([sys.executable, "-m", "launch.train"], env=env,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 2
+  assert result.stderr.startswith("error: CTFJAX_KEEP_FREED_MEMORY='true'")
+  assert len(result.stderr.strip().splitlines()) == 1
