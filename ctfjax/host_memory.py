@@ -25,8 +25,10 @@ and the quick start's training slowed 1.45x. This version leaves the
 arenas alone (quick start unchanged within the machine's noise; the HVAE
 step 1.2-1.8x faster than with one arena, in alternating runs).
 
-It is on by default in the launchers (``launch/__init__.py`` calls it at
-import); ``CTFJAX_KEEP_FREED_MEMORY=0`` turns it off. It changes nothing on
+It is on by default in the launchers (``launch.cli.run`` calls it before
+a launcher's ``main``, so importing ``launch`` changes nothing);
+``CTFJAX_KEEP_FREED_MEMORY=0`` turns it off. Calling it again is harmless
+and returns the same. It changes nothing on
 an accelerator (device buffers have their own allocator), nothing for
 computations over several devices (JAX dispatches those asynchronously
 anyway), and the malloc half does nothing where the C library is not glibc.
@@ -44,6 +46,8 @@ import os
 
 import jax
 
+from ctfjax.errors import UserError
+
 VARIABLE = "CTFJAX_KEEP_FREED_MEMORY"
 
 # mallopt parameters, from glibc's malloc.h.
@@ -55,13 +59,13 @@ _NEVER = -1  # mallopt(3): a trim threshold of -1 disables trimming
 def enabled(default: bool = True) -> bool:
   """Whether ``CTFJAX_KEEP_FREED_MEMORY`` (``1``, ``0`` or unset) asks for it.
 
-  Raises ValueError naming the variable for any other value.
+  Raises UserError naming the variable for any other value.
   """
   setting = os.environ.get(VARIABLE)
   if setting is None:
     return default
   if setting not in ("0", "1"):
-    raise ValueError(f"{VARIABLE}={setting!r}: use 1 (keep freed host "
+    raise UserError(f"{VARIABLE}={setting!r}: use 1 (keep freed host "
                      "memory) or 0 (glibc's defaults)")
   return setting == "1"
 
@@ -83,7 +87,8 @@ def keep_freed_memory(default: bool = True) -> bool:
   """Keep XLA's freed CPU buffers mapped; True if glibc was configured.
 
   Acts if `enabled(default)`. Call it before JAX starts its CPU client: the
-  dispatch setting is read when the client is created.
+  dispatch setting is read when the client is created, and threads that
+  already allocated keep their arenas.
   """
   if not enabled(default):
     return False

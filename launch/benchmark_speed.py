@@ -27,8 +27,8 @@ import platform
 import jax
 from absl import flags
 
+from ctfjax import host_memory
 from ctfjax.errors import UserError
-import launch
 from launch import cli
 from launch import speed_rows
 from launch import timing
@@ -105,7 +105,8 @@ def main():
          "jax": jax.__version__, "cpu": _cpu_model(),
          "cpus": os.cpu_count(), "machine": platform.machine(),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
-         "keeps_freed_memory": launch.KEEPS_FREED_MEMORY,
+         # Idempotent: whether cli.run configured glibc before main.
+         "keeps_freed_memory": host_memory.keep_freed_memory(),
          "load_average_end": list(os.getloadavg()),
          # What XLA's float32 matrix product reaches here: the ceiling to
          # read each row's GFLOP/s against.

@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from ctfjax import files
+from ctfjax import host_memory
 from ctfjax.errors import UserError
 
 # JAX reports at INFO level that it found no TPU on every CPU/GPU machine;
@@ -48,6 +49,9 @@ def run(main: Callable[[], None]) -> None:
     if len(argv) > 1:
       fail(f"unexpected argument {argv[1]!r} (flags look like --name=value)")
     try:
+      # Before `main` starts JAX's CPU client: keep XLA's freed CPU buffers
+      # mapped unless CTFJAX_KEEP_FREED_MEMORY=0 (see the module).
+      host_memory.keep_freed_memory()
       main()
     except UserError as e:
       fail(str(e))
