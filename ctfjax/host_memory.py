@@ -56,14 +56,13 @@ _M_MMAP_MAX = -4
 _NEVER = -1  # mallopt(3): a trim threshold of -1 disables trimming
 
 
-def enabled(default: bool = True) -> bool:
-  """Whether ``CTFJAX_KEEP_FREED_MEMORY`` (``1``, ``0`` or unset) asks for it.
+def enabled() -> bool:
+  """Whether ``CTFJAX_KEEP_FREED_MEMORY`` (``1`` or unset: yes; ``0``: no)
+  asks for it.
 
   Raises UserError naming the variable for any other value.
   """
-  setting = os.environ.get(VARIABLE)
-  if setting is None:
-    return default
+  setting = os.environ.get(VARIABLE, "1")
   if setting not in ("0", "1"):
     raise UserError(f"{VARIABLE}={setting!r}: use 1 (keep freed host "
                      "memory) or 0 (glibc's defaults)")
@@ -79,18 +78,18 @@ def _glibc_mallopt():
     if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has it
       return None
     return libc.mallopt
-  except (OSError, AttributeError):
+  except OSError:
     return None
 
 
-def keep_freed_memory(default: bool = True) -> bool:
+def keep_freed_memory() -> bool:
   """Keep XLA's freed CPU buffers mapped; True if glibc was configured.
 
-  Acts if `enabled(default)`. Call it before JAX starts its CPU client: the
+  Acts if `enabled()`. Call it before JAX starts its CPU client: the
   dispatch setting is read when the client is created, and threads that
   already allocated keep their arenas.
   """
-  if not enabled(default):
+  if not enabled():
     return False
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   mallopt = _glibc_mallopt()

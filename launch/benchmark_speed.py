@@ -48,7 +48,6 @@ flags.DEFINE_integer("unet_sample_steps", 5, "DDIM levels timed for the "
 FLAGS = flags.FLAGS
 
 
-
 def _cpu_model() -> str:
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
