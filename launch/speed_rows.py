@@ -207,8 +207,10 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   @jax.jit
   def sample(params, x_t, labels):
     net = module.merge(params)
-    return diffusion.ddim_sample(lambda x, t: net(x, t, labels=labels), x_t,
-                                 abar, sample_steps)
+    # The same examples per U-Net pass as the train step's slices.
+    eps = lambda x, t: diffusion.in_slices(
+        lambda x, labels: net(x, t, labels=labels), microbatch, x, labels)
+    return diffusion.ddim_sample(eps, x_t, abar, sample_steps)
 
   x_t = jax.random.normal(jax.random.key(1), (sample_b, 32, 32, 3))
   labels = jnp.arange(sample_b) % 40

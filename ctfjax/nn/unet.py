@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ctfjax.errors import UserError
+from ctfjax.nn.attention import attention
 from ctfjax.nn.conv import upsample_conv
 
 # diffusers' UNet2DModel of the seed-003 peer's speed benchmark (32x32x3).
@@ -118,8 +119,7 @@ class SelfAttention(nnx.Module):
     b, h, w, c = x.shape
     y = self.norm(x).reshape(b, h * w, c)
     split = lambda a: a.reshape(b, h * w, self.heads, c // self.heads)
-    y = jax.nn.dot_product_attention(split(self.q(y)), split(self.k(y)),
-                                     split(self.v(y)))
+    y = attention(split(self.q(y)), split(self.k(y)), split(self.v(y)))
     return x + self.out(y.reshape(b, h * w, c)).reshape(b, h, w, c)
 
 
