@@ -42,7 +42,8 @@ flags.DEFINE_integer("rounds", 2, "Alternating rounds over the settings.")
 flags.DEFINE_integer("repeats", 10, "Timed calls per measurement of the "
                      "cvae and ancm rows.")
 flags.DEFINE_integer("heavy_repeats", 2, "Timed calls per measurement of the "
-                     "hvae, gan and unet rows (seconds per call).")
+                     "hvae, gan and unet rows (seconds per call; also the "
+                     "U-Net's timed sampler calls).")
 flags.DEFINE_integer("unet_sample_steps", 5, "DDIM levels timed for the "
                      "U-Net's sampling rate (scaled to the peer's 50).")
 FLAGS = flags.FLAGS
@@ -62,7 +63,8 @@ def _cpu_model() -> str:
 def measure(name: str, microbatch: int) -> dict:
   if name == "unet":
     return speed_rows.unet_row(FLAGS.heavy_repeats, microbatch,
-                               sample_steps=FLAGS.unet_sample_steps)
+                               sample_steps=FLAGS.unet_sample_steps,
+                               sample_repeats=FLAGS.heavy_repeats)
   repeats = FLAGS.repeats if name in ("cvae", "ancm") else FLAGS.heavy_repeats
   return speed_rows.ROWS[name](repeats, microbatch)
 

@@ -175,8 +175,10 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
              sample_b: int = 64, sample_steps: int = 50,
              sample_repeats: int = 1) -> dict:
   """The diffusers-size U-Net: train step, and DDIM sampling as the edit
-  (`sample_steps` levels; the rate is scaled to the peer's 50 levels, since
-  each level is one U-Net pass)."""
+  (`sample_steps` levels, the median of `sample_repeats` calls; the rate is
+  scaled to the peer's 50 levels, since each level is one U-Net pass). The
+  sampler's passes take `microbatch` examples at a time, as the train
+  step's slices (0 = the whole batch)."""
   module = train.PureModule(lambda rngs: unet.UNet(
       3, 3, rngs=rngs, **unet.DIFFUSERS_BENCHMARK))
   abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)

@@ -74,6 +74,31 @@ def _group_norm(channels: int, groups: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
   return nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
 
 
+def group_norm(norm: nnx.GroupNorm, x: jax.Array) -> jax.Array:
+  """`norm(x)` for NHWC x, computed as XLA's CPU backend runs fastest.
+
+  The same statistics as flax's GroupNorm (fast variance E[x^2] - E[x]^2
+  over each example's positions and its group's channels, floored at 0),
+  but the per-channel sums come from one reduction over the positions and
+  a product of x with itself (a batched dot), and the normalisation is one
+  multiply-add with a per-(example, channel) scale and shift. About 8% of
+  a U-Net forward pass at batch 16 (README, "Speed"); equal to
+  `norm(x)` up to rounding (tests/test_unet.py).
+  """
+  b, h, w, c = x.shape
+  g = norm.num_groups
+  flat = x.reshape(b, h * w, c)
+  count = h * w * (c // g)
+  per_group = lambda s: s.reshape(b, g, c // g).sum(-1) / count
+  mean = per_group(flat.sum(1))
+  var = jnp.maximum(per_group(jnp.einsum("bnc,bnc->bc", flat, flat))
+                    - jnp.square(mean), 0.0)
+  inv = jnp.repeat(jax.lax.rsqrt(var + norm.epsilon), c // g, axis=1)
+  scale = inv * norm.scale[...]
+  shift = norm.bias[...] - jnp.repeat(mean, c // g, axis=1) * scale
+  return x * scale[:, None, None, :] + shift[:, None, None, :]
+
+
 def _conv3(c_in: int, c_out: int, rngs: nnx.Rngs,
            stride: int = 1) -> nnx.Conv:
   return nnx.Conv(c_in, c_out, (3, 3), strides=(stride, stride),
@@ -94,9 +119,9 @@ class ResBlock(nnx.Module):
                      if c_in != c_out else None)
 
   def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
-    h = self.conv1(jax.nn.silu(self.norm1(x)))
+    h = self.conv1(jax.nn.silu(group_norm(self.norm1, x)))
     h = h + self.temb(jax.nn.silu(emb))[:, None, None, :]
-    h = self.conv2(jax.nn.silu(self.norm2(h)))
+    h = self.conv2(jax.nn.silu(group_norm(self.norm2, h)))
     return h + (x if self.shortcut is None else self.shortcut(x))
 
 
@@ -117,7 +142,7 @@ class SelfAttention(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
-    y = self.norm(x).reshape(b, h * w, c)
+    y = group_norm(self.norm, x).reshape(b, h * w, c)
     split = lambda a: a.reshape(b, h * w, self.heads, c // self.heads)
     y = attention(split(self.q(y)), split(self.k(y)), split(self.v(y)))
     return x + self.out(y.reshape(b, h * w, c)).reshape(b, h, w, c)
@@ -241,7 +266,7 @@ class UNet(nnx.Module):
           h = attn(h)
       if sample is not None:
         h = upsample_conv(sample, h)  # conv(2x nearest upsample of h)
-    return self.conv_out(jax.nn.silu(self.norm_out(h)))
+    return self.conv_out(jax.nn.silu(group_norm(self.norm_out, h)))
 
 
 def count_params(make) -> int:
