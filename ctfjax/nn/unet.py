@@ -37,6 +37,7 @@ from flax import nnx
 
 from ctfjax.errors import UserError
 from ctfjax.nn.attention import attention
+from ctfjax.nn.conv import pointwise
 from ctfjax.nn.conv import upsample_conv
 
 # diffusers' UNet2DModel of the seed-003 peer's speed benchmark (32x32x3).
@@ -122,7 +123,7 @@ class ResBlock(nnx.Module):
     h = self.conv1(jax.nn.silu(group_norm(self.norm1, x)))
     h = h + self.temb(jax.nn.silu(emb))[:, None, None, :]
     h = self.conv2(jax.nn.silu(group_norm(self.norm2, h)))
-    return h + (x if self.shortcut is None else self.shortcut(x))
+    return h + (x if self.shortcut is None else pointwise(self.shortcut, x))
 
 
 class SelfAttention(nnx.Module):
