@@ -29,9 +29,11 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-# (batch, head) pairs per chunk: 16 pairs of 256 x 256 scores are 4 MB,
-# the fastest of 8-256 measured for the U-Net's attention on a 2-core CPU.
-CHUNK = 16
+# (batch, head) pairs per chunk: 8 pairs of 256 x 256 scores are 2 MB, a
+# core's L2. For the U-Net's attention on a 2-core CPU the backward pass
+# ran fastest at 2-8 pairs of the 1-256 measured, the forward at 4-16; in
+# paired train steps 8 ran 1.06x faster than 16 (README, "Speed").
+CHUNK = 8
 
 
 def _divisor(n: int, at_most: int) -> int:
