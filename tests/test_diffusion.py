@@ -564,6 +564,15 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   assert diff.data.to_dict() == plain.data.to_dict()
   assert diff.train.steps == compare.DIFFUSION_STEPS
   assert diff.model.image.ddpm.sampler.steps == 20
+  # The mechanism and its training are the standalone diffusion config's
+  # (v-prediction, guidance, luma/chroma), not a second copy of them.
+  from configs import diffusion_colored_mnist_frontdoor as standalone
+  alone = standalone.get_config()
+  assert diff.model.image.ddpm.to_dict() == alone.model.image.ddpm.to_dict()
+  assert diff.model.image.ddpm.prediction == "v"
+  assert diff.model.image.ddpm.sampler.guidance == 2.0
+  for key in ("batch_size", "microbatch", "learning_rate", "grad_clip"):
+    assert diff.train[key] == alone.train[key], key
   model = ancm_train.model_of(diff)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("ddpm", compare.DIFFUSION_STEPS)]
