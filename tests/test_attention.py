@@ -68,3 +68,26 @@ def test_large_scores_do_not_overflow():
   assert np.isfinite(out).all()
   assert all(np.isfinite(g).all() for g in grads)
   np.testing.assert_allclose(out, textbook(q, k, v), rtol=1e-4, atol=1e-4)
+
+
+def test_the_chunked_path_on_the_cpu_and_jax_nn_on_an_accelerator(
+    monkeypatch):
+  """implementation=None picks this module's chunks on the CPU (a loop and
+  the custom backward in the program) and jax.nn.dot_product_attention on
+  an accelerator (neither); both give the formula's values."""
+  q, k, v, _ = qkv((2, 8, 2, 4), seed=3)
+  # A new function each time: a traced program is cached per function.
+  program = lambda: jax.make_jaxpr(lambda *a: attn.attention(*a))(q, k, v)
+  top_level = lambda: {e.primitive.name for e in program().eqns}
+  assert jax.default_backend() == "cpu"
+  assert attn._on_cpu()
+  assert "custom_vjp_call" in top_level()
+  assert "scan" in str(program())  # inside the custom rule
+  monkeypatch.setattr(attn, "_on_cpu", lambda: False)
+  assert "custom_vjp_call" not in top_level()
+  assert "scan" not in str(program())
+  # jax.nn's softmax runs in float32 even for float64 inputs.
+  np.testing.assert_allclose(attn.attention(q, k, v), textbook(q, k, v),
+                             rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="'flash'"):
+    attn.attention(q, k, v, implementation="flash")

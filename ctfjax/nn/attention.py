@@ -18,6 +18,11 @@ XLA's CPU dot is 4-5x slower when it contracts the rows of a [N, N] operand
 
 Values and gradients equal the textbook formula's to 1e-10 in float64 and
 `jax.nn.dot_product_attention`'s to float32 rounding (tests/test_attention.py).
+
+All of this is for the CPU. On an accelerator a `lax.map` over chunks is a
+sequence of small kernels, and `jax.nn.dot_product_attention` (XLA's fused
+attention, or cuDNN's where it applies) is the right tool, so `attention`
+uses it there (`implementation=None`). Not measured on an accelerator.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ Array = jax.Array
 # ran fastest at 2-8 pairs of the 1-256 measured, the forward at 4-16; in
 # paired train steps 8 ran 1.06x faster than 16 (README, "Speed").
 CHUNK = 8
+# `attention`'s implementations: this module's, and jax.nn's.
+IMPLEMENTATIONS = ("chunked", "jax")
+
+
+def _on_cpu() -> bool:
+  """Whether JAX's default backend is the CPU."""
+  return jax.default_backend() == "cpu"
 
 
 def _divisor(n: int, at_most: int) -> int:
@@ -99,17 +111,28 @@ def _pairs_bwd(chunk, residuals, do):
 _pairs.defvjp(_pairs_fwd, _pairs_bwd)
 
 
-def attention(q: Array, k: Array, v: Array, chunk: int = CHUNK) -> Array:
-  """softmax(Q K^T / sqrt(d)) V per (batch, head), computed in chunks.
+def attention(q: Array, k: Array, v: Array, chunk: int = CHUNK,
+              implementation: str | None = None) -> Array:
+  """softmax(Q K^T / sqrt(d)) V per (batch, head).
 
   Args:
     q, k, v: [B, N, heads, d] (`jax.nn.dot_product_attention`'s layout).
     chunk: (batch, head) pairs per chunk; the largest divisor of
       B * heads not above it is used.
+    implementation: "chunked" (this module's), "jax"
+      (`jax.nn.dot_product_attention`), or None: "chunked" when JAX's
+      default backend is the CPU, "jax" on an accelerator.
 
   Returns:
     [B, N, heads, d].
   """
+  if implementation is None:
+    implementation = "chunked" if _on_cpu() else "jax"
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"unknown attention implementation {implementation!r}; "
+                     f"known: {', '.join(IMPLEMENTATIONS)}")
+  if implementation == "jax":
+    return jax.nn.dot_product_attention(q, k, v)
   b, n, h, d = q.shape
   pairs = lambda a: a.transpose(0, 2, 1, 3).reshape(b * h, n, d)
   o = _pairs(pairs(q), pairs(k), pairs(v), int(chunk))
