@@ -26,7 +26,10 @@ the counterfactual value the edit was drawn with (X's new value; a
 descendant's value as the NCM drew it) and "kept" the fraction whose
 reading is the factual value; for a continuous one, "agree_mae" and
 "kept_mae" are the mean absolute differences between the reading and
-those values, in the feature's units. Beside them: the null edit's L1 at
+those values, in the feature's units; "others_unchanged" and
+"others_changed" give "kept" again over the edits whose other features
+the NCM left as they were and over those where it changed one (a
+descendant), with their counts. Beside them: the null edit's L1 at
 that weight and the reader's accuracy ("reader_acc_real") or error
 ("reader_mae_real") on the real test images, its ceiling.
 """
@@ -94,6 +97,29 @@ def agreement(model, read, values) -> dict[str, dict[str, float]]:
     else:
       out.setdefault("agree_mae", {})[j] = float(np.mean(np.abs(
           r.astype(np.float64) - v)))
+  return out
+
+
+def by_others(model, k, read, drawn, labels) -> dict[str, dict]:
+  """The "kept" readings of do(k)'s edits split by whether the edit also
+  changed another feature (a descendant the NCM redrew):
+  {"others_unchanged": {"n": edits, "kept": {...}}, "others_changed":
+  {...}}, each without fractions when it has no edit."""
+  changed = np.zeros(np.asarray(labels[k]).shape[0], bool)
+  for j in model.order:
+    if j != k:
+      changed |= np.asarray(drawn[j]) != np.asarray(labels[j])
+  out = {}
+  for name, mask in (("others_unchanged", ~changed),
+                     ("others_changed", changed)):
+    part = {"n": int(mask.sum())}
+    if mask.any():
+      read_part, labels_part = ({j: np.asarray(d[j])[mask]
+                                 for j in model.order}
+                                for d in (read, labels))
+      part.update({key.replace("agree", "kept"): v for key, v in
+                   agreement(model, read_part, labels_part).items()})
+    out[name] = part
   return out
 
 
@@ -181,7 +207,8 @@ def effect(workdir, n, guidances):
       row["do"][k] = {
           **agreement(model, read, drawn),
           **{key.replace("agree", "kept"): v for key, v in
-             agreement(model, read, labels).items()}}
+             agreement(model, read, labels).items()},
+          **by_others(model, k, read, drawn, labels)}
     rows.append(row)
     print(json.dumps(row))
   return rows

@@ -24,6 +24,7 @@ from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from ctfjax.ancm.model import to_uint8
+from ctfjax.causal import kinds
 from ctfjax.mechanisms import MechanismError
 from ctfjax.mechanisms import diffusion
 from ctfjax.nn import unet
@@ -619,3 +620,37 @@ def test_benchmark_diffusion_edits_continuous_features(tmp_path):
       np.asarray(read["digit"]) == labels["digit"]))
   assert set(effect["reader_mae_real"]) == {"thickness", "intensity"}
   assert set(effect["reader_acc_real"]) == {"digit"}
+  # do(thickness) redraws intensity, its descendant, in every edit.
+  assert row["others_unchanged"] == {"n": 0}
+  assert row["others_changed"]["n"] == 4
+  np.testing.assert_allclose(row["others_changed"]["kept"]["digit"],
+                             row["kept"]["digit"])
+
+
+def test_benchmark_diffusion_splits_kept_by_whether_descendants_changed():
+  """by_others: do(C)'s edits split by whether the NCM also redrew B; the
+  fractions are counted here by hand."""
+  from launch import benchmark_diffusion as bd
+
+  class Model:
+    order = ("D", "C", "B")
+    features = {"D": kinds.Categorical(10), "C": kinds.Categorical(2),
+                "B": kinds.Categorical(2)}
+
+  labels = {"D": np.array([3, 4, 5, 6]), "C": np.array([0, 0, 1, 1]),
+            "B": np.array([1, 1, 0, 1])}
+  drawn = {"D": labels["D"], "C": 1 - labels["C"],
+           "B": np.array([0, 1, 0, 0])}  # edits 0 and 3 lose the bar
+  read = {"D": np.array([3, 9, 5, 0]), "C": drawn["C"],
+          "B": np.array([0, 1, 1, 0])}
+  out = bd.by_others(Model, "C", read, drawn, labels)
+  # Unchanged: edits 1 and 2 (D read 9 and 5 against 4 and 5; B read 1
+  # and 1 against 1 and 0). Changed: 0 and 3 (D 3 and 0 against 3 and 6).
+  assert out["others_unchanged"]["n"] == 2
+  assert out["others_unchanged"]["kept"] == {"D": 0.5, "C": 0.0,
+                                             "B": 0.5}
+  assert out["others_changed"]["n"] == 2
+  assert out["others_changed"]["kept"] == {"D": 0.5, "C": 0.0, "B": 0.0}
+  nothing = bd.by_others(Model, "D", read, {**labels, "D": read["D"]},
+                         labels)
+  assert nothing["others_changed"] == {"n": 0}
