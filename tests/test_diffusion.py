@@ -628,9 +628,10 @@ def test_benchmark_diffusion_edits_continuous_features(tmp_path):
 
 
 def test_benchmark_diffusion_splits_kept_by_whether_descendants_changed():
-  """by_others: do(C)'s edits split by whether the NCM also redrew B; the
-  fractions are counted here by hand."""
-  from launch import benchmark_diffusion as bd
+  """edit_effect.by_others (launch.benchmark_diffusion's effect sweep):
+  do(C)'s edits split by whether the NCM also redrew B; the fractions are
+  counted here by hand."""
+  from launch import edit_effect as bd
 
   class Model:
     order = ("D", "C", "B")
