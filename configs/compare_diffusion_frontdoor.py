@@ -40,7 +40,7 @@ from configs import diffusion_colored_mnist_frontdoor
 from configs import quickstart
 
 DIFFUSION_STEPS = 1000  # U-Net training steps (batch 64).
-VAE_STEPS = 10000  # VAE-ANCM steps (batch 32): about the same CPU time.
+VAE_STEPS = 10000  # VAE-ANCM steps (batch 32); the docstring gives both times.
 # Edits of a sampler-based model cost 2 x 20 levels per image: 128
 # test images per intervention family, and the composition's 10 cycles and
 # the 3 families' 10 reversibility rounds (70 edits in a row) on 32, in
