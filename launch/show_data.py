@@ -4,13 +4,14 @@
       --out=grid.png [--num=64] [--split=train] [--seed=0] [--source=DIR]
 
 Bad input (unknown dataset, missing source, bad flag) prints one line on
-stderr and exits with status 2.
+stderr and exits with status 2 (`launch.cli`).
 """
 
-import sys
-
-from absl import app
 from absl import flags
+
+from ctfjax import data
+from ctfjax.data import show
+from launch import cli
 
 flags.DEFINE_string("dataset", None, "Dataset name, e.g. "
                     "colored_mnist_bars/backdoor.")
@@ -26,39 +27,18 @@ flags.DEFINE_string("data_dir", None, "Cache directory (default "
 FLAGS = flags.FLAGS
 
 
-def _fail(message: str) -> int:
-  print(f"show_data: error: {message}", file=sys.stderr)
-  return 2
-
-
-def _parse_flags(argv):
-  # absl's default prints usage and exits 1; usage errors here exit 2.
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(_fail(str(e)))
-
-
-def main(argv):
-  # Imported here so that --help and flag errors do not pay for jax.
-  from ctfjax import data  # pylint: disable=g-import-not-at-top
-  from ctfjax.data import show  # pylint: disable=g-import-not-at-top
-
-  if len(argv) > 1:
-    return _fail(f"unexpected arguments {' '.join(argv[1:])}")
+def main():
   if not FLAGS.dataset:
-    return _fail(f"--dataset is required; one of {', '.join(data.NAMES)}")
-  if not FLAGS.out:
-    return _fail("--out=PATH.png is required")
-  try:
-    path = show.write_grid(FLAGS.dataset, FLAGS.out, num=FLAGS.num,
+    cli.fail(f"--dataset is required; one of {', '.join(data.NAMES)}")
+  out = cli.require("out")
+  try:  # DataError, a UserError, is cli.run's one-line error.
+    path = show.write_grid(FLAGS.dataset, out, num=FLAGS.num,
                            split=FLAGS.split, seed=FLAGS.seed,
                            source=FLAGS.source, data_dir=FLAGS.data_dir)
-  except (data.DataError, OSError) as e:
-    return _fail(str(e))
+  except OSError as e:
+    cli.fail(str(e))
   print(path)
-  return 0
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

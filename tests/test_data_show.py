@@ -36,7 +36,7 @@ def test_writes_a_png_grid(tmp_path):
 @pytest.mark.parametrize("args,match", [
     (["--dataset=colored_mnist", "--out=x.png"], "unknown dataset"),
     (["--out=x.png"], "--dataset is required"),
-    # Flag errors are caught before the library is imported.
+    # Flag errors: one line from launch.cli's parser.
     (["--dataset=colored_mnist_bars/backdoor", "--out=x.png", "--num=0"],
      "num"),
     (["--dataset=colored_mnist_bars/backdoor", "--out=x.png", "--num=many"],
