@@ -247,6 +247,45 @@ def summarise(runs: list[dict]) -> dict:
   return out
 
 
+def paired(rounds: list[dict]) -> dict:
+  """Per-round ratios of ctfjax's U-Net rates to the peer's, measured in
+  the same round, and their median and range over rounds.
+
+  Each round is {"peer": the peer script's JSON, "ctfjax":
+  `unet_row`'s dict}; the train rates are images/s of one step, the
+  sampling rates images/s of 50 DDIM levels.
+  """
+  rows = []
+  for r in rounds:
+    peer, ours = r["peer"], r["ctfjax"]
+    row = {"peer_train": peer["train_images_per_s"],
+           "ctfjax_train": ours["train_images_per_s"],
+           "peer_sample": peer["sample_images_per_s"],
+           "ctfjax_sample": ours["edit_images_per_s"]}
+    row["train_ratio"] = row["ctfjax_train"] / row["peer_train"]
+    row["sample_ratio"] = row["ctfjax_sample"] / row["peer_sample"]
+    rows.append(row)
+  summary = {k: {"median": statistics.median(r[k] for r in rows),
+                 "range": [min(r[k] for r in rows), max(r[k] for r in rows)]}
+             for k in rows[0]}
+  return {"rounds": rows, "summary": summary}
+
+
+def paired_table(paired_out: dict) -> str:
+  """`paired`'s output as the README's markdown table."""
+  lines = ["| round | peer train img/s | ctfjax train img/s | ratio "
+           "| peer DDIM-50 img/s | ctfjax DDIM-50 img/s | ratio |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+  rows = paired_out["rounds"] + [
+      {k: v["median"] for k, v in paired_out["summary"].items()}]
+  for i, r in enumerate(rows):
+    name = str(i) if i < len(paired_out["rounds"]) else "median"
+    lines.append(f"| {name} | {r['peer_train']:.1f} | {r['ctfjax_train']:.1f} "
+                 f"| {r['train_ratio']:.2f}x | {r['peer_sample']:.2f} "
+                 f"| {r['ctfjax_sample']:.2f} | {r['sample_ratio']:.2f}x |")
+  return "\n".join(lines)
+
+
 def table(summary: list[dict]) -> str:
   """The summary as the README's markdown table."""
   lines = ["| model | microbatch | train img/s (range) | edit img/s (range) "

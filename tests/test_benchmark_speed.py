@@ -89,3 +89,44 @@ def test_bad_flags_are_one_line_errors(args, message, tmp_path):
   assert len(lines) == 1 and lines[0].startswith("error:")
   assert message in lines[0]
   assert not out.exists()
+
+
+def _round(peer_train, ours_train, peer_sample, ours_sample):
+  return {"peer": {"train_images_per_s": peer_train,
+                   "sample_images_per_s": peer_sample},
+          "ctfjax": _run(ours_train, ours_sample)}
+
+
+def test_peer_ratios_are_paired_within_rounds():
+  # Ratios 2.0, 1.05, 1.2 (median 1.2); the ratio of the medians would be
+  # 21 / 20 = 1.05.
+  out = speed_rows.paired([_round(10.0, 20.0, 1.0, 1.5),
+                           _round(20.0, 21.0, 2.0, 2.2),
+                           _round(30.0, 36.0, 0.5, 0.6)])
+  assert [r["train_ratio"] for r in out["rounds"]] == pytest.approx(
+      [2.0, 1.05, 1.2])
+  assert out["summary"]["train_ratio"]["median"] == pytest.approx(1.2)
+  assert out["summary"]["train_ratio"]["range"] == pytest.approx([1.05, 2.0])
+  assert out["summary"]["sample_ratio"]["median"] == pytest.approx(1.2)
+  assert out["summary"]["peer_train"]["median"] == 20.0
+  lines = speed_rows.paired_table(out).splitlines()
+  assert lines[2] == "| 0 | 10.0 | 20.0 | 2.00x | 1.00 | 1.50 | 1.50x |"
+  assert lines[-1].startswith("| median | 20.0 | 21.0 | 1.20x |")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--peer_python=/no/such/python"], "--peer_python: '/no/such/python'"),
+    (["--peer_python=/bin/false"], "false"),
+    (["--peer_python=/bin/true", "--rounds=0"], "--rounds"),
+])
+def test_peer_benchmark_bad_input_is_a_one_line_error(args, message,
+                                                      tmp_path):
+  out = tmp_path / "peer.json"
+  p = subprocess.run([sys.executable, "-m", "launch.benchmark_unet_peer",
+                      f"--out={out}", *args], capture_output=True, text=True,
+                     check=False)
+  assert p.returncode == 2
+  lines = p.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error:")
+  assert message in lines[0]
+  assert not out.exists()
