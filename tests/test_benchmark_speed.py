@@ -74,14 +74,19 @@ def test_row_gives_work_per_image_and_its_rate():
   assert not any("gflop" in k for k in bare)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--rows=cvae,vit"], "--rows: unknown ['vit']"),
-    (["--microbatch=0,a"], "--microbatch: integers"),
-    (["--rounds=0"], "--rounds >= 1"),
+@pytest.mark.parametrize("launcher, args, message", [
+    ("benchmark_speed", ["--rows=cvae,vit"], "--rows: unknown ['vit']"),
+    ("benchmark_speed", ["--microbatch=0,a"], "--microbatch: integers"),
+    ("benchmark_speed", ["--rounds=0"], "--rounds >= 1"),
+    ("benchmark_unet_peer", ["--peer_python=/no/such/python"],
+     "--peer_python: '/no/such/python'"),
+    ("benchmark_unet_peer", ["--peer_python=/bin/false"], "false"),
+    ("benchmark_unet_peer", ["--peer_python=/bin/true", "--rounds=0"],
+     "--rounds"),
 ])
-def test_bad_flags_are_one_line_errors(args, message, tmp_path):
+def test_bad_flags_are_one_line_errors(launcher, args, message, tmp_path):
   out = tmp_path / "speed.json"
-  p = subprocess.run([sys.executable, "-m", "launch.benchmark_speed",
+  p = subprocess.run([sys.executable, "-m", f"launch.{launcher}",
                       f"--out={out}", *args], capture_output=True, text=True,
                      check=False)
   assert p.returncode == 2
@@ -113,20 +118,3 @@ def test_peer_ratios_are_paired_within_rounds():
   assert lines[2] == "| 0 | 10.0 | 20.0 | 2.00x | 1.00 | 1.50 | 1.50x |"
   assert lines[-1].startswith("| median | 20.0 | 21.0 | 1.20x |")
 
-
-@pytest.mark.parametrize("args, message", [
-    (["--peer_python=/no/such/python"], "--peer_python: '/no/such/python'"),
-    (["--peer_python=/bin/false"], "false"),
-    (["--peer_python=/bin/true", "--rounds=0"], "--rounds"),
-])
-def test_peer_benchmark_bad_input_is_a_one_line_error(args, message,
-                                                      tmp_path):
-  out = tmp_path / "peer.json"
-  p = subprocess.run([sys.executable, "-m", "launch.benchmark_unet_peer",
-                      f"--out={out}", *args], capture_output=True, text=True,
-                     check=False)
-  assert p.returncode == 2
-  lines = p.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error:")
-  assert message in lines[0]
-  assert not out.exists()
