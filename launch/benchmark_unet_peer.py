@@ -69,8 +69,8 @@ def main():
                        f"--unet_sample_steps={FLAGS.sample_steps}",
                        f"--out={ours_out}"], ours_out)["runs"][0]
       rounds.append({"round": r, "peer": peer, "ctfjax": ours})
-      print(json.dumps({"round": r, **speed_rows.paired(rounds[-1:])[
-          "rounds"][0]}), flush=True)
+      print(json.dumps({"round": r, **speed_rows.paired_round(peer, ours)}),
+            flush=True)
   summary = speed_rows.paired(rounds)
   cli.write_json(FLAGS.out, {"benchmark": "unet_vs_peer",
                              "load_average_end": list(os.getloadavg()),

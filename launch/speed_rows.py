@@ -247,24 +247,25 @@ def summarise(runs: list[dict]) -> dict:
   return out
 
 
-def paired(rounds: list[dict]) -> dict:
-  """Per-round ratios of ctfjax's U-Net rates to the peer's, measured in
-  the same round, and their median and range over rounds.
+def paired_round(peer: dict, ours: dict) -> dict:
+  """One round's rates and the ratios of ctfjax's (`unet_row`'s dict) to
+  the peer's (the peer script's JSON), measured in the same round: train
+  rates in images/s of one step, sampling rates in images/s of 50 DDIM
+  levels."""
+  row = {"peer_train": peer["train_images_per_s"],
+         "ctfjax_train": ours["train_images_per_s"],
+         "peer_sample": peer["sample_images_per_s"],
+         "ctfjax_sample": ours["edit_images_per_s"]}
+  row["train_ratio"] = row["ctfjax_train"] / row["peer_train"]
+  row["sample_ratio"] = row["ctfjax_sample"] / row["peer_sample"]
+  return row
 
-  Each round is {"peer": the peer script's JSON, "ctfjax":
-  `unet_row`'s dict}; the train rates are images/s of one step, the
-  sampling rates images/s of 50 DDIM levels.
-  """
-  rows = []
-  for r in rounds:
-    peer, ours = r["peer"], r["ctfjax"]
-    row = {"peer_train": peer["train_images_per_s"],
-           "ctfjax_train": ours["train_images_per_s"],
-           "peer_sample": peer["sample_images_per_s"],
-           "ctfjax_sample": ours["edit_images_per_s"]}
-    row["train_ratio"] = row["ctfjax_train"] / row["peer_train"]
-    row["sample_ratio"] = row["ctfjax_sample"] / row["peer_sample"]
-    rows.append(row)
+
+def paired(rounds: list[dict]) -> dict:
+  """`paired_round` of each round ({"peer": ..., "ctfjax": ...}), and the
+  median and range over rounds of every figure (the ratios' median is of
+  the per-round ratios, not a ratio of medians)."""
+  rows = [paired_round(r["peer"], r["ctfjax"]) for r in rounds]
   summary = {k: {"median": statistics.median(r[k] for r in rows),
                  "range": [min(r[k] for r in rows), max(r[k] for r in rows)]}
              for k in rows[0]}
