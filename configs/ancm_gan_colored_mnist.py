@@ -17,19 +17,11 @@ and --config.train.batch_size=128 --config.train.steps=50000
 """
 
 from configs import ancm_colored_mnist_backdoor
+from configs.deepscm_morpho_mnist_gan import cpu_budget
 
 
 def get_config():
   config = ancm_colored_mnist_backdoor.get_config()
   config.model.image.kind = "gan"
-  gan = config.model.image.gan
-  gan.finetune_steps = 1500
-  # CPU budget: faster than the seed's Adam(1e-4). Measured on MorphoMNIST
-  # (configs/deepscm_morpho_mnist_gan.py): 1,500 adversarial steps at 5e-4
-  # draw recognisable digits (D's mean output on real / generated pairs
-  # 0.58 / 0.42 at the end, no collapse), and 1,500 cyclic steps from 1e-3
-  # (cosine decay) take the test reconstruction L1 of G(E(x)) from 15.7 to
-  # 7.8 (0-255; 8.4 after 500).
-  gan.learning_rate = 5e-4
-  gan.finetune_learning_rate = 1e-3
+  cpu_budget(config.model.image.gan)
   return config

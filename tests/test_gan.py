@@ -18,7 +18,6 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache
 
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
@@ -60,23 +59,7 @@ def tiny_config(finetune_steps=0):
   return config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-  # The runs here compile the same programs again (a second run, a resumed
-  # one): a persistent compilation cache keeps that fast without changing
-  # what runs (as in test_train_loop).
-  path = tmp_path_factory.mktemp("jax_cache")
-  settings = {"jax_compilation_cache_dir": str(path),
-              "jax_persistent_cache_min_compile_time_secs": 0,
-              "jax_persistent_cache_min_entry_size_bytes": -1}
-  old = {name: getattr(jax.config, name) for name in settings}
-  for name, value in settings.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield path
-  for name, value in old.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("xla_cache_dir")
 
 
 def _params_of(workdir, config, stage):

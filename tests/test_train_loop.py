@@ -17,7 +17,6 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache
 
 from ctfjax.errors import UserError
 from ctfjax.train import Checkpoints, TrainingDivergedError, apply_overrides
@@ -53,24 +52,7 @@ np.savez(workdir + "/final.npz", *leaves)
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-  # Every run here compiles the same few programs: a persistent compilation
-  # cache shared by this module and its subprocesses keeps it fast without
-  # changing what runs. reset_cache() makes JAX re-read the settings, which
-  # it otherwise checks once per process.
-  path = tmp_path_factory.mktemp("jax_cache")
-  settings = {"jax_compilation_cache_dir": str(path),
-              "jax_persistent_cache_min_compile_time_secs": 0,
-              "jax_persistent_cache_min_entry_size_bytes": -1}
-  old = {name: getattr(jax.config, name) for name in settings}
-  for name, value in settings.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield path
-  for name, value in old.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("xla_cache_dir")
 
 
 def _config(**overrides):
@@ -306,9 +288,10 @@ def _steps(workdir):
       ckpts.is_dir()) else []
 
 
-def test_sigkill_then_restart_ends_with_the_same_params(tmp_path, cache_dir):
+def test_sigkill_then_restart_ends_with_the_same_params(tmp_path,
+                                                       xla_cache_dir):
   workdir = tmp_path / "killed"
-  proc = _start(workdir, delay=0.1, cache=cache_dir)
+  proc = _start(workdir, delay=0.1, cache=xla_cache_dir)
   deadline = time.monotonic() + 120
   while not any(s >= 20 for s in _steps(workdir)):
     if proc.poll() is not None or time.monotonic() > deadline:
@@ -323,7 +306,7 @@ def test_sigkill_then_restart_ends_with_the_same_params(tmp_path, cache_dir):
   logged = [r["step"] for r in read_metrics(workdir)]
   assert logged and max(logged) < OVERRIDES["train.steps"]
 
-  proc = _start(workdir, delay=0.0, cache=cache_dir)
+  proc = _start(workdir, delay=0.0, cache=xla_cache_dir)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-2000:]
   resumed = np.load(workdir / "final.npz")
