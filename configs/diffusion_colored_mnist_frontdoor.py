@@ -25,8 +25,11 @@ sizes, for an accelerator (a ~100M-parameter U-Net, T = 1000):
     --config.model.image.ddpm.groups=32
     --config.model.image.ddpm.sampler.steps=50
     --config.train.batch_size=256 --config.train.steps=50000
+    --config.train.ema_decay=0.9999
 
-(102.4M parameters with the 8-wide feature condition.)
+(102.4M parameters with the 8-wide feature condition; the last line samples
+from DDPM's moving average of the weights, which at the CPU budget did not
+help: README, "Seed 003's diffusion NCM").
 """
 
 from ctfjax import mechanisms

@@ -242,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     task = make_task(config, model, train_ds, eval_ds, stage, params)
     result = train.train_and_evaluate(stage_config(config, model, stage),
                                       stage_dir(workdir, model, stage), task)
-    params = jax.device_get(result.state.params)
+    params = jax.device_get(train.model_params(result.state))
     steps, seconds = steps + result.steps, seconds + result.seconds
   return model, dataclasses.replace(result, steps=steps, seconds=seconds)
 
@@ -269,5 +269,5 @@ def load(workdir: str | os.PathLike):
   state = train.load_state(stage_config(config, model, last),
                            stage_dir(workdir, model, last),
                            make_task(config, model, None, stage=last))
-  params = jax.device_get(state.params)
+  params = jax.device_get(train.model_params(state))
   return config, model, params

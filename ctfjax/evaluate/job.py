@@ -403,7 +403,8 @@ def run(config: ml_collections.ConfigDict,
         configs[name], workdir / MODELS_DIR / name)
     log(f"[{i}/{len(names)}] {name}: {result.steps} steps, "
         f"{result.seconds:.0f} s of training")
-    trained.append((name, model, jax.device_get(result.state.params),
+    params = jax.device_get(train.model_params(result.state))
+    trained.append((name, model, params,
                     {"steps": result.steps, "seconds": result.seconds}))
   return evaluate_models(config, workdir, trained)
 

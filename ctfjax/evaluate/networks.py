@@ -83,11 +83,11 @@ def train_cached(path: str | pathlib.Path, identity: Mapping[str, Any],
     info = json.loads(info_path.read_text())
     if all(info.get(k) == v for k, v in identity.items()):
       state = train.load_state(config, path, task)
-      return jax.device_get(state.params), info
+      return jax.device_get(train.model_params(state)), info
   if path.exists():
     shutil.rmtree(path)
   result = train.train_and_evaluate(config, path, task)
-  return jax.device_get(result.state.params), None
+  return jax.device_get(train.model_params(result.state)), None
 
 
 def write_info(path: str | pathlib.Path, info: Mapping[str, Any]):

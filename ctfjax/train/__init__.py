@@ -15,6 +15,7 @@ from ctfjax.train.config import load_config, split_config_args
 from ctfjax.train.loop import Task, TrainingDivergedError, TrainResult
 from ctfjax.train.loop import batches_from_fn, load_state, train_and_evaluate
 from ctfjax.train.distributed import Processes, processes_from
+from ctfjax.train.ema import model_params
 from ctfjax.train.metrics_log import read_metrics
 from ctfjax.train.sharding import make_mesh, process_share, replicated
 from ctfjax.train.sharding import shard_batch
@@ -28,7 +29,7 @@ __all__ = [
     "base_eval_config", "base_train_config", "batches_from_fn",
     "check_train_config", "create_train_state", "find_checkpoints",
     "load_config", "load_state", "make_eval_step", "make_mesh",
-    "make_optimizer", "make_train_step", "process_share", "processes_from",
-    "read_metrics", "replicated", "shard_batch", "split_config_args",
-    "stream_key", "train_and_evaluate",
+    "make_optimizer", "make_train_step", "model_params", "process_share",
+    "processes_from", "read_metrics", "replicated", "shard_batch",
+    "split_config_args", "stream_key", "train_and_evaluate",
 ]

@@ -84,6 +84,10 @@ def base_train_config() -> ml_collections.ConfigDict:
   train.warmup_steps = 0  # Linear warm-up from 0, in steps; int >= 0.
   train.weight_decay = 0.0  # Decoupled weight decay; used by "adamw" only.
   train.grad_clip = 0.0  # Max global gradient norm; 0 disables clipping.
+  # Decay of an exponential moving average of the parameters, which the
+  # run evaluates and hands on as its parameters (`ctfjax.train.ema`; with
+  # a warm-up, min(d, (1 + t) / (10 + t))); in [0, 1), 0 = none.
+  train.ema_decay = 0.0
   # Root seed: parameter init, per-step randomness and the data order all
   # derive from it by fold_in, so one seed reproduces a run exactly.
   train.seed = 0

@@ -46,6 +46,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from ctfjax.errors import UserError
+from ctfjax.train import ema
 from ctfjax.train import sharding
 from ctfjax.train.checkpoint import CHECKPOINT_DIR, Checkpoints
 from ctfjax.train.checkpoint import find_checkpoints
@@ -169,6 +170,7 @@ def load_state(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     UserError: no checkpoint, or an unreadable one.
   """
   mesh = mesh or sharding.make_mesh(config.mesh)
+  task = ema.with_ema(task, _ema_decay(config))
   optimizer = task.optimizer or make_optimizer(config.train)
   abstract, _, _ = _abstract_and_init(config, task, optimizer, mesh)
   ckpts = Checkpoints(find_checkpoints(workdir), read_only=True)
@@ -178,13 +180,24 @@ def load_state(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     ckpts.close()
 
 
+def _ema_decay(config) -> float:
+  """train.ema_decay; 0 (no average) for configs written before it."""
+  return float(config.train.get("ema_decay", 0.0))
+
+
 def _resume(config, task, optimizer, mesh, ckpts):
   """(state, seconds already trained, where it came from)."""
   abstract, init, from_params = _abstract_and_init(config, task, optimizer,
                                                    mesh)
   step = ckpts.latest_step()
   if step is not None:
-    state, meta = ckpts.restore(abstract, step)
+    try:
+      state, meta = ckpts.restore(abstract, step)
+    except UserError as e:
+      if f"extra/{ema.KEY}/" not in str(e):
+        raise
+      raise UserError(f"{e} (train.ema_decay must stay 0 or non-zero as "
+                      f"the run was trained)") from None
     return state, float(meta.get("seconds", 0.0)), f"checkpoint {step}"
   if config.ckpt.init_from:
     other = Checkpoints(find_checkpoints(config.ckpt.init_from),
@@ -256,6 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       TrainingDivergedError) a NaN/inf metric, naming the step.
   """
   check_train_config(config)
+  task = ema.with_ema(task, _ema_decay(config))
   train_cfg = config.train
   mesh = mesh or sharding.make_mesh(config.mesh)
   n_data = mesh.shape[sharding.DATA_AXIS]
