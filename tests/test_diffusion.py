@@ -306,6 +306,35 @@ def test_luma_chroma_basis_keeps_strokes_in_one_channel_whatever_the_colour():
                           unet_kwargs=TINY_UNET, **kwargs)
 
 
+def test_chroma_scale_shrinks_the_colour_channels_only():
+  s = 0.25
+  mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
+                             basis="luma_chroma", chroma_scale=s,
+                             unet_kwargs=TINY_UNET)
+  to = lambda rgb: np.asarray(mech._to_basis(jnp.array([rgb])))[0]
+  # By hand, signed RGB: a red stroke (1, -1, -1), a green one, black.
+  red, green = to([1.0, -1, -1]), to([-1.0, 1, -1])
+  np.testing.assert_allclose(
+      red, [-1 / np.sqrt(3), s * 2 / np.sqrt(2), s * 2 / np.sqrt(6)],
+      rtol=1e-6)
+  np.testing.assert_allclose(green, red * np.array([1, -1, 1]), rtol=1e-6)
+  np.testing.assert_allclose(to([-1.0, -1, -1]), [-np.sqrt(3), 0, 0],
+                             atol=1e-6)
+  # Back and forth is the identity; the projection is RGB clipping.
+  x = 2 * jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  np.testing.assert_allclose(mech._from_basis(mech._to_basis(x)), x,
+                             atol=1e-5)
+  np.testing.assert_allclose(
+      mech._from_basis(mech._project(mech._to_basis(x))), np.clip(x, -1, 1),
+      atol=1e-5)
+  for bad, match in (({"chroma_scale": 0.0, "basis": "luma_chroma"},
+                      "chroma_scale must be positive"),
+                     ({"chroma_scale": 0.5}, "needs basis 'luma_chroma'")):
+    with pytest.raises(MechanismError, match=match):
+      diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0),
+                          unet_kwargs=TINY_UNET, **bad)
+
+
 def test_classifier_free_dropout_and_guidance():
   mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
                              cond_dropout=0.5, unet_kwargs=TINY_UNET)

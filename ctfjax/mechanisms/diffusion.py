@@ -253,7 +253,8 @@ class Diffusion(nnx.Module):
                schedule: str = "linear", beta_start: float = 1e-4,
                beta_end: float = 0.02, cond_dropout: float = 0.0,
                prediction: str = "eps", basis: str = "rgb",
-               extra_channels: int = 0, unet_kwargs=None):
+               chroma_scale: float = 1.0, extra_channels: int = 0,
+               unet_kwargs=None):
     """Builds the mechanism.
 
     Args:
@@ -269,6 +270,12 @@ class Diffusion(nnx.Module):
       basis: the channel basis the diffusion runs in: "rgb" or
         "luma_chroma" (`LUMA_CHROMA`, orthonormal, so the noise stays
         isotropic; 3-channel images only).
+      chroma_scale: in the luma_chroma basis, the factor on the two
+        colour-difference channels (1 = orthonormal). Below 1 the colour
+        has a smaller amplitude against the noise than the strokes, so the
+        sampler settles the strokes (from the luminance noise) before the
+        colour, and the inverted noise of a digit encodes its strokes in
+        the channel every colour shares.
       extra_channels: channels of an image the network also sees,
         concatenated to x_t (a refiner's coarse image; `extra` arguments).
       unet_kwargs: `ctfjax.nn.unet.UNet` settings.
@@ -289,6 +296,13 @@ class Diffusion(nnx.Module):
       raise MechanismError(f"diffusion basis 'luma_chroma' needs 3-channel "
                            f"images, not {self.image_shape[-1]}")
     self.basis = basis
+    if not chroma_scale > 0:
+      raise MechanismError(f"diffusion chroma_scale must be positive, got "
+                           f"{chroma_scale}")
+    if chroma_scale != 1.0 and basis != "luma_chroma":
+      raise MechanismError(f"diffusion chroma_scale {chroma_scale} needs "
+                           f"basis 'luma_chroma', not {basis!r}")
+    self.chroma_scale = float(chroma_scale)
     # The schedule is static (Python values), not state: never trained.
     self.schedule = (schedule, self.timesteps, float(beta_start),
                      float(beta_end))
@@ -323,6 +337,9 @@ class Diffusion(nnx.Module):
     # luma_chroma the strokes sit in the luminance channel whatever the
     # colour.
     c.basis = "rgb"
+    # In luma_chroma: the factor on the colour-difference channels (below
+    # 1, the sampler settles the strokes before the colour; `__init__`).
+    c.chroma_scale = 1.0
     # U-Net (ctfjax.nn.unet.UNet): output widths per level (each level but
     # the last halves the resolution), residual blocks per level,
     # self-attention per level, in the middle, head width, GroupNorm groups.
@@ -355,6 +372,7 @@ class Diffusion(nnx.Module):
                # Runs saved before the setting existed predicted eps.
                prediction=config.get("prediction", "eps"),
                basis=config.get("basis", "rgb"),
+               chroma_scale=config.get("chroma_scale", 1.0),
                unet_kwargs=unet_kwargs(config))
 
   @classmethod
@@ -461,16 +479,23 @@ class Diffusion(nnx.Module):
     """[-1, 1] RGB images in the diffusion's channel basis."""
     if self.basis == "rgb":
       return x
-    return x @ jnp.asarray(LUMA_CHROMA.T, x.dtype)
+    return x @ jnp.asarray(self._scaled_basis(1.0).T, x.dtype)
 
   def _from_basis(self, y: Array) -> Array:
     if self.basis == "rgb":
       return y
-    return y @ jnp.asarray(LUMA_CHROMA, y.dtype)
+    return y @ jnp.asarray(self._scaled_basis(-1.0), y.dtype)
+
+  def _scaled_basis(self, power: float) -> np.ndarray:
+    """`LUMA_CHROMA` with its chroma rows times chroma_scale ** power: the
+    rows stay orthogonal, so power 1 maps RGB to the basis and power -1,
+    used as y @ M, maps it back."""
+    scale = np.array([1.0, self.chroma_scale, self.chroma_scale])
+    return LUMA_CHROMA * scale[:, None] ** power
 
   def _project(self, x0: Array) -> Array:
-    """The nearest point of the data range [-1, 1]^C, in the basis (the
-    basis is orthonormal: clipping the RGB values is that projection)."""
+    """A point of the data range [-1, 1]^C, in the basis: the RGB values
+    clipped (the nearest point when the basis is orthonormal)."""
     return self._to_basis(jnp.clip(self._from_basis(x0), -1.0, 1.0))
 
 

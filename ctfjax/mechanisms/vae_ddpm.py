@@ -47,7 +47,7 @@ class VAEDDPM(nnx.Module):
         image_shape, cond_dim, rngs=rngs, timesteps=r.timesteps,
         schedule=r.schedule, beta_start=r.beta_start, beta_end=r.beta_end,
         cond_dropout=r.cond_dropout, prediction=r.get("prediction", "eps"),
-        basis=r.get("basis", "rgb"),
+        basis=r.get("basis", "rgb"), chroma_scale=r.get("chroma_scale", 1.0),
         extra_channels=self.image_shape[-1],
         unet_kwargs=diffusion.unet_kwargs(r))
 
