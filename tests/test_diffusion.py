@@ -600,7 +600,7 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   alone = standalone.get_config()
   assert diff.model.image.ddpm.to_dict() == alone.model.image.ddpm.to_dict()
   assert diff.model.image.ddpm.prediction == "v"
-  assert diff.model.image.ddpm.sampler.guidance == 2.0
+  assert diff.model.image.ddpm.sampler.guidance == 3.0
   for key in ("batch_size", "microbatch", "learning_rate", "grad_clip"):
     assert diff.train[key] == alone.train[key], key
   model = ancm_train.model_of(diff)
