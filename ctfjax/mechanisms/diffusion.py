@@ -365,15 +365,7 @@ class Diffusion(nnx.Module):
     if not 0.0 <= config.cond_dropout < 1.0:
       raise MechanismError(f"diffusion cond_dropout must be in [0, 1), got "
                            f"{config.cond_dropout}")
-    return cls(image_shape, cond_dim, rngs=rngs,
-               timesteps=config.timesteps, schedule=config.schedule,
-               beta_start=config.beta_start, beta_end=config.beta_end,
-               cond_dropout=config.cond_dropout,
-               # Runs saved before the setting existed predicted eps.
-               prediction=config.get("prediction", "eps"),
-               basis=config.get("basis", "rgb"),
-               chroma_scale=config.get("chroma_scale", 1.0),
-               unet_kwargs=unet_kwargs(config))
+    return cls(image_shape, cond_dim, rngs=rngs, **mechanism_kwargs(config))
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,
@@ -502,6 +494,19 @@ class Diffusion(nnx.Module):
 def _signed(images: Array | None) -> Array | None:
   """[0, 1] images in the network's [-1, 1] (None stays None)."""
   return None if images is None else 2.0 * images - 1.0
+
+
+def mechanism_kwargs(config: ml_collections.ConfigDict) -> dict:
+  """`Diffusion`'s keyword arguments from a family config section (the
+  mechanism's, or a refiner's); settings added later default to what runs
+  saved before them did."""
+  return {"timesteps": config.timesteps, "schedule": config.schedule,
+          "beta_start": config.beta_start, "beta_end": config.beta_end,
+          "cond_dropout": config.cond_dropout,
+          "prediction": config.get("prediction", "eps"),
+          "basis": config.get("basis", "rgb"),
+          "chroma_scale": config.get("chroma_scale", 1.0),
+          "unet_kwargs": unet_kwargs(config)}
 
 
 def unet_kwargs(config: ml_collections.ConfigDict) -> dict:

@@ -42,14 +42,10 @@ class VAEDDPM(nnx.Module):
                config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     self.image_shape = tuple(image_shape)
     self.vae = vae.VAE.create(image_shape, cond_dim, config.vae, rngs=rngs)
-    r = config.refiner
     self.refiner = diffusion.Diffusion(
-        image_shape, cond_dim, rngs=rngs, timesteps=r.timesteps,
-        schedule=r.schedule, beta_start=r.beta_start, beta_end=r.beta_end,
-        cond_dropout=r.cond_dropout, prediction=r.get("prediction", "eps"),
-        basis=r.get("basis", "rgb"), chroma_scale=r.get("chroma_scale", 1.0),
+        image_shape, cond_dim, rngs=rngs,
         extra_channels=self.image_shape[-1],
-        unet_kwargs=diffusion.unet_kwargs(r))
+        **diffusion.mechanism_kwargs(config.refiner))
 
   # Family -------------------------------------------------------------------
 
