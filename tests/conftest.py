@@ -1,9 +1,15 @@
-"""Pytest set-up: two fake CPU devices, and a shared compilation cache.
+"""Pytest set-up: two fake CPU devices, and a suite that compiles less.
 
-The suite compiles the same small models in many tests and in the
-subprocesses of the CLI tests; a persistent XLA compilation cache shared by
-all of them (through the environment, which subprocesses inherit) keeps the
-suite fast without changing what runs.
+A cold suite's time is mostly XLA compiling small models. Three settings
+keep it short without changing what a test checks:
+
+* a persistent XLA compilation cache shared by the tests and the
+  subprocesses of the CLI tests (through the environment, which
+  subprocesses inherit);
+* XLA's backend optimisation level 0 for the suite (its programs are tiny
+  and run a few times);
+* tests that share a module-scoped fixture (mostly a trained model) run on
+  one xdist worker, so it is built once.
 """
 
 import os
@@ -11,6 +17,12 @@ import tempfile
 
 # Must happen before jax initialises its backends.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite's programs are tiny and most run a few times: XLA's LLVM
+# optimisation of them costs more time than it saves (a cold suite is
+# mostly compilation). The library's own runs keep XLA's default level.
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]
+).strip()
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"ctfjax-tests-xla-{os.getuid()}"))
@@ -44,3 +56,21 @@ def xla_cache_dir(tmp_path_factory):
   for name, value in old.items():
     jax.config.update(name, value)
   compilation_cache.reset_cache()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+  """Tests sharing a module-scoped fixture run on one xdist worker.
+
+  Such fixtures are mostly trained models; under pyproject's
+  `--dist loadgroup` their tests form one group, so each is built once
+  rather than once on every worker that draws one of its tests.
+  xla_cache_dir is cheap and worker-local, so it groups nothing.
+  """
+  del config
+  for item in items:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs if info is not None else {}
+    if any(name != "xla_cache_dir" and d[-1].scope == "module"
+           for name, d in defs.items()):
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
