@@ -42,11 +42,10 @@ process in four).
 
 import ctypes
 import ctypes.util
-import os
 
 import jax
 
-from ctfjax.errors import UserError
+from ctfjax import env
 
 VARIABLE = "CTFJAX_KEEP_FREED_MEMORY"
 
@@ -62,11 +61,7 @@ def enabled() -> bool:
 
   Raises UserError naming the variable for any other value.
   """
-  setting = os.environ.get(VARIABLE, "1")
-  if setting not in ("0", "1"):
-    raise UserError(f"{VARIABLE}={setting!r}: use 1 (keep freed host "
-                     "memory) or 0 (glibc's defaults)")
-  return setting == "1"
+  return env.switch(VARIABLE, "keep freed host memory", "glibc's defaults")
 
 
 def _glibc_mallopt():

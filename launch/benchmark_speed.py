@@ -28,7 +28,9 @@ import jax
 from absl import flags
 
 from ctfjax import host_memory
+from ctfjax import xla_cpu
 from ctfjax.errors import UserError
+from ctfjax.mechanisms import diffusion
 from launch import cli
 from launch import speed_rows
 from launch import timing
@@ -106,6 +108,9 @@ def main():
          "jax": jax.__version__, "cpu": _cpu_model(),
          "cpus": os.cpu_count(), "machine": platform.machine(),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+         # The U-Net row's compiler options (the diffusion mechanisms').
+         "unet_xla_cpu_options": xla_cpu.compiler_options(
+             diffusion.Diffusion.XLA_CPU_OPTIONS),
          # Idempotent: whether cli.run configured glibc before main.
          "keeps_freed_memory": host_memory.keep_freed_memory(),
          "load_average_end": list(os.getloadavg()),

@@ -17,6 +17,7 @@ from absl import logging as absl_logging
 
 from ctfjax import files
 from ctfjax import host_memory
+from ctfjax import xla_cpu
 from ctfjax.errors import UserError
 
 # JAX reports at INFO level that it found no TPU on every CPU/GPU machine;
@@ -52,6 +53,8 @@ def run(main: Callable[[], None]) -> None:
       # Before `main` starts JAX's CPU client: keep XLA's freed CPU buffers
       # mapped unless CTFJAX_KEEP_FREED_MEMORY=0 (see the module).
       host_memory.keep_freed_memory()
+      # A bad CTFJAX_XLA_CPU_OPTIONS fails here, before anything is written.
+      xla_cpu.enabled()
       main()
     except UserError as e:
       fail(str(e))

@@ -27,6 +27,7 @@ the README's table.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 
@@ -37,6 +38,7 @@ import numpy as np
 import optax
 
 from ctfjax import train
+from ctfjax import xla_cpu
 from ctfjax.ancm import train as ancm_train
 from ctfjax.mechanisms import diffusion, gan, hvae, vae
 from ctfjax.nn import unet
@@ -98,8 +100,11 @@ def _mechanism(name, make, repeats, microbatch, train_b=128, edit_b=256):
   data = lambda n: {
       "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),
       "pa": jnp.asarray(rng.random((n, MORPHO_PARENTS), np.float32))}
+  # Compiled as the diffusion mechanisms' steps are (`ctfjax.xla_cpu`).
+  options = xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
   step = train.make_train_step(loss, optimizer,
-                               microbatches=_slices(train_b, microbatch))
+                               microbatches=_slices(train_b, microbatch),
+                               compiler_options=options)
   batch = data(train_b)
   train_gflop = timing.gflop(step, state, batch)
   compile_train, train_s = timing.timed_train(step, state, batch, repeats)
@@ -201,12 +206,15 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   batch = {"x": jnp.asarray(rng.uniform(-1, 1, (train_b, 32, 32, 3)),
                             jnp.float32),
            "label": jnp.asarray(rng.integers(0, 40, train_b))}
+  # Compiled as the diffusion mechanisms' steps are (`ctfjax.xla_cpu`).
+  options = xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
   step = train.make_train_step(loss, optimizer,
-                               microbatches=_slices(train_b, microbatch))
+                               microbatches=_slices(train_b, microbatch),
+                               compiler_options=options)
   train_gflop = timing.gflop(step, state, batch)
   compile_train, train_s = timing.timed_train(step, state, batch, repeats)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=options)
   def sample(params, x_t, labels):
     net = module.merge(params)
     # The same examples per U-Net pass as the train step's slices.
@@ -219,7 +227,8 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   # The sampler's work: one U-Net pass per level (`timing.gflop` counts
   # the scan's body once).
   one_pass = jax.jit(lambda params, x, t: module.apply(params, x, t,
-                                                       labels=labels))
+                                                       labels=labels),
+                     compiler_options=options)
   pass_gflop = timing.gflop(one_pass, params, x_t,
                             jnp.zeros((sample_b,), jnp.int32))
   compile_edit, edit_s = timing.timed(lambda: sample(params, x_t, labels),

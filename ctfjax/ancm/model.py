@@ -59,6 +59,7 @@ import optax
 from flax import nnx
 
 from ctfjax import mechanisms
+from ctfjax import xla_cpu
 from ctfjax.causal import kinds
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
@@ -394,8 +395,17 @@ class ANCM:
                    rng: Array, sampler: Mapping[str, Any] | None = None):
     """Image-level abduction: u_I given the image and its features, with
     the sampler settings of the prediction that will use it."""
-    return _abduct_image(self, params, to_unit(images), dict(v), rng,
-                         self._sampler(sampler))
+    abduct, _ = self._image_steps()
+    return abduct(self, params, to_unit(images), dict(v), rng,
+                  self._sampler(sampler))
+
+  def _image_steps(self) -> tuple[Callable, Callable]:
+    """The jitted abduction and prediction, compiled with the mechanism's
+    XLA CPU options (`ctfjax.xla_cpu`)."""
+    options = xla_cpu.compiler_options(mechanisms.xla_cpu_options(
+        mechanisms.family(self.image_kind)))
+    return _image_steps(None if options is None
+                        else tuple(sorted(options.items())))
 
   def _sampler(self, sampler: Mapping[str, Any] | None):
     if sampler is None:
@@ -414,8 +424,8 @@ class ANCM:
       rng: PRNG key of a stochastic sampler (ignored by deterministic ones).
       sampler: settings overriding the model's (e.g. {"steps": 50}).
     """
-    return _predict_image(self, params, dict(v), u, rng,
-                          self._sampler(sampler))
+    _, predict = self._image_steps()
+    return predict(self, params, dict(v), u, rng, self._sampler(sampler))
 
   def abduct_features(self, params, v: Mapping[str, Array],
                       do: Mapping[str, Any], rng: Array, n: int
@@ -494,13 +504,21 @@ def _read_labels(model: ANCM, params, images):
   return {k: model.features[k].mode(h) for k, h in heads.items()}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
 def _abduct_image(model: ANCM, params, images, v, rng, sampler):
   return model.image_module(params).abduct(images, model.encode(v), rng,
                                            **dict(sampler))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
 def _predict_image(model: ANCM, params, v, u, rng, sampler):
   return model.image_module(params).predict(model.encode(v), u, rng,
                                             **dict(sampler))
+
+
+@functools.cache
+def _image_steps(options: tuple[tuple[str, str], ...] | None
+                 ) -> tuple[Callable, Callable]:
+  """`_abduct_image` and `_predict_image` jitted (the model and sampler
+  static) with the XLA compiler options (sorted pairs; None: defaults)."""
+  jit = functools.partial(jax.jit, static_argnums=(0, 5),
+                          compiler_options=options and dict(options))
+  return jit(_abduct_image), jit(_predict_image)

@@ -24,6 +24,9 @@ What differs between families and is therefore owned by the mechanism:
   gradient comes from its own loss);
 * its sampler settings (`SAMPLER` defaults, overridable per `predict` call:
   number of steps, eta, ...) and its use of `rng` in `predict`;
+* the XLA CPU compiler options its computations run fastest with
+  (`XLA_CPU_OPTIONS`, optional; `ctfjax.xla_cpu`): its training steps and
+  the ANCM's abduction and prediction are compiled with them;
 * `relabel`: a cheap differentiable decode of images under new features
   for the ANCM's label-faithfulness term, or None where the family has
   none (a 50-1000 step sampler), which switches the term off;
@@ -135,6 +138,8 @@ class ImageMechanism(Protocol):
 
   Class-level members:
     SAMPLER: {setting: default} of `predict` ({} when it has none).
+    XLA_CPU_OPTIONS: optional; {XLA option: value} to compile the family's
+      computations with on a CPU (`xla_cpu_options`).
   """
 
   SAMPLER: Mapping[str, Any]
@@ -179,6 +184,11 @@ class ImageMechanism(Protocol):
               rng: Array) -> Array | None:
     """Differentiable images with the content of `images` and the features
     `new_cond`, or None if the family has no cheap decode."""
+
+
+def xla_cpu_options(mechanism: type) -> Mapping[str, str]:
+  """The family's `XLA_CPU_OPTIONS` ({}, XLA's defaults, if it names none)."""
+  return getattr(mechanism, "XLA_CPU_OPTIONS", {})
 
 
 def sampler_settings(mechanism: type, overrides: Mapping[str, Any] | None

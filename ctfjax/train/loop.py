@@ -34,7 +34,7 @@ import itertools
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -45,6 +45,7 @@ import tqdm
 from absl import logging
 from jax.sharding import Mesh
 
+from ctfjax import xla_cpu
 from ctfjax.errors import UserError
 from ctfjax.train import ema
 from ctfjax.train import sharding
@@ -95,6 +96,9 @@ class Task:
       called at every log step; a message stops training with a
       TrainingDivergedError naming the step, before that step is
       checkpointed (e.g. a GAN's discriminator collapse).
+    xla_cpu_options: XLA CPU options to compile the train and eval steps
+      with (`ctfjax.xla_cpu`; e.g. a diffusion mechanism's); None for
+      XLA's defaults.
   """
 
   init: Callable[[jax.Array], Params]
@@ -109,6 +113,7 @@ class Task:
   loss_takes_step: bool = False
   grads: GradsFn | None = None
   guard: Callable[[dict[str, float]], str | None] | None = None
+  xla_cpu_options: Mapping[str, str] | None = None
 
 
 def batches_from_fn(
@@ -300,13 +305,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     eval_metrics = {k[len("eval/"):]: v for k, v in evals[-1].items()
                     if k.startswith("eval/")} if evals else {}
 
+    options = xla_cpu.compiler_options(task.xla_cpu_options)
     train_step = make_train_step(task.loss, optimizer, mesh=mesh,
                                  grads_fn=task.grads,
                                  update_extra=task.update_extra,
                                  loss_takes_step=task.loss_takes_step,
-                                 microbatches=microbatches)
+                                 microbatches=microbatches,
+                                 compiler_options=options)
     eval_step = None if task.eval is None else make_eval_step(
-        task.eval, mesh=mesh, params_of=task.eval_params)
+        task.eval, mesh=mesh, params_of=task.eval_params,
+        compiler_options=options)
     batches = iter(task.train_batches(start) if start < total else ())
     show_bar = train_cfg.progress and primary and sys.stderr.isatty()
     t0 = t_log = time.perf_counter()

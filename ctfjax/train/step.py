@@ -10,7 +10,7 @@ so no caller ever threads randomness by hand. The steps do no I/O: the loop
 fetches their metrics when it logs.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -42,6 +42,7 @@ def make_train_step(
     loss_takes_step: bool = False,
     stream: str | None = "train",
     microbatches: int = 1,
+    compiler_options: Mapping[str, str] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the jitted `(state, batch) -> (state, metrics)` training step.
 
@@ -67,6 +68,8 @@ def make_train_step(
       in one pass. For losses that are means over examples it is the same
       objective with other random draws; on a CPU it is faster when the
       activations of a slice fit the caches (README, "Speed").
+    compiler_options: XLA options to compile the step with (`jax.jit`'s;
+      see `ctfjax.xla_cpu.compiler_options`); None for XLA's defaults.
 
   Returns:
     The step. It donates the incoming state (its buffers are reused for the
@@ -99,13 +102,15 @@ def make_train_step(
     return new_state, metrics
 
   if mesh is None:
-    return jax.jit(train_step, donate_argnums=0)
+    return jax.jit(train_step, donate_argnums=0,
+                   compiler_options=compiler_options)
   rep = sharding.replicated(mesh)
   return jax.jit(
       train_step,
       in_shardings=(rep, sharding.data_sharded(mesh)),
       out_shardings=(rep, rep),
       donate_argnums=0,
+      compiler_options=compiler_options,
   )
 
 
@@ -147,6 +152,7 @@ def make_eval_step(
     *,
     mesh: Mesh | None = None,
     params_of: Callable[[TrainState], Params] | None = None,
+    compiler_options: Mapping[str, str] | None = None,
 ) -> Callable[[TrainState, Batch, jax.Array], Metrics]:
   """Builds the jitted `(state, batch, index) -> metrics` evaluation step.
 
@@ -155,6 +161,7 @@ def make_eval_step(
     mesh: as in `make_train_step`.
     params_of: which params to evaluate, e.g. `lambda s: s.extra["ema"]`;
       None for `state.params`.
+    compiler_options: as in `make_train_step`.
 
   Returns:
     The step. `index` (int32 []) is the batch's position in the eval set; the
@@ -168,11 +175,12 @@ def make_eval_step(
     return eval_fn(params_of(state), batch, rng)
 
   if mesh is None:
-    return jax.jit(eval_step)
+    return jax.jit(eval_step, compiler_options=compiler_options)
   rep = sharding.replicated(mesh)
   return jax.jit(
       eval_step,
       in_shardings=(rep, sharding.data_sharded(mesh), rep),
       out_shardings=rep,
+      compiler_options=compiler_options,
   )
 
