@@ -16,7 +16,8 @@ training step, 46 of its 119 convolutions against 3 by default; the 40
 of its forward pass stay in YNNPACK fusions with their bias and activation,
 but its program changes too). It is a per-model choice, not a
 process-wide one: the U-Net (its 32x32 level has 64 channels) trains
-1.2-1.4x and runs its forward pass 1.15-1.2x faster with it, but the
+1.2-1.4x and runs its forward pass 1.15-1.2x faster with it (each setting
+compiled in one process, called in alternation), but the
 seed-004 HVAE, whose convolutions are narrow, ran its training step at
 106 img/s with it against 158 without, and the cVAE at 1,724 against 2,023
 (`launch.benchmark_speed`, alternating processes). So an image mechanism
