@@ -15,9 +15,12 @@ are not fused with element-wise work (in the diffusers-size U-Net's
 training step, 46 of its 119 convolutions against 3 by default; the 40
 of its forward pass stay in YNNPACK fusions with their bias and activation,
 but its program changes too). It is a per-model choice, not a
-process-wide one: the U-Net (its 32x32 level has 64 channels) trains
-1.2-1.4x and runs its forward pass 1.15-1.2x faster with it (each setting
-compiled in one process, called in alternation), but the
+process-wide one: a forward and backward pass of the U-Net (its 32x32
+level has 64 channels) ran 1.2-1.4x faster with it and a forward pass
+1.15-1.2x (each setting compiled in one process, called in alternation;
+the whole DDIM sampler gained 1.07-1.14x in two of three such runs, and
+the sliced training step of `launch.benchmark_speed` nothing: README,
+"Speed"), but the
 seed-004 HVAE, whose convolutions are narrow, ran its training step at
 106 img/s with it against 158 without, and the cVAE at 1,724 against 2,023
 (`launch.benchmark_speed`, alternating processes). So an image mechanism
