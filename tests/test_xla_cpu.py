@@ -18,7 +18,8 @@ from ctfjax import mechanisms
 from ctfjax import xla_cpu
 from ctfjax.ancm import model as ancm_model
 from ctfjax.ancm import train as ancm_train
-from ctfjax.train import apply_overrides, example, loop, make_train_step
+from ctfjax.train import apply_overrides, create_train_state, example, loop
+from ctfjax.train import make_train_step
 from ctfjax.train import train_and_evaluate
 from test_diffusion import diffusion_config
 
@@ -46,7 +47,6 @@ def _conv_loss(w, batch, rng):
 
 
 def _train_step_convolutions(options) -> tuple[int, int]:
-  from ctfjax.train import create_train_state  # noqa: PLC0415
   optimizer = optax.sgd(0.1)
   state = create_train_state(jax.random.key(0),
                              lambda key: jnp.ones((3, 3, 64, 64)), optimizer)

@@ -118,6 +118,11 @@ class ANCM:
   def graph(self) -> Graph:
     return self.ncm.graph
 
+  @property
+  def xla_cpu_options(self) -> Mapping[str, str]:
+    """The image mechanism's XLA CPU options (`ctfjax.xla_cpu`)."""
+    return mechanisms.xla_cpu_options(mechanisms.family(self.image_kind))
+
   def __hash__(self):
     return id(self)
 
@@ -402,8 +407,7 @@ class ANCM:
   def _image_steps(self) -> tuple[Callable, Callable]:
     """The jitted abduction and prediction, compiled with the mechanism's
     XLA CPU options (`ctfjax.xla_cpu`)."""
-    options = xla_cpu.compiler_options(mechanisms.xla_cpu_options(
-        mechanisms.family(self.image_kind)))
+    options = xla_cpu.compiler_options(self.xla_cpu_options)
     return _image_steps(None if options is None
                         else tuple(sorted(options.items())))
 

@@ -184,8 +184,7 @@ def make_task(config: ml_collections.ConfigDict, model: ANCM,
       eval=evaluate if eval_ds is not None else None,
       eval_batches=eval_batches if eval_ds is not None else None,
       loss_takes_step=True, guard=model.stages[stage].guard,
-      xla_cpu_options=mechanisms.xla_cpu_options(
-          mechanisms.family(model.image_kind)))
+      xla_cpu_options=model.xla_cpu_options)
 
 
 def resumed_part(section: str, value: Any) -> Any:
