@@ -47,7 +47,7 @@ VARIABLE = "CTFJAX_XLA_CPU_OPTIONS"
 CONVOLUTIONS_IN_XLA = {
     "xla_cpu_experimental_ynn_fusion_type": ",".join(
         f"LIBRARY_FUSION_TYPE_{kind}"
-        for kind in ("INDIVIDUAL_DOT", "ELTWISE", "REDUCE")),
+        for kind in ("INDIVIDUAL_DOT", "REDUCE")),
 }
 
 Options = Mapping[str, str]
