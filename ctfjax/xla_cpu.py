@@ -1,33 +1,31 @@
 """XLA CPU compiler options a model's computations can ask for.
 
-XLA's CPU compiler in jax 0.10.2 hands convolutions, matrix products and
-element-wise work to YNNPACK (HLO fusions named ``__ynn_fusion``). Its
-convolution kernel is fast with 128 output channels (about 310 GFLOP/s on
-this project's 2-core machine at batch 16) but reaches only 160-180 GFLOP/s
-with 64, half what PyTorch's oneDNN does on the same shapes; XLA's own
-(Eigen) convolution does those shapes about twice as fast (a lone 3x3
-convolution's backward pass at 32x32, 64 -> 64 channels: 20.6-25.2 ms with
-YNNPACK, 10.4-10.8 ms without).
+XLA's CPU compiler in jax 0.10.2 hands convolutions, matrix products,
+element-wise work and reductions to YNNPACK (HLO fusions named
+``__ynn_fusion``). Its convolution kernel is slow with the U-Net's 64
+channels: a 3x3 convolution's forward and backward pass at 32x32, 64 -> 64
+channels, batch 16, took 52.5 ms with it and 17.6 ms in XLA's own (Eigen)
+kernel, as long as PyTorch's oneDNN on the same machine (17.6 ms); at
+16x16 with 128 channels the three are closer (15.8, 14.8 and 11.5 ms;
+`benchmarks/unet_parts.py`, README "Speed").
 
-:data:`CONVOLUTIONS_IN_XLA` keeps YNNPACK for single matrix products,
-element-wise work and reductions, and leaves to XLA the convolutions that
-are not fused with element-wise work (in the diffusers-size U-Net's
-training step, 46 of its 119 convolutions against 3 by default; the 40
-of its forward pass stay in YNNPACK fusions with their bias and activation,
-but its program changes too). It is a per-model choice, not a
-process-wide one: a forward and backward pass of the U-Net (its 32x32
-level has 64 channels) ran 1.2-1.4x faster with it and a forward pass
-1.15-1.2x (each setting compiled in one process, called in alternation;
-the whole DDIM sampler gained 1.07-1.14x in two of three such runs, and
-the sliced training step of `launch.benchmark_speed` nothing: README,
-"Speed"), but the
-seed-004 HVAE, whose convolutions are narrow, ran its training step at
-106 img/s with it against 158 without, and the cVAE at 1,724 against 2,023
-(`launch.benchmark_speed`, alternating processes). So an image mechanism
-names the options its computations want (``XLA_CPU_OPTIONS``,
-`ctfjax.mechanisms.base`), and the training and evaluation steps of its
-stages and the ANCM's abduction and prediction are compiled with them
-(`compiler_options`).
+:data:`CONVOLUTIONS_IN_XLA` lets YNNPACK take single matrix products and
+reductions only, so that every convolution, and the element-wise work
+around it, is XLA's. (With YNNPACK's element-wise fusions left in, a
+convolution fused with its bias and activation stays in YNNPACK: the
+U-Net's forward pass kept all 40.) `launch.benchmark_xla_options`
+compiles the diffusers-size U-Net's training step and DDIM sampler once
+per option set and times them in alternation: 14.84 img/s training and
+1.11 sampling with these options, 12.42 and 0.98 with XLA's defaults,
+12.60 and 1.06 with element-wise fusions left in YNNPACK (README,
+"Speed"). It is a per-model choice, not a process-wide one: the seed-004
+HVAE, whose convolutions are narrow, ran its training step at 106 img/s
+with convolutions out of YNNPACK against 158 without, and the cVAE at
+1,724 against 2,023 (`launch.benchmark_speed`, alternating processes). So
+an image mechanism names the options its computations want
+(``XLA_CPU_OPTIONS``, `ctfjax.mechanisms.base`), and the training and
+evaluation steps of its stages and the ANCM's abduction and prediction are
+compiled with them (`compiler_options`).
 
 ``CTFJAX_XLA_CPU_OPTIONS=0`` compiles everything with XLA's defaults. The
 options are XLA CPU options: on any other backend nothing is passed.

@@ -51,17 +51,6 @@ flags.DEFINE_integer("unet_sample_steps", 5, "DDIM levels timed for the "
 FLAGS = flags.FLAGS
 
 
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
 def measure(name: str, microbatch: int) -> dict:
   if name == "unet":
     return speed_rows.unet_row(FLAGS.heavy_repeats, microbatch,
@@ -105,7 +94,7 @@ def main():
           s[f"{what}_vs_peer"] = s[f"{what}_images_per_s"] / peer[what][0]
       summary.append(s)
   out = {"benchmark": "speed", "backend": jax.default_backend(),
-         "jax": jax.__version__, "cpu": _cpu_model(),
+         "jax": jax.__version__, "cpu": timing.cpu_model(),
          "cpus": os.cpu_count(), "machine": platform.machine(),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
          # The U-Net row's compiler options (the diffusion mechanisms').

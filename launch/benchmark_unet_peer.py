@@ -24,6 +24,7 @@ from absl import flags
 from ctfjax.errors import UserError
 from launch import cli
 from launch import speed_rows
+from launch import timing
 
 flags.DEFINE_string("peer_python", None, "An interpreter with torch and "
                     "diffusers.")
@@ -73,6 +74,7 @@ def main():
             flush=True)
   summary = speed_rows.paired(rounds)
   cli.write_json(FLAGS.out, {"benchmark": "unet_vs_peer",
+                             "cpu": timing.cpu_model(),
                              "load_average_end": list(os.getloadavg()),
                              **summary, "raw": rounds})
   print(speed_rows.paired_table(summary))

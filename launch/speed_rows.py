@@ -27,9 +27,11 @@ the README's table.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import statistics
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -176,16 +178,31 @@ def gan_row(repeats: int, microbatch: int) -> dict:
                      128, 256, lambda v: {"thickness": v["thickness"] + 1.0})
 
 
-def unet_row(repeats: int, microbatch: int, train_b: int = 64,
-             sample_b: int = 64, sample_steps: int = 50,
-             sample_repeats: int = 1) -> dict:
-  """The diffusers-size U-Net: train step, and DDIM sampling as the edit
-  (`sample_steps` levels, the median of `sample_repeats` calls; the rate is
-  scaled to the peer's 50 levels, since each level is one U-Net pass). The
-  sampler's passes take `microbatch` examples at a time, as the train
-  step's slices (0 = the whole batch)."""
-  module = train.PureModule(lambda rngs: unet.UNet(
-      3, 3, rngs=rngs, **unet.DIFFUSERS_BENCHMARK))
+@dataclasses.dataclass
+class UNetPrograms:
+  """The diffusers-size U-Net's two timed programs, compiled with one set of
+  XLA CPU options: `step(state, batch)` (donates `state`) and `sample()`
+  (DDIM from fixed noise; each call one `lax.scan` of `sample_steps`
+  levels)."""
+  step: Callable
+  state: train.TrainState
+  batch: dict
+  sample: Callable[[], jax.Array]
+  params: dict
+  one_pass_gflop: Callable[[], float]
+
+
+def unet_programs(microbatch: int, options: dict | None, train_b: int = 64,
+                  sample_b: int = 64, sample_steps: int = 50,
+                  size: dict | None = None) -> UNetPrograms:
+  """`UNetPrograms` of a U-Net of `size` (`unet.UNet` keywords; None:
+  `unet.DIFFUSERS_BENCHMARK`, 40 classes): an epsilon-MSE AdamW(1e-4)
+  step over `train_b` examples in slices of `microbatch`, and a DDIM
+  sampler over `sample_b` whose U-Net passes take `microbatch` examples at
+  a time (0 = the whole batch), both jitted with `compiler_options=options`
+  (None: XLA's defaults)."""
+  size = unet.DIFFUSERS_BENCHMARK if size is None else size
+  module = train.PureModule(lambda rngs: unet.UNet(3, 3, rngs=rngs, **size))
   abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)
 
   def loss(params, batch, rng):
@@ -206,13 +223,9 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   batch = {"x": jnp.asarray(rng.uniform(-1, 1, (train_b, 32, 32, 3)),
                             jnp.float32),
            "label": jnp.asarray(rng.integers(0, 40, train_b))}
-  # Compiled as the diffusion mechanisms' steps are (`ctfjax.xla_cpu`).
-  options = xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
   step = train.make_train_step(loss, optimizer,
                                microbatches=_slices(train_b, microbatch),
                                compiler_options=options)
-  train_gflop = timing.gflop(step, state, batch)
-  compile_train, train_s = timing.timed_train(step, state, batch, repeats)
 
   @functools.partial(jax.jit, compiler_options=options)
   def sample(params, x_t, labels):
@@ -224,21 +237,37 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
 
   x_t = jax.random.normal(jax.random.key(1), (sample_b, 32, 32, 3))
   labels = jnp.arange(sample_b) % 40
-  # The sampler's work: one U-Net pass per level (`timing.gflop` counts
-  # the scan's body once).
+  # `timing.gflop` counts a scan's body once: count one U-Net pass.
   one_pass = jax.jit(lambda params, x, t: module.apply(params, x, t,
                                                        labels=labels),
                      compiler_options=options)
-  pass_gflop = timing.gflop(one_pass, params, x_t,
-                            jnp.zeros((sample_b,), jnp.int32))
-  compile_edit, edit_s = timing.timed(lambda: sample(params, x_t, labels),
-                                      sample_repeats)
+  return UNetPrograms(
+      step=step, state=state, batch=batch, params=params,
+      sample=lambda: sample(params, x_t, labels),
+      one_pass_gflop=lambda: timing.gflop(
+          one_pass, params, x_t, jnp.zeros((sample_b,), jnp.int32)))
+
+
+def unet_row(repeats: int, microbatch: int, train_b: int = 64,
+             sample_b: int = 64, sample_steps: int = 50,
+             sample_repeats: int = 1) -> dict:
+  """The diffusers-size U-Net (`unet_programs`, compiled as the diffusion
+  mechanisms' steps are: `ctfjax.xla_cpu`): train step, and DDIM sampling
+  as the edit (`sample_steps` levels, the median of `sample_repeats` calls;
+  the rate is scaled to the peer's 50 levels, since each level is one U-Net
+  pass)."""
+  options = xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
+  p = unet_programs(microbatch, options, train_b, sample_b, sample_steps)
+  train_gflop = timing.gflop(p.step, p.state, p.batch)
+  compile_train, train_s = timing.timed_train(p.step, p.state, p.batch,
+                                              repeats)
+  compile_edit, edit_s = timing.timed(p.sample, sample_repeats)
   # Seconds and work for the peer's 50 levels: one U-Net pass per level.
   scale = 50 / sample_steps
-  return _row("unet_diffusers_UNet2DModel_64_128_128", params, train_b,
+  return _row("unet_diffusers_UNet2DModel_64_128_128", p.params, train_b,
               sample_b, compile_train, train_s, compile_edit, edit_s * scale,
               microbatch, train_gflop=train_gflop,
-              edit_gflop=pass_gflop * 50,
+              edit_gflop=p.one_pass_gflop() * 50,
               sample_steps_timed=sample_steps,
               edit="DDIM sampling, 50 levels")
 

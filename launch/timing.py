@@ -1,5 +1,6 @@
 """Timing helpers shared by the speed benchmarks (`launch.benchmark_*`)."""
 
+import platform
 import resource
 import statistics
 import time
@@ -68,3 +69,15 @@ def abduct_predict(module):
     return m.predict(pa_new, m.abduct(x, pa, key), key)
 
   return edit
+
+
+def cpu_model() -> str:
+  """The CPU's model name, as /proc/cpuinfo (or `platform`) gives it."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
