@@ -29,7 +29,6 @@ from absl import flags
 
 from ctfjax import xla_cpu
 from ctfjax.errors import UserError
-from ctfjax.mechanisms import diffusion
 from launch import cli
 from launch import speed_rows
 from launch import timing
@@ -47,27 +46,6 @@ flags.DEFINE_integer("sample_steps", 5, "DDIM levels per timed sampler "
 FLAGS = flags.FLAGS
 
 BATCH = 64  # the peer's train and sample batches
-YNN_KINDS = ("INDIVIDUAL_DOT", "DOT", "ELTWISE", "REDUCE")
-FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
-
-
-def options_of(name: str) -> dict | None:
-  """The compiler options a `--sets` entry names (None: XLA's defaults).
-
-  Raises UserError naming the entry if it names no set."""
-  if name == "default":
-    return None
-  if name == "diffusion":
-    return xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
-  if name == "none":
-    return {FUSION_TYPE: ""}
-  kinds = name.split("+")
-  unknown = [k for k in kinds if k not in YNN_KINDS]
-  if unknown:
-    raise UserError(f"--sets: {name!r} is not default, diffusion, none or "
-                    f"YNNPACK fusion kinds joined by '+' (unknown "
-                    f"{unknown}; kinds: {', '.join(YNN_KINDS)})")
-  return {FUSION_TYPE: ",".join(f"LIBRARY_FUSION_TYPE_{k}" for k in kinds)}
 
 
 def _seconds(fn) -> float:
@@ -86,7 +64,7 @@ def main():
     raise UserError(f"--microbatch must be >= 0, got {FLAGS.microbatch}")
   if len(set(FLAGS.sets)) != len(FLAGS.sets) or not FLAGS.sets:
     raise UserError(f"--sets: distinct names, got {FLAGS.sets}")
-  sets = {name: options_of(name) for name in FLAGS.sets}
+  sets = {name: speed_rows.xla_option_set(name) for name in FLAGS.sets}
   programs, states = {}, {}
   for name, options in sets.items():
     p = speed_rows.unet_programs(FLAGS.microbatch, options, BATCH, BATCH,

@@ -21,8 +21,10 @@ per forward/backward pass (0 = the whole batch in one pass).
   (`nn.unet.DIFFUSERS_BENCHMARK`, 6.48M parameters): epsilon-MSE step with
   AdamW(1e-4) at batch 64, DDIM sampling at batch 64.
 
-`summarise` and `table` turn the rounds into the benchmark's summary and
-the README's table.
+`unet_programs` builds the U-Net row's two programs under any XLA CPU
+options, and `xla_option_set` names the option sets
+`launch.benchmark_xla_options` compares. `summarise` and `table` turn the
+rounds into the benchmark's summary and the README's table.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import optax
 from ctfjax import train
 from ctfjax import xla_cpu
 from ctfjax.ancm import train as ancm_train
+from ctfjax.errors import UserError
 from ctfjax.mechanisms import diffusion, gan, hvae, vae
 from ctfjax.nn import unet
 from ctfjax.train.config import microbatches_of
@@ -176,6 +179,30 @@ def gan_row(repeats: int, microbatch: int) -> dict:
     config.model.image.gan.update(gan.GAN.accelerator_config())
   return _config_row("gan_seed004_morphomnist", config, repeats, microbatch,
                      128, 256, lambda v: {"thickness": v["thickness"] + 1.0})
+
+
+YNN_KINDS = ("INDIVIDUAL_DOT", "DOT", "ELTWISE", "REDUCE")
+FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
+
+
+def xla_option_set(name: str) -> dict | None:
+  """The compiler options a `launch.benchmark_xla_options --sets` entry
+  names (None: XLA's defaults).
+
+  Raises UserError naming the entry if it names no set."""
+  if name == "default":
+    return None
+  if name == "diffusion":
+    return xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
+  if name == "none":
+    return {FUSION_TYPE: ""}
+  kinds = name.split("+")
+  unknown = [k for k in kinds if k not in YNN_KINDS]
+  if unknown:
+    raise UserError(f"--sets: {name!r} is not default, diffusion, none or "
+                    f"YNNPACK fusion kinds joined by '+' (unknown "
+                    f"{unknown}; kinds: {', '.join(YNN_KINDS)})")
+  return {FUSION_TYPE: ",".join(f"LIBRARY_FUSION_TYPE_{k}" for k in kinds)}
 
 
 @dataclasses.dataclass

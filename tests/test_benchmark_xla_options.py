@@ -1,5 +1,7 @@
-"""launch.benchmark_xla_options: what each --sets entry compiles with, the
-U-Net programs it times (`speed_rows.unet_programs`), and its bad flags."""
+"""launch.benchmark_xla_options: what each --sets entry compiles with
+(`speed_rows.xla_option_set`), the U-Net programs it times
+(`speed_rows.unet_programs`), and its bad flags. (The launcher defines absl
+flags, so it is run in a subprocess, never imported here.)"""
 
 import re
 import subprocess
@@ -14,7 +16,6 @@ from ctfjax import xla_cpu
 from ctfjax.errors import UserError
 from ctfjax.mechanisms import diffusion
 from launch import speed_rows
-from launch.benchmark_xla_options import options_of
 from test_xla_cpu import convolutions
 
 TINY = {"channels": (8, 16), "layers_per_block": 1,
@@ -24,27 +25,29 @@ TINY = {"channels": (8, 16), "layers_per_block": 1,
 
 def test_sets_name_their_options(monkeypatch):
   monkeypatch.delenv(xla_cpu.VARIABLE, raising=False)
-  assert options_of("default") is None
-  assert options_of("diffusion") == dict(
+  assert speed_rows.xla_option_set("default") is None
+  assert speed_rows.xla_option_set("diffusion") == dict(
       diffusion.Diffusion.XLA_CPU_OPTIONS)
-  assert options_of("none") == {"xla_cpu_experimental_ynn_fusion_type": ""}
-  assert options_of("INDIVIDUAL_DOT+ELTWISE+REDUCE") == {
+  assert speed_rows.xla_option_set("none") == {
+      "xla_cpu_experimental_ynn_fusion_type": ""}
+  assert speed_rows.xla_option_set("INDIVIDUAL_DOT+ELTWISE+REDUCE") == {
       "xla_cpu_experimental_ynn_fusion_type":
           "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
           "LIBRARY_FUSION_TYPE_REDUCE"}
   # `diffusion` is what the mechanisms get: nothing when switched off.
   monkeypatch.setenv(xla_cpu.VARIABLE, "0")
-  assert options_of("diffusion") is None
+  assert speed_rows.xla_option_set("diffusion") is None
   with pytest.raises(UserError, match=re.escape("'DOT+CONV' is not")):
-    options_of("DOT+CONV")
+    speed_rows.xla_option_set("DOT+CONV")
 
 
 def test_unet_programs_compile_with_the_options_they_are_given(monkeypatch):
   monkeypatch.delenv(xla_cpu.VARIABLE, raising=False)
   inside = {}
   for name in ("default", "diffusion"):
-    p = speed_rows.unet_programs(2, options_of(name), train_b=4, sample_b=4,
-                                 sample_steps=2, size=TINY)
+    p = speed_rows.unet_programs(2, speed_rows.xla_option_set(name),
+                                 train_b=4, sample_b=4, sample_steps=2,
+                                 size=TINY)
     inside[name] = convolutions(
         p.step.lower(p.state, p.batch).compile().as_text())[0]
     if name == "diffusion":
