@@ -48,48 +48,44 @@ def gflop(h, c_in, c_out, stride) -> float:
   return 3 * 2 * BATCH * out * out * c_in * c_out * 9 / 1e9
 
 
+def jax_forward_backward(fn, *args) -> list[float]:
+  """Seconds of fn's forward and backward pass (its output fed back as the
+  cotangent), compiled with XLA's defaults and with the diffusion options."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from ctfjax import xla_cpu  # pylint: disable=import-outside-toplevel
+
+  def both(*args):
+    out, vjp = jax.vjp(fn, *args)
+    return vjp(out)
+
+  times = []
+  for options in (None, dict(xla_cpu.CONVOLUTIONS_IN_XLA)):
+    compiled = jax.jit(both).lower(*args).compile(compiler_options=options)
+    times.append(best_seconds(
+        lambda c=compiled: jax.block_until_ready(c(*args))))
+  return times
+
+
 def jax_times(h, c_in, c_out, stride) -> list[float]:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from ctfjax import xla_cpu  # pylint: disable=import-outside-toplevel
-
-  x = jnp.ones((BATCH, h, h, c_in))
-  w = jnp.full((3, 3, c_in, c_out), 0.01)
-
-  def both(x, w):
-    y, vjp = jax.vjp(lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (stride, stride), ((1, 1), (1, 1)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC")), x, w)
-    return vjp(y)
-
-  times = []
-  for options in (None, dict(xla_cpu.CONVOLUTIONS_IN_XLA)):
-    compiled = jax.jit(both).lower(x, w).compile(compiler_options=options)
-    times.append(best_seconds(
-        lambda c=compiled: jax.block_until_ready(c(x, w))))
-  return times
+  conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (stride, stride), ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax_forward_backward(conv, jnp.ones((BATCH, h, h, c_in)),
+                              jnp.full((3, 3, c_in, c_out), 0.01))
 
 
 def jax_attention() -> list[float]:
   import jax  # pylint: disable=import-outside-toplevel
 
-  from ctfjax import xla_cpu  # pylint: disable=import-outside-toplevel
   from ctfjax.nn.attention import attention  # pylint: disable=import-outside-toplevel
 
-  q, k, v = (jax.random.normal(jax.random.key(i), (BATCH,) + ATTENTION)
-             for i in range(3))
-
-  def both(q, k, v):
-    o, vjp = jax.vjp(attention, q, k, v)
-    return vjp(o)
-
-  times = []
-  for options in (None, dict(xla_cpu.CONVOLUTIONS_IN_XLA)):
-    compiled = jax.jit(both).lower(q, k, v).compile(compiler_options=options)
-    times.append(best_seconds(
-        lambda c=compiled: jax.block_until_ready(c(q, k, v))))
-  return times
+  return jax_forward_backward(attention, *(
+      jax.random.normal(jax.random.key(i), (BATCH,) + ATTENTION)
+      for i in range(3)))
 
 
 def torch_attention() -> list[float]:
