@@ -7,10 +7,12 @@ Times a forward and backward pass (the output fed back as its own
 cotangent) of each 3x3 convolution shape of `ctfjax.nn.unet
 .DIFFUSERS_BENCHMARK` and of its 16x16 self-attention (256 positions, 16
 heads of 8) at batch 16 (the benchmark's slices), best of 3 x 5 calls, and
-prints a Markdown table of ms (and GFLOP/s for the convolutions). JAX:
-with XLA's defaults and with the diffusion mechanisms' options
+prints a Markdown table of ms (and GFLOP/s for the convolutions). JAX on
+the CPU: with XLA's defaults and with the diffusion mechanisms' options
 (`ctfjax.xla_cpu.CONVOLUTIONS_IN_XLA`), attention by
-`ctfjax.nn.attention.attention`; PyTorch: 2 threads, as the peer
+`ctfjax.nn.attention.attention`; JAX on an accelerator: XLA's defaults,
+and the attention's two implementations (chunked, and jax.nn's, which
+`attention` uses there); PyTorch: 2 threads, as the peer
 (`benchmarks/peer_diffusers_unet.py`) runs, attention by
 `scaled_dot_product_attention`. This says where the U-Net's training step
 loses time to its peer (README, "Speed").
@@ -50,7 +52,8 @@ def gflop(h, c_in, c_out, stride) -> float:
 
 def jax_forward_backward(fn, *args) -> list[float]:
   """Seconds of fn's forward and backward pass (its output fed back as the
-  cotangent), compiled with XLA's defaults and with the diffusion options."""
+  cotangent), compiled with XLA's defaults and, on the CPU, with the
+  diffusion options too (on an accelerator they do not apply)."""
   import jax  # pylint: disable=import-outside-toplevel
 
   from ctfjax import xla_cpu  # pylint: disable=import-outside-toplevel
@@ -59,8 +62,11 @@ def jax_forward_backward(fn, *args) -> list[float]:
     out, vjp = jax.vjp(fn, *args)
     return vjp(out)
 
+  settings = [None]
+  if jax.default_backend() == "cpu":
+    settings.append(dict(xla_cpu.CONVOLUTIONS_IN_XLA))
   times = []
-  for options in (None, dict(xla_cpu.CONVOLUTIONS_IN_XLA)):
+  for options in settings:
     compiled = jax.jit(both).lower(*args).compile(compiler_options=options)
     times.append(best_seconds(
         lambda c=compiled: jax.block_until_ready(c(*args))))
@@ -79,13 +85,22 @@ def jax_times(h, c_in, c_out, stride) -> list[float]:
 
 
 def jax_attention() -> list[float]:
+  """The attention's times: on the CPU `attention` (chunked) under both
+  settings; on an accelerator its two implementations, chunked and
+  `jax.nn.dot_product_attention` (what `attention` picks there)."""
+  import functools  # pylint: disable=import-outside-toplevel
+
   import jax  # pylint: disable=import-outside-toplevel
 
   from ctfjax.nn.attention import attention  # pylint: disable=import-outside-toplevel
 
-  return jax_forward_backward(attention, *(
-      jax.random.normal(jax.random.key(i), (BATCH,) + ATTENTION)
-      for i in range(3)))
+  qkv = [jax.random.normal(jax.random.key(i), (BATCH,) + ATTENTION)
+         for i in range(3)]
+  if jax.default_backend() == "cpu":
+    return jax_forward_backward(attention, *qkv)
+  return [jax_forward_backward(
+      functools.partial(attention, implementation=impl), *qkv)[0]
+          for impl in ("chunked", "jax")]
 
 
 def torch_attention() -> list[float]:
@@ -119,21 +134,39 @@ def torch_times(h, c_in, c_out, stride) -> list[float]:
   return [best_seconds(both)]
 
 
+def columns(framework: str) -> tuple[list[str], list[str]]:
+  """The table's time columns: for the convolutions, for the attention."""
+  if framework == "torch":
+    return ["PyTorch, 2 threads"], ["PyTorch, 2 threads"]
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if jax.default_backend() == "cpu":
+    both = ["XLA defaults", "diffusion options"]
+    return both, both
+  device = jax.devices()[0].device_kind
+  return [f"XLA defaults ({device})"], [f"chunked ({device})",
+                                        f"jax.nn ({device})"]
+
+
 def main(framework: str):
-  times, attend, heads = {
-      "jax": (jax_times, jax_attention,
-              ["XLA defaults", "diffusion options"]),
-      "torch": (torch_times, torch_attention,
-                ["PyTorch, 2 threads"])}[framework]
-  print("| H | in | out | stride | " + " | ".join(heads) + " |")
-  print("| --- " * (4 + len(heads)) + "|")
+  times, attend = {"jax": (jax_times, jax_attention),
+                   "torch": (torch_times, torch_attention)}[framework]
+  conv_heads, attention_heads = columns(framework)
+  print("| H | in | out | stride | " + " | ".join(conv_heads) + " |")
+  print("| --- " * (4 + len(conv_heads)) + "|")
   for shape in SHAPES:
     cells = [f"{s * 1e3:.1f} ms ({gflop(*shape) / s:.0f} GFLOP/s)"
              for s in times(*shape)]
     print("| " + " | ".join(map(str, shape)) + " | " + " | ".join(cells)
           + " |")
   cells = [f"{s * 1e3:.1f} ms" for s in attend()]
-  print("| 16 | attention | 16 heads of 8 | - | " + " | ".join(cells) + " |")
+  if attention_heads != conv_heads:
+    print("\n| H | attention | " + " | ".join(attention_heads) + " |")
+    print("| --- " * (2 + len(attention_heads)) + "|")
+    print("| 16 | 16 heads of 8 | " + " | ".join(cells) + " |")
+  else:
+    print("| 16 | attention | 16 heads of 8 | - | " + " | ".join(cells)
+          + " |")
 
 
 if __name__ == "__main__":

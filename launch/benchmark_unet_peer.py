@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 
+import jax
 from absl import flags
 
 from ctfjax.errors import UserError
@@ -28,6 +29,8 @@ from launch import timing
 
 flags.DEFINE_string("peer_python", None, "An interpreter with torch and "
                     "diffusers.")
+flags.DEFINE_string("peer_device", "cpu", "The peer's device: cpu (2 "
+                    "threads), or cuda beside ctfjax on JAX's GPU.")
 flags.DEFINE_string("out", "runs/benchmark_unet_peer.json", "JSON output.")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds (peer, then ctfjax).")
 flags.DEFINE_integer("microbatch", 16, "ctfjax's examples per U-Net pass.")
@@ -56,6 +59,9 @@ def main():
   if not FLAGS.peer_python or not os.access(FLAGS.peer_python, os.X_OK):
     raise UserError(f"--peer_python: {FLAGS.peer_python!r} is not an "
                     f"executable (an interpreter with torch and diffusers)")
+  if FLAGS.peer_device not in ("cpu", "cuda"):
+    raise UserError(f"--peer_device: {FLAGS.peer_device!r} is neither cpu "
+                    f"nor cuda")
   if FLAGS.rounds < 1 or FLAGS.repeats < 1 or FLAGS.sample_steps < 1:
     raise UserError("--rounds, --repeats and --sample_steps must be >= 1")
   rounds = []
@@ -63,7 +69,8 @@ def main():
     peer_out, ours_out = (os.path.join(tmp, n) for n in ("p.json", "o.json"))
     for r in range(FLAGS.rounds):
       peer = _json_of([FLAGS.peer_python, PEER_SCRIPT, f"--out={peer_out}",
-                       f"--repeats={FLAGS.repeats}"], peer_out)
+                       f"--repeats={FLAGS.repeats}",
+                       f"--device={FLAGS.peer_device}"], peer_out)
       ours = _json_of([sys.executable, "-m", "launch.benchmark_speed",
                        "--rows=unet", f"--microbatch={FLAGS.microbatch}",
                        "--rounds=1", f"--heavy_repeats={FLAGS.repeats}",
@@ -75,6 +82,7 @@ def main():
   summary = speed_rows.paired(rounds)
   cli.write_json(FLAGS.out, {"benchmark": "unet_vs_peer",
                              "cpu": timing.cpu_model(),
+                             "jax_device": str(jax.devices()[0].device_kind),
                              "load_average_end": list(os.getloadavg()),
                              **summary, "raw": rounds})
   print(speed_rows.paired_table(summary))

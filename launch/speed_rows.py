@@ -216,7 +216,7 @@ class UNetPrograms:
   batch: dict
   sample: Callable[[], jax.Array]
   params: dict
-  one_pass_gflop: Callable[[], float]
+  one_pass_gflop: Callable[[], float | None]
 
 
 def unet_programs(microbatch: int, options: dict | None, train_b: int = 64,
@@ -291,10 +291,11 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   compile_edit, edit_s = timing.timed(p.sample, sample_repeats)
   # Seconds and work for the peer's 50 levels: one U-Net pass per level.
   scale = 50 / sample_steps
+  one_pass = p.one_pass_gflop()
   return _row("unet_diffusers_UNet2DModel_64_128_128", p.params, train_b,
               sample_b, compile_train, train_s, compile_edit, edit_s * scale,
               microbatch, train_gflop=train_gflop,
-              edit_gflop=p.one_pass_gflop() * 50,
+              edit_gflop=None if one_pass is None else one_pass * 50,
               sample_steps_timed=sample_steps,
               edit="DDIM sampling, 50 levels")
 

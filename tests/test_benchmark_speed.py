@@ -52,6 +52,20 @@ def test_gflop_counts_a_matrix_product_by_hand():
   assert timing.gflop(product, a, b) == pytest.approx(2 * 64 * 48 * 40 / 1e9)
 
 
+def test_gflop_is_none_where_the_backend_gives_no_count():
+  # XLA's GPU backend: Lowered.cost_analysis() is None; the rows then leave
+  # their GFLOP columns out (test_row_gives_work_per_image_and_its_rate).
+  class Lowered:
+    def cost_analysis(self):
+      return None
+
+  class Jitted:
+    def lower(self, *args):
+      return Lowered()
+
+  assert timing.gflop(Jitted(), jnp.ones(3)) is None
+
+
 def test_gflop_counts_a_scan_body_once():
   # Why the U-Net row counts its sampler as one pass times its levels.
   a = jnp.ones((64, 64))
@@ -83,6 +97,8 @@ def test_row_gives_work_per_image_and_its_rate():
     ("benchmark_unet_peer", ["--peer_python=/bin/false"], "false"),
     ("benchmark_unet_peer", ["--peer_python=/bin/true", "--rounds=0"],
      "--rounds"),
+    ("benchmark_unet_peer", ["--peer_python=/bin/true", "--peer_device=tpu"],
+     "--peer_device: 'tpu'"),
 ])
 def test_bad_flags_are_one_line_errors(launcher, args, message, tmp_path):
   out = tmp_path / "speed.json"

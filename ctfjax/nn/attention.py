@@ -22,7 +22,10 @@ Values and gradients equal the textbook formula's to 1e-10 in float64 and
 All of this is for the CPU. On an accelerator a `lax.map` over chunks is a
 sequence of small kernels, and `jax.nn.dot_product_attention` (XLA's fused
 attention, or cuDNN's where it applies) is the right tool, so `attention`
-uses it there (`implementation=None`). Not measured on an accelerator.
+uses it there (`implementation=None`): on an H200, one 16x16 layer of
+the diffusers-size U-Net (batch 16, 16 heads of 8) took 0.4 ms forward and
+backward against the chunked 1.7 ms (`benchmarks/unet_parts.py jax`,
+README "On an accelerator").
 """
 
 from __future__ import annotations
