@@ -24,9 +24,11 @@ images beside the model) reads every feature off the edits. For a
 categorical feature, "agree" is the fraction of edits whose reading is
 the counterfactual value the edit was drawn with (X's new value; a
 descendant's value as the NCM drew it) and "kept" the fraction whose
-reading is the factual value; for a continuous one, "agree_mae" and
-"kept_mae" are the mean absolute differences between the reading and
-those values, in the feature's units; "others_unchanged" and
+reading is the factual value, each with its 95% Wilson interval over
+the edits ("agree_ci95", "kept_ci95"; sampling of edits only: another
+training of the same config can land outside it); for a continuous one,
+"agree_mae" and "kept_mae" are the mean absolute differences between the
+reading and those values, in the feature's units; "others_unchanged" and
 "others_changed" give "kept" again over the edits whose other features
 the NCM left as they were and over those where it changed one (a
 descendant), with their counts. Beside them: the null edit's L1 at
@@ -137,7 +139,8 @@ def effect(workdir, n, guidances):
   ds = ancm_train.load_split(config, "test", n)
   images = ds["image"][:n]
   labels = {k: np.asarray(ds[k][:n]) for k in model.order}
-  names = {"agree": "reader_acc_real", "agree_mae": "reader_mae_real"}
+  names = {"agree": "reader_acc_real", "agree_ci95": "reader_acc_real_ci95",
+           "agree_mae": "reader_mae_real"}
   ceiling = {names[key]: v for key, v in agreement(
       model, model.read_labels(params, images), labels).items()}
   weights = guidances or [float(dict(model.sampler).get("guidance", 1.0))]

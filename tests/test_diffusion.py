@@ -656,6 +656,25 @@ def test_benchmark_diffusion_edits_continuous_features(tmp_path):
                              row["kept"]["digit"])
 
 
+@pytest.mark.parametrize("k, n", [(29, 64), (49, 64), (0, 64), (64, 64),
+                                  (1, 2)])
+def test_wilson_interval_is_where_the_score_test_accepts(k, n):
+  """edit_effect.wilson against its definition, solved numerically: the
+  ends are the p0 in [0, 1] where |k/n - p0| = z sqrt(p0 (1 - p0) / n)."""
+  from scipy import optimize
+
+  from launch import edit_effect as bd
+
+  p = k / n
+  score = lambda p0: abs(p - p0) - bd.Z95 * np.sqrt(p0 * (1 - p0) / n)
+  # The test accepts p0 = p itself; the brackets start just beside it.
+  eps = 1e-15
+  lo = 0.0 if k == 0 else optimize.brentq(score, 0.0, p - eps, xtol=1e-14)
+  hi = 1.0 if k == n else optimize.brentq(score, p + eps, 1.0, xtol=1e-14)
+  np.testing.assert_allclose(bd.wilson(k, n), [lo, hi], atol=1e-12)
+  assert bd.wilson(k, n)[0] <= p <= bd.wilson(k, n)[1]
+
+
 def test_benchmark_diffusion_splits_kept_by_whether_descendants_changed():
   """edit_effect.by_others (launch.benchmark_diffusion's effect sweep):
   do(C)'s edits split by whether the NCM also redrew B; the fractions are
@@ -681,6 +700,7 @@ def test_benchmark_diffusion_splits_kept_by_whether_descendants_changed():
                                              "B": 0.5}
   assert out["others_changed"]["n"] == 2
   assert out["others_changed"]["kept"] == {"D": 0.5, "C": 0.0, "B": 0.0}
+  assert out["others_changed"]["kept_ci95"]["D"] == bd.wilson(1, 2)
   nothing = bd.by_others(Model, "D", read, {**labels, "D": read["D"]},
                          labels)
   assert nothing["others_changed"] == {"n": 0}
