@@ -14,6 +14,16 @@ import ml_collections
 from ctfjax import mechanisms
 from ctfjax.train import base_train_config
 
+# The evaluation sizes (ctfjax.train.base_eval_config) of a sampler-based
+# image mechanism, whose every edit inverts and regenerates through
+# 2 x 20 DDIM levels: 128 test images per intervention family, and the
+# composition's 10 cycles and the 3 families' 10 reversibility rounds
+# (70 edits in a row) on 32, in calls of 32 (a call pads its images to
+# `edit_chunk`). At the base sizes (500 and 200) `launch.evaluate` of the
+# diffusion NCM had not finished its reversibility rounds after 31
+# minutes on 2 cores. On an accelerator: the base sizes.
+SAMPLER_EVAL = {"test_size": 128, "composition_size": 32, "edit_chunk": 32}
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = base_train_config()

@@ -33,4 +33,7 @@ def get_config():
   v.refiner.groups = 8
   v.refiner_fraction = 1.0  # Refiner steps = train.steps (after the VAE).
   v.sampler.steps = 20  # DDIM levels of the refiner (CPU-sized).
+  # Fewer edited images than the base evaluation's: every edit inverts
+  # and regenerates the refiner through 20 DDIM levels each.
+  config.eval.update(ancm.SAMPLER_EVAL)
   return config

@@ -26,7 +26,8 @@ digit and its style (D is no descendant of C); do(D) changes the digit, and
 colour and bar follow only as the diagram allows (the ctf-consistency rows
 check the counterfactual probabilities against the optimal bounds).
 
-The evaluation edits fewer images than the quick start's (`SAMPLER_EVAL`):
+The evaluation edits fewer images than the quick start's
+(configs/ancm.py's `SAMPLER_EVAL`, as the diffusion NCM's own config):
 every edit of the diffusion model inverts and regenerates with 20 levels
 of two U-Net passes each (guidance), and the composition's 10 cycles and
 the reversibility's edits in a row dominate (the diffusion model's
@@ -37,16 +38,12 @@ docstring), 50 DDIM levels and the base_eval_config sizes.
 
 import ml_collections
 
+from configs import ancm
 from configs import diffusion_colored_mnist_frontdoor
 from configs import quickstart
 
 DIFFUSION_STEPS = 1000  # U-Net training steps (batch 64).
 VAE_STEPS = 15000  # VAE-ANCM steps (batch 32): the diffusion NCM's CPU time.
-# Edits of a sampler-based model cost 2 x 20 levels per image: 128
-# test images per intervention family, and the composition's 10 cycles and
-# the 3 families' 10 reversibility rounds (70 edits in a row) on 32, in
-# calls of 32 (a call pads its images to `edit_chunk`).
-SAMPLER_EVAL = {"test_size": 128, "composition_size": 32, "edit_chunk": 32}
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -56,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "colored_mnist_bars/frontdoor"
   config.train.steps = VAE_STEPS
   config.ckpt.every = 1000
-  config.eval.update(SAMPLER_EVAL)
+  config.eval.update(ancm.SAMPLER_EVAL)
   config.run.variants = ml_collections.ConfigDict()
   config.run.variants.diffusion_ncm = ml_collections.ConfigDict({
       "diagram": "ancm_vae",

@@ -88,4 +88,7 @@ def get_config():
   config.train.grad_clip = 1.0
   config.train.eval_every = 1000
   config.ckpt.every = 500
+  # Fewer edited images than the base evaluation's (SAMPLER_EVAL): every
+  # edit costs 2 x 20 levels of two U-Net passes each (guidance).
+  config.eval.update(ancm.SAMPLER_EVAL)
   return config

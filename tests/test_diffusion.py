@@ -603,6 +603,13 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   assert diff.model.image.ddpm.sampler.guidance == 3.0
   for key in ("batch_size", "microbatch", "learning_rate", "grad_clip"):
     assert diff.train[key] == alone.train[key], key
+  # `launch.evaluate` of a standalone run edits as many images as the
+  # comparison (at the base sizes it took over half an hour on 2 cores).
+  from configs import ancm
+  from configs import ancm_vae_ddpm_colored_mnist_frontdoor as two_stage
+  for key, value in ancm.SAMPLER_EVAL.items():
+    assert config.eval[key] == alone.eval[key] == value, key
+    assert two_stage.get_config().eval[key] == value, key
   model = ancm_train.model_of(diff)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("ddpm", compare.DIFFUSION_STEPS)]

@@ -198,6 +198,13 @@ def test_baseline_diagrams_derive_from_the_true_one():
   assert evaluate.model_name(config) == "deepscm_markovian"
   config.model.graph = "D -> B; C -> B"
   assert evaluate.model_name(config) == "ancm_custom"
+  # Another image mechanism is named, not reported as the VAE-ANCM.
+  config.model.image.kind = "ddpm"
+  assert evaluate.model_name(config) == "ancm_custom_ddpm"
+  config.model.graph = ""
+  assert evaluate.model_name(config) == "ancm_ddpm"
+  config.model.image.kind = "vae_ddpm"
+  assert evaluate.model_name(config) == "ancm_vae_ddpm"
   assert evaluate.model_config(tiny_config(), "cvae_noncausal") \
       .model.graph == "D; C; B"
 
@@ -504,10 +511,17 @@ def test_tiny_trained_model(tmp_path):
   assert again.info == latent.info  # Restored from the cache, not retrained.
   chex.assert_trees_all_equal(again.params, latent.params)
   evalset = evaluate.prepare(config, reader, latent)
+  stages = []
   entry, fig = evaluate.evaluate_model(
       evalset, reader, model, jax.device_get(result.state.params),
       name="ancm_vae", train_info={"steps": result.steps,
-                                   "seconds": result.seconds})
+                                   "seconds": result.seconds},
+      progress=stages.append)
+  # One progress call per stage, as many as `job` sizes its bar by.
+  families = ["do(D)", "do(C)", "do(B)"]
+  assert stages == ([f"ancm_vae {f}" for f in families]
+                    + ["ancm_vae composition"]
+                    + [f"ancm_vae reversibility {f}" for f in families])
   check_entry(evalset, entry, fig)
   check_ctf_rows(evalset, entry)
   check_oracle(evalset, evaluate.evaluate_truth(evalset, reader))

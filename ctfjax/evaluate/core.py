@@ -388,9 +388,9 @@ def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
         edit_fn, images[:m], sub, {k: v[:m] for k, v in do.items()},
         evalset.cycles, embed_fn=reader.embed)
     rev[fam] = metrics.cycle_summary(dist, (1, 10))
+    tick(f"{name} reversibility {fam}")
   entry["reversibility"] = {"per_intervention": rev,
                             "embedding_network": reader.name, "n": int(m)}
-  tick(f"{name} reversibility")
   entry["eval"] = {"test_images": int(len(images)),
                    "seconds": time.perf_counter() - t0}
   figure = {fam: edits[fam][0][evalset.figure_index] for fam in edits}

@@ -157,15 +157,23 @@ def _diagram(config: ml_collections.ConfigDict, name: str) -> str:
 
 
 def model_name(config: ml_collections.ConfigDict) -> str:
-  """The report name of a single-model config, from the diagram it assumes."""
+  """The report name of a single-model config: the `MODELS` name of the
+  diagram it assumes ("ancm_custom" for another), with the image
+  mechanism's kind for one other than the VAE ("ancm_ddpm" for the
+  diffusion NCM, "ancm_vae_ddpm" for the two-stage ANCM)."""
   true_graph = Graph.parse(datasets.evaluator(config.data.name).graph)
   assumed = config.model.get("graph") or ""
-  for name in MODELS:
-    want = model_graph(name, true_graph)
+  name = "ancm_custom"
+  for key in MODELS:
+    want = model_graph(key, true_graph)
     if (not assumed and not want) or (
         assumed and want and Graph.parse(assumed) == Graph.parse(want)):
-      return name
-  return "ancm_custom"
+      name = key
+      break
+  kind = config.model.get("image", {}).get("kind", "vae")
+  if kind == "vae":
+    return name
+  return f"ancm_{kind}" if name == DEFAULT_DIAGRAM else f"{name}_{kind}"
 
 
 def _models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -205,7 +213,7 @@ def model_config(config: ml_collections.ConfigDict,
 def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
   """The diagram model `name` assumes, as the report writes it."""
   if name not in MODELS and name not in variants(config):
-    return None  # A custom diagram: the model's own spelling.
+    return None  # A single-model run's `model_name`: the model's spelling.
   true_graph = datasets.evaluator(config.data.name).graph
   return model_graph(_diagram(config, name), true_graph) or true_graph
 
@@ -313,7 +321,9 @@ def evaluate_models(config: ml_collections.ConfigDict,
       size=config.data.size or None, data_seed=config.data.seed,
       steps=config.eval.latent_steps)
   evalset = core.prepare(config, reader, latent)
-  stages = len(trained) * (len(evalset.interventions) + 2)
+  # Per model: each family's edits, the composition, and each family's
+  # reversibility rounds (`core.evaluate_model`'s progress calls).
+  stages = len(trained) * (2 * len(evalset.interventions) + 1)
   show = sys.stderr.isatty()
   entries, per_model = [], []
   with tqdm.tqdm(total=stages, unit="stage", file=sys.stderr,
