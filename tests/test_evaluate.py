@@ -18,6 +18,7 @@ from ctfjax.data import colored_mnist_bars
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
+from ctfjax.evaluate import grid
 from ctfjax.evaluate import job
 from ctfjax.evaluate.datasets import colored_mnist
 from ctfjax.report import schema
@@ -434,52 +435,104 @@ def test_a_second_dataset_evaluator_plugs_in(tmp_path, monkeypatch):
   assert "quadrants" in (tmp_path / "report.md").read_text()
 
 
-def test_benchmark_tables_from_current_reports(tmp_path):
-  workdirs = (tmp_path / "back", tmp_path / "front")
-  config = train.load_config(ROOT / "configs" / "benchmark.py", [
-      f"benchmark.workdirs=('{workdirs[0]}', '{workdirs[1]}')",
-      f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
-      "run.models=('ancm_vae', 'cvae_noncausal')"])
-  # Reports that match the config are reused: nothing trains here.
-  for dataset, workdir in zip(config.benchmark.datasets, workdirs):
+def _current_reports(config):
+  """Writes a current report (make_report's entries, renamed to each
+  run's models) and run config in every run's workdir of the grid."""
+  for dataset, workdir, cfg in grid.runs(config):
     report = make_report()
     report["dataset"] = dataset
-    for e in report["models"]:
-      e["dataset"] = dataset
-    report["eval"] = core.eval_settings(config)
+    entries = report["models"]
+    report["models"] = []
+    for i, name in enumerate(cfg.run.models):
+      entry = dict(entries[i % len(entries)], model=name, dataset=dataset)
+      report["models"].append(entry)
+    report["eval"] = core.eval_settings(cfg)
     report["evaluation_version"] = core.EVALUATION_VERSION
     schema.write(report, workdir / "report.json")
-    cfg = config.copy_and_resolve_references()
-    cfg.data.name = dataset
     (workdir / "run_config.json").write_text(cfg.to_json())
+
+
+def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
+  workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "two",
+                                               "diff"))
+  two_stage = ROOT / "configs" / "compare_two_stage.py"
+  diffusion = ROOT / "configs" / "compare_diffusion_frontdoor.py"
+  config = train.load_config(ROOT / "configs" / "benchmark.py", [
+      f"benchmark.workdirs={workdirs}",
+      f"benchmark.configs=('', '', '{two_stage}', '{diffusion}')",
+      f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
+      "run.models=('ancm_vae', 'cvae_noncausal')"])
+  runs = grid.runs(config)
+  # This config's runs take its overrides; another config file's run is
+  # that file's config, training only the models the grid names, on the
+  # grid's dataset, with its own (sampler) eval sizes.
+  assert [cfg.run.models for _, _, cfg in runs] == [
+      ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
+      ("vae_ddpm",), ("diffusion_ncm",)]
+  assert [cfg.train.steps for _, _, cfg in runs] == [100, 100, 1500, 15000]
+  assert [cfg.eval.test_size for _, _, cfg in runs] == [500, 500, 128, 128]
+  assert runs[3][2].data.name == "colored_mnist_bars/frontdoor"
+  assert "benchmark" not in runs[2][2]
+  _current_reports(config)
   # A report of another evaluation version is stale: it would be redone.
-  cfg = config.copy_and_resolve_references()
-  cfg.data.name = config.benchmark.datasets[1]
-  assert job.current_report(cfg, workdirs[1]) is not None
-  stale = schema.read(workdirs[1] / "report.json")
+  _, front, cfg = runs[1]
+  assert job.current_report(cfg, front) is not None
+  stale = schema.read(front / "report.json")
   stale["evaluation_version"] = core.EVALUATION_VERSION - 1
-  schema.write(stale, workdirs[0] / "stale" / "report.json")
-  (workdirs[0] / "stale" / "run_config.json").write_text(cfg.to_json())
-  assert job.current_report(cfg, workdirs[0] / "stale") is None
+  schema.write(stale, tmp_path / "stale" / "report.json")
+  (tmp_path / "stale" / "run_config.json").write_text(cfg.to_json())
+  assert job.current_report(cfg, tmp_path / "stale") is None
+  # Every report is current: nothing may train.
+  monkeypatch.setattr(job, "run", lambda *a: pytest.fail("trained"))
   result = evaluate.benchmark(config)
   md = (tmp_path / "out" / "benchmark.md").read_text()
-  assert "## Table 3: Composition" in md
+  assert "## Table 1: Models" in md
+  assert "## Table 4: Composition" in md
   assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
+  assert "| colored_mnist_bars/backdoor | vae_ddpm |" in md
+  assert "| colored_mnist_bars/frontdoor | diffusion_ncm |" in md
+  assert (f"* `{workdirs[2]}` (colored_mnist_bars/backdoor; {two_stage}): "
+          "vae_ddpm") in md
+  assert (f"* `{workdirs[0]}` (colored_mnist_bars/backdoor; the benchmark "
+          "config): ancm_vae, cvae_noncausal") in md
   csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
-  # ctf 7 + effectiveness 9 + composition 4 + reversibility 4 + realism
-  # 2 x 4 + minimality 3 + ground truth 6.
-  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 41
-  assert len(result["reports"]) == 2
-  bad = config.copy_and_resolve_references()
-  bad.benchmark.workdirs = (str(workdirs[0]),)
-  with pytest.raises(UserError, match="must have the same length"):
-    evaluate.benchmark(bad)
-  bad = config.copy_and_resolve_references()
-  bad.benchmark.tables = ("minimality", "speed")
-  with pytest.raises(UserError, match="unknown table 'speed'; known: "
-                     "ctf_consistency, effectiveness, composition, "
-                     "reversibility, minimality, realism, ground_truth"):
-    evaluate.benchmark(bad)
+  # models 3 + ctf 7 + effectiveness 9 + composition 4 + reversibility 4 +
+  # realism 2 x 4 + minimality 3 + ground truth 6.
+  assert csv_text.count("colored_mnist_bars/frontdoor,ancm_vae,") == 44
+  assert csv_text.count("colored_mnist_bars/backdoor,vae_ddpm,") == 44
+  assert [[e["model"] for e in r["models"]] for r in result["reports"]] == [
+      ["ancm_vae", "cvae_noncausal"], ["ancm_vae", "cvae_noncausal"],
+      ["vae_ddpm"], ["diffusion_ncm"]]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("benchmark.workdirs=('a',)",
+     r"'benchmark.datasets' \(4\) and 'benchmark.workdirs' \(1\) must "
+     "have the same length"),
+    ("benchmark.configs=('', '')",
+     r"'benchmark.datasets' \(4\) and 'benchmark.configs' \(2\)"),
+    ("benchmark.models=((), ('vae_ddpm',))",
+     r"'benchmark.datasets' \(4\) and 'benchmark.models' \(2\)"),
+    ("benchmark.tables=('minimality', 'speed')",
+     "unknown table 'speed'; known: models, ctf_consistency, effectiveness, "
+     "composition, reversibility, minimality, realism, ground_truth"),
+    # The comparison config's own VAE-ANCM would give the back door's
+    # ancm_vae row a second time.
+    ("benchmark.models=((), (), (), ('diffusion_ncm',))",
+     "the row ancm_vae on colored_mnist_bars/backdoor would come from two "
+     "runs"),
+    ("benchmark.models=((), (), ('diffusion_ncm',), ('diffusion_ncm',))",
+     "config key 'run.models': unknown model 'diffusion_ncm'"),
+    ("benchmark.configs=('', '', 'configs/nowhere.py', '')",
+     "config file configs/nowhere.py does not exist"),
+])
+def test_benchmark_grid_checks_before_training(override, message,
+                                               monkeypatch):
+  monkeypatch.chdir(ROOT)
+  config = train.load_config(ROOT / "configs" / "benchmark.py", [override])
+  monkeypatch.setattr(job, "run", lambda *a: pytest.fail("trained"))
+  with pytest.raises(UserError, match=message):
+    evaluate.benchmark(config)
 
 
 # A tiny trained model, evaluated end to end (in process) ---------------------

@@ -233,13 +233,13 @@ def test_bad_variants_fail_with_the_key_named():
   with pytest.raises(UserError, match="unknown model 'hvae'; known: "
                      "ancm_vae, cvae_noncausal, deepscm_markovian, fixed, "
                      "flat"):
-    job._models(config)
+    job.run_models(config)
 
 
 def test_the_quickstart_has_no_variants_and_keeps_its_models():
   config = quickstart.get_config()
   assert job.variants(config) == {}
-  assert job._models(config) == ("ancm_vae", "cvae_noncausal",
+  assert job.run_models(config) == ("ancm_vae", "cvae_noncausal",
                                  "deepscm_markovian")
   assert job.model_config(config, "ancm_vae").model.graph == ""
   assert job.model_config(config, "cvae_noncausal").model.graph == "D; C; B"

@@ -1,24 +1,34 @@
 """The benchmark: a models x datasets x metrics grid in one set of tables.
 
-Each dataset of `config.benchmark.datasets` is one run of the main job
-(`job.run`, all of `config.run.models`) in its own workdir, so a dataset
-whose run is already trained is only re-evaluated, and one whose report is
-current is taken as it is. The tables follow seed 004's layout (one row per
-model and dataset): composition (its Table 1), effectiveness (Table 3),
-realism and minimality (Table 5), reversibility, plus ctf-consistency and
-ground-truth error, which the seed does not have. Outputs, in
-`config.benchmark.out`: benchmark.md, benchmark.csv (every cell in long
-form) and benchmark.json (the reports).
+The grid is a list of runs of the main job (`job.run`), each a dataset
+of `config.benchmark.datasets` in its workdir of `benchmark.workdirs`, so a
+run already trained is only re-evaluated, and one whose report is current
+is taken as it is. A run trains this config's models by default; its entry
+of `benchmark.configs` may name another config file (a comparison config
+whose variants are other image mechanisms: the two-stage ANCM, the
+diffusion NCM), and its entry of `benchmark.models` the models it trains
+and reports (its `run.models`), so that a run of a comparison config adds
+only its new rows. A (dataset, model) row comes from one run only.
+
+The tables follow seed 004's layout (one row per model and dataset):
+composition (its Table 1), effectiveness (Table 3), realism and minimality
+(Table 5), reversibility, plus the models' budgets (steps, seconds),
+ctf-consistency and ground-truth error, which the seed does not have.
+Outputs, in `config.benchmark.out`: benchmark.md (the runs that gave the
+rows, then the tables), benchmark.csv (every cell in long form) and
+benchmark.json (the reports).
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
+from ctfjax import train
 from ctfjax.errors import UserError
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate import job
@@ -33,25 +43,65 @@ def _check(config: ml_collections.ConfigDict):
   if b is None:
     raise UserError("the config has no 'benchmark' section; use "
                     "configs/benchmark.py or build on it")
-  if len(b.datasets) != len(b.workdirs):
-    raise UserError(f"config keys 'benchmark.datasets' ({len(b.datasets)}) "
-                    f"and 'benchmark.workdirs' ({len(b.workdirs)}) must "
-                    "have the same length")
-  known = [t for t in tables.TABLES if t not in ("models", "summary")]
+  for key in ("workdirs", "configs", "models"):
+    value = tuple(b.get(key) or ())
+    if (value or key == "workdirs") and len(value) != len(b.datasets):
+      raise UserError(f"config keys 'benchmark.datasets' "
+                      f"({len(b.datasets)}) and 'benchmark.{key}' "
+                      f"({len(value)}) must have the same length")
+  known = [t for t in tables.TABLES if t != "summary"]
   for name in b.tables:
     if name not in known:
       raise UserError(f"config key 'benchmark.tables': unknown table "
                       f"{name!r}; known: {', '.join(known)}")
-  for dataset in b.datasets:
-    datasets.evaluator(dataset)  # Fails before any training.
 
 
-def _dataset_config(config: ml_collections.ConfigDict,
-                    dataset: str) -> ml_collections.ConfigDict:
-  out = config.copy_and_resolve_references()
+def _run_config(config: ml_collections.ConfigDict, dataset: str,
+                file: str, models: Sequence[str]
+                ) -> ml_collections.ConfigDict:
+  """The main-job config of one run: `file`'s (this config's when empty)
+  on `dataset`, training `models` (all of its `run.models` when empty)."""
+  base = train.load_config(file) if file else config
+  out = base.copy_and_resolve_references()
   with out.unlocked():
-    del out["benchmark"]
-  out.data.name = dataset
+    if "benchmark" in out:
+      del out["benchmark"]
+    out.data.name = dataset
+    if models:
+      if "run" not in out:
+        out.run = ml_collections.ConfigDict()
+      out.run.models = tuple(models)
+  return out
+
+
+def runs(config: ml_collections.ConfigDict
+         ) -> list[tuple[str, pathlib.Path, ml_collections.ConfigDict]]:
+  """(dataset, workdir, main-job config) of every run of the grid, each
+  checked before any training.
+
+  Raises:
+    UserError: mismatched lengths, an unknown table, dataset or model, a
+      config file that fails to load, or a (dataset, model) row that two
+      runs would give.
+  """
+  _check(config)
+  b = config.benchmark
+  n = len(b.datasets)
+  config_files = tuple(b.get("configs") or ("",) * n)
+  models = tuple(b.get("models") or ((),) * n)
+  out, seen = [], {}
+  for dataset, workdir, file, names in zip(b.datasets, b.workdirs, config_files,
+                                           models):
+    datasets.evaluator(dataset)
+    cfg = _run_config(config, dataset, file, names)
+    for name in job.run_models(cfg):
+      other = seen.setdefault((dataset, name), workdir)
+      if other != workdir:
+        raise UserError(
+            f"config key 'benchmark': the row {name} on {dataset} would "
+            f"come from two runs ({other} and {workdir}); leave it out of "
+            f"one with 'benchmark.models'")
+    out.append((dataset, pathlib.Path(workdir), cfg))
   return out
 
 
@@ -64,26 +114,27 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   Args:
     config: a main-job config with a `benchmark` section (datasets,
-      workdirs, tables, out, reuse_reports); see configs/benchmark.py.
+      workdirs, optional configs and models, tables, out,
+      reuse_reports); see configs/benchmark.py.
 
   Returns:
     {"reports": [report per dataset], "paths": {name: path}}.
   """
   if published.is_published_benchmark(config):
     return published.benchmark(config)
-  _check(config)
   b = config.benchmark
-  reports = []
-  for dataset, workdir in zip(b.datasets, b.workdirs):
-    cfg = _dataset_config(config, dataset)
-    report = job.current_report(cfg, pathlib.Path(workdir)) \
-        if b.reuse_reports else None
+  reports, sources = [], []
+  config_files = tuple(b.get("configs") or ("",) * len(b.datasets))
+  for (dataset, workdir, cfg), file in zip(runs(config), config_files):
+    report = job.current_report(cfg, workdir) if b.reuse_reports else None
     if report is None:
       job.log(f"benchmark: {dataset} in {workdir}")
       report = job.run(cfg, workdir)
     else:
       job.log(f"benchmark: {dataset}: reusing {workdir}/report.json")
     reports.append(report)
+    sources.append(f"`{workdir}` ({dataset}; {file or 'the benchmark config'}"
+                   f"): {', '.join(e['model'] for e in report['models'])}")
   out = pathlib.Path(b.out)
   names = list(b.tables)
   rows = tables.long_rows(reports, names)
@@ -96,7 +147,9 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
       "benchmark.md": files.write_text(
           out / "benchmark.md", tables.benchmark_markdown(
               reports, names, title="Benchmark: models x datasets",
-              notes=notes)),
+              notes=notes, intro=["The rows by run (workdir, dataset, "
+                                  "config file):", ""] + [
+                                      f"* {line}" for line in sources])),
       "benchmark.csv": tables.write_csv(rows, out / "benchmark.csv"),
       "benchmark.json": files.write_text(
           out / "benchmark.json",

@@ -176,7 +176,14 @@ def model_name(config: ml_collections.ConfigDict) -> str:
   return f"ancm_{kind}" if name == DEFAULT_DIAGRAM else f"{name}_{kind}"
 
 
-def _models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+def run_models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The names of the models `config` trains (`run.models`; a config
+  without them trains "ancm_vae"), checked against `MODELS` and the
+  variants.
+
+  Raises:
+    UserError: an unknown name, or one named twice.
+  """
   names = tuple(config.get("run", {}).get("models", ())) or ("ancm_vae",)
   known = [*MODELS, *variants(config)]
   for name in names:
@@ -394,7 +401,7 @@ def run(config: ml_collections.ConfigDict,
   Returns:
     The report (also written to `workdir`, with report.md and figures).
   """
-  names = _models(config)
+  names = run_models(config)
   config = core.with_eval_defaults(config)
   datasets.evaluator(config.data.name)  # Fails here, before training.
   workdir = pathlib.Path(workdir)
@@ -449,7 +456,7 @@ def load_run(workdir: str | pathlib.Path) -> tuple[ml_collections.ConfigDict,
     raise UserError(f"{root / RUN_CONFIG} is not valid JSON: {e.msg}"
                     ) from None
   trained = []
-  for name in _models(config):
+  for name in run_models(config):
     sub = root / MODELS_DIR / name
     if not (sub / ancm_train.CONFIG_FILE).is_file():
       raise UserError(f"model {name!r} of {workdir} was never trained "

@@ -467,11 +467,12 @@ def write_csv(rows: Sequence[Mapping[str, Any]],
 
 def benchmark_markdown(reports: Sequence[Mapping[str, Any]],
                        names: Sequence[str], title: str = "Benchmark",
-                       notes: Mapping[str, str] | None = None) -> str:
+                       notes: Mapping[str, str] | None = None,
+                       intro: Sequence[str] = ()) -> str:
   """The benchmark's tables: one per metric, a row per (dataset, model);
-  `notes` as in `markdown`."""
+  `notes` as in `markdown`; `intro`: markdown lines under the title."""
   entries = [e for r in reports for e in r["models"]]
-  out = [f"# {title}", ""]
+  out = [f"# {title}", ""] + ([*intro, ""] if intro else [])
   for i, name in enumerate(names, 1):
     head, note = TABLES[name][0], _note(name, notes)
     out += [f"## Table {i}: {head}", ""]
