@@ -453,13 +453,14 @@ def _current_reports(config):
 
 
 def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
-  workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "two",
-                                               "diff"))
+  workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "hvae",
+                                               "two", "diff"))
+  hvae = ROOT / "configs" / "compare_hvae.py"
   two_stage = ROOT / "configs" / "compare_two_stage.py"
   diffusion = ROOT / "configs" / "compare_diffusion_frontdoor.py"
   config = train.load_config(ROOT / "configs" / "benchmark.py", [
       f"benchmark.workdirs={workdirs}",
-      f"benchmark.configs=('', '', '{two_stage}', '{diffusion}')",
+      f"benchmark.configs=('', '', '{hvae}', '{two_stage}', '{diffusion}')",
       f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
       "run.models=('ancm_vae', 'cvae_noncausal')"])
   runs = grid.runs(config)
@@ -468,11 +469,13 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   # grid's dataset, with its own (sampler) eval sizes.
   assert [cfg.run.models for _, _, cfg in runs] == [
       ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
-      ("vae_ddpm",), ("diffusion_ncm",)]
-  assert [cfg.train.steps for _, _, cfg in runs] == [100, 100, 1500, 15000]
-  assert [cfg.eval.test_size for _, _, cfg in runs] == [500, 500, 128, 128]
-  assert runs[3][2].data.name == "colored_mnist_bars/frontdoor"
-  assert "benchmark" not in runs[2][2]
+      ("ancm_hvae_cf",), ("vae_ddpm",), ("diffusion_ncm",)]
+  assert [cfg.train.steps for _, _, cfg in runs] == [100, 100, 1500, 1500,
+                                                     15000]
+  assert [cfg.eval.test_size for _, _, cfg in runs] == [500, 500, 500, 128,
+                                                        128]
+  assert runs[4][2].data.name == "colored_mnist_bars/frontdoor"
+  assert "benchmark" not in runs[3][2]
   _current_reports(config)
   # A report of another evaluation version is stale: it would be redone.
   _, front, cfg = runs[1]
@@ -491,7 +494,7 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
   assert "| colored_mnist_bars/backdoor | vae_ddpm |" in md
   assert "| colored_mnist_bars/frontdoor | diffusion_ncm |" in md
-  assert (f"* `{workdirs[2]}` (colored_mnist_bars/backdoor; {two_stage}): "
+  assert (f"* `{workdirs[3]}` (colored_mnist_bars/backdoor; {two_stage}): "
           "vae_ddpm") in md
   assert (f"* `{workdirs[0]}` (colored_mnist_bars/backdoor; the benchmark "
           "config): ancm_vae, cvae_noncausal") in md
@@ -502,28 +505,29 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert csv_text.count("colored_mnist_bars/backdoor,vae_ddpm,") == 44
   assert [[e["model"] for e in r["models"]] for r in result["reports"]] == [
       ["ancm_vae", "cvae_noncausal"], ["ancm_vae", "cvae_noncausal"],
-      ["vae_ddpm"], ["diffusion_ncm"]]
+      ["ancm_hvae_cf"], ["vae_ddpm"], ["diffusion_ncm"]]
 
 
 @pytest.mark.parametrize("override, message", [
     ("benchmark.workdirs=('a',)",
-     r"'benchmark.datasets' \(4\) and 'benchmark.workdirs' \(1\) must "
+     r"'benchmark.datasets' \(5\) and 'benchmark.workdirs' \(1\) must "
      "have the same length"),
     ("benchmark.configs=('', '')",
-     r"'benchmark.datasets' \(4\) and 'benchmark.configs' \(2\)"),
+     r"'benchmark.datasets' \(5\) and 'benchmark.configs' \(2\)"),
     ("benchmark.models=((), ('vae_ddpm',))",
-     r"'benchmark.datasets' \(4\) and 'benchmark.models' \(2\)"),
+     r"'benchmark.datasets' \(5\) and 'benchmark.models' \(2\)"),
     ("benchmark.tables=('minimality', 'speed')",
      "unknown table 'speed'; known: models, ctf_consistency, effectiveness, "
      "composition, reversibility, minimality, realism, ground_truth"),
     # The comparison config's own VAE-ANCM would give the back door's
     # ancm_vae row a second time.
-    ("benchmark.models=((), (), (), ('diffusion_ncm',))",
+    ("benchmark.models=((), (), (), ('vae_ddpm',), ('diffusion_ncm',))",
      "the row ancm_vae on colored_mnist_bars/backdoor would come from two "
      "runs"),
-    ("benchmark.models=((), (), ('diffusion_ncm',), ('diffusion_ncm',))",
+    ("benchmark.models=((), (), ('ancm_hvae_cf',), ('diffusion_ncm',), "
+     "('diffusion_ncm',))",
      "config key 'run.models': unknown model 'diffusion_ncm'"),
-    ("benchmark.configs=('', '', 'configs/nowhere.py', '')",
+    ("benchmark.configs=('', '', 'configs/nowhere.py', '', '')",
      "config file configs/nowhere.py does not exist"),
 ])
 def test_benchmark_grid_checks_before_training(override, message,
