@@ -23,6 +23,8 @@ from ctfjax.evaluate import job
 from ctfjax.evaluate.datasets import colored_mnist
 from ctfjax.report import schema
 from configs import ancm_colored_mnist_backdoor
+from configs import compare_hvae
+from configs import compare_two_stage
 from test_ancm import tiny_config
 from test_report import make_report
 
@@ -684,3 +686,18 @@ def check_evaluate_workdir(workdir, config):
     evaluate.evaluate_workdir(workdir / "nope")
   with pytest.raises(UserError, match="is not a trained run"):
     evaluate.evaluate_workdir(workdir / "evaluators")
+
+
+def test_training_plan_names_every_stage():
+  """The main job's log line for a model trained in stages names each
+  stage's steps (the two-stage ANCM's refiner, the HVAE's fine-tuning),
+  not only the first stage's `train.steps`."""
+  cases = [("compare_two_stage", "vae_ddpm",
+            f"1500 steps (vae), then {compare_two_stage.REFINER_STEPS} "
+            "steps (refiner)"),
+           ("compare_hvae", "ancm_hvae_cf",
+            f"1500 steps (hvae), then {compare_hvae.CF_STEPS} steps (cf)"),
+           ("compare_hvae", "ancm_vae", "1500 steps")]
+  for file, name, plan in cases:
+    config = train.load_config(ROOT / "configs" / f"{file}.py")
+    assert job.training_plan(job.model_config(config, name)) == plan

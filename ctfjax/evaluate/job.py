@@ -56,6 +56,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from ctfjax.causal.graph import Graph
@@ -215,6 +216,16 @@ def model_config(config: ml_collections.ConfigDict,
   out.model.graph = model_graph(_diagram(config, name),
                                 datasets.evaluator(config.data.name).graph)
   return out
+
+
+def training_plan(config: ml_collections.ConfigDict) -> str:
+  """The steps of each training stage of the model of `config`: "1500
+  steps", or "1500 steps (base), then 4000 steps (refiner)" for a
+  mechanism trained in stages (the two-stage ANCM, fine-tuning)."""
+  stages = mechanisms.stages(config.model.image, config.train.steps)
+  if len(stages) == 1:
+    return f"{stages[0].steps} steps"
+  return ", then ".join(f"{s.steps} steps ({s.name})" for s in stages)
 
 
 def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
@@ -415,7 +426,7 @@ def run(config: ml_collections.ConfigDict,
   trained = []
   for i, name in enumerate(names, 1):
     log(f"[{i}/{len(names)}] {name} ({_assumed_graph(config, name)}): "
-        f"training to {configs[name].train.steps} steps")
+        f"training {training_plan(configs[name])}")
     model, result = ancm_train.train_and_evaluate(
         configs[name], workdir / MODELS_DIR / name)
     log(f"[{i}/{len(names)}] {name}: {result.steps} steps, "
