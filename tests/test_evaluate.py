@@ -471,12 +471,16 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   # grid's dataset, with its own (sampler) eval sizes.
   assert [cfg.run.models for _, _, cfg in runs] == [
       ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
-      ("ancm_hvae_cf",), ("vae_ddpm",), ("diffusion_ncm",)]
+      ("ancm_hvae", "ancm_hvae_cf"), ("vae_ddpm",), ("diffusion_ncm",)]
   assert [cfg.train.steps for _, _, cfg in runs] == [100, 100, 1500, 1500,
                                                      15000]
   assert [cfg.eval.test_size for _, _, cfg in runs] == [500, 500, 500, 128,
                                                         128]
   assert runs[4][2].data.name == "colored_mnist_bars/frontdoor"
+  # The diffusion run's override reaches its variant's training steps.
+  assert job.model_config(runs[4][2], "diffusion_ncm").train.steps == 3000
+  assert job.model_config(
+      train.load_config(diffusion), "diffusion_ncm").train.steps == 1000
   assert "benchmark" not in runs[3][2]
   _current_reports(config)
   # A report of another evaluation version is stale: it would be redone.
@@ -500,6 +504,9 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
           "vae_ddpm") in md
   assert (f"* `{workdirs[0]}` (colored_mnist_bars/backdoor; the benchmark "
           "config): ancm_vae, cvae_noncausal") in md
+  assert (f"* `{workdirs[4]}` (colored_mnist_bars/frontdoor; {diffusion}; "
+          "run.variants.diffusion_ncm.overrides.train.steps=3000): "
+          "diffusion_ncm") in md
   csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
   # models 3 + ctf 7 + effectiveness 9 + composition 4 + reversibility 4 +
   # realism 2 x 4 + minimality 3 + ground truth 6.
@@ -507,7 +514,7 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert csv_text.count("colored_mnist_bars/backdoor,vae_ddpm,") == 44
   assert [[e["model"] for e in r["models"]] for r in result["reports"]] == [
       ["ancm_vae", "cvae_noncausal"], ["ancm_vae", "cvae_noncausal"],
-      ["ancm_hvae_cf"], ["vae_ddpm"], ["diffusion_ncm"]]
+      ["ancm_hvae", "ancm_hvae_cf"], ["vae_ddpm"], ["diffusion_ncm"]]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -516,6 +523,10 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
      "have the same length"),
     ("benchmark.configs=('', '')",
      r"'benchmark.datasets' \(5\) and 'benchmark.configs' \(2\)"),
+    ("benchmark.overrides=((), ())",
+     r"'benchmark.datasets' \(5\) and 'benchmark.overrides' \(2\)"),
+    ("benchmark.overrides=((), (), ('train.stepz=3',), (), ())",
+     "benchmark run runs/benchmark_hvae: unknown config key 'train.stepz'"),
     ("benchmark.models=((), ('vae_ddpm',))",
      r"'benchmark.datasets' \(5\) and 'benchmark.models' \(2\)"),
     ("benchmark.tables=('minimality', 'speed')",

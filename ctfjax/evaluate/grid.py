@@ -6,9 +6,11 @@ run already trained is only re-evaluated, and one whose report is current
 is taken as it is. A run trains this config's models by default; its entry
 of `benchmark.configs` may name another config file (a comparison config
 whose variants are other image mechanisms: the two-stage ANCM, the
-diffusion NCM), and its entry of `benchmark.models` the models it trains
-and reports (its `run.models`), so that a run of a comparison config adds
-only its new rows. A (dataset, model) row comes from one run only.
+diffusion NCM), its entry of `benchmark.overrides` config overrides
+("key=value", as on the command line), and its entry of `benchmark.models`
+the models it trains and reports (its `run.models`), so that a run of a
+comparison config adds only its new rows. A (dataset, model) row comes
+from one run only.
 
 The tables follow seed 004's layout (one row per model and dataset):
 composition (its Table 1), effectiveness (Table 3), realism and minimality
@@ -43,7 +45,7 @@ def _check(config: ml_collections.ConfigDict):
   if b is None:
     raise UserError("the config has no 'benchmark' section; use "
                     "configs/benchmark.py or build on it")
-  for key in ("workdirs", "configs", "models"):
+  for key in ("workdirs", "configs", "overrides", "models"):
     value = tuple(b.get(key) or ())
     if (value or key == "workdirs") and len(value) != len(b.datasets):
       raise UserError(f"config keys 'benchmark.datasets' "
@@ -57,11 +59,14 @@ def _check(config: ml_collections.ConfigDict):
 
 
 def _run_config(config: ml_collections.ConfigDict, dataset: str,
-                file: str, models: Sequence[str]
+                file: str, overrides: Sequence[str], models: Sequence[str]
                 ) -> ml_collections.ConfigDict:
   """The main-job config of one run: `file`'s (this config's when empty)
-  on `dataset`, training `models` (all of its `run.models` when empty)."""
-  base = train.load_config(file) if file else config
+  with `overrides`, on `dataset`, training `models` (all of its
+  `run.models` when empty)."""
+  overrides = list(overrides)
+  base = (train.load_config(file, overrides) if file
+          else train.apply_overrides(config, overrides))
   out = base.copy_and_resolve_references()
   with out.unlocked():
     if "benchmark" in out:
@@ -88,12 +93,16 @@ def runs(config: ml_collections.ConfigDict
   b = config.benchmark
   n = len(b.datasets)
   config_files = tuple(b.get("configs") or ("",) * n)
+  overrides = tuple(b.get("overrides") or ((),) * n)
   models = tuple(b.get("models") or ((),) * n)
   out, seen = [], {}
-  for dataset, workdir, file, names in zip(b.datasets, b.workdirs, config_files,
-                                           models):
+  for dataset, workdir, file, changes, names in zip(
+      b.datasets, b.workdirs, config_files, overrides, models):
     datasets.evaluator(dataset)
-    cfg = _run_config(config, dataset, file, names)
+    try:
+      cfg = _run_config(config, dataset, file, changes, names)
+    except UserError as e:
+      raise UserError(f"benchmark run {workdir}: {e}") from None
     for name in job.run_models(cfg):
       other = seen.setdefault((dataset, name), workdir)
       if other != workdir:
@@ -114,7 +123,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   Args:
     config: a main-job config with a `benchmark` section (datasets,
-      workdirs, optional configs and models, tables, out,
+      workdirs, optional configs, overrides and models, tables, out,
       reuse_reports); see configs/benchmark.py.
 
   Returns:
@@ -124,8 +133,11 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return published.benchmark(config)
   b = config.benchmark
   reports, sources = [], []
-  config_files = tuple(b.get("configs") or ("",) * len(b.datasets))
-  for (dataset, workdir, cfg), file in zip(runs(config), config_files):
+  n = len(b.datasets)
+  config_files = tuple(b.get("configs") or ("",) * n)
+  overrides = tuple(b.get("overrides") or ((),) * n)
+  for (dataset, workdir, cfg), file, changes in zip(runs(config),
+                                                    config_files, overrides):
     report = job.current_report(cfg, workdir) if b.reuse_reports else None
     if report is None:
       job.log(f"benchmark: {dataset} in {workdir}")
@@ -133,8 +145,9 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
     else:
       job.log(f"benchmark: {dataset}: reusing {workdir}/report.json")
     reports.append(report)
-    sources.append(f"`{workdir}` ({dataset}; {file or 'the benchmark config'}"
-                   f"): {', '.join(e['model'] for e in report['models'])}")
+    where = [dataset, file or "the benchmark config", *changes]
+    sources.append(f"`{workdir}` ({'; '.join(where)}): "
+                   f"{', '.join(e['model'] for e in report['models'])}")
   out = pathlib.Path(b.out)
   names = list(b.tables)
   rows = tables.long_rows(reports, names)
@@ -148,7 +161,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
           out / "benchmark.md", tables.benchmark_markdown(
               reports, names, title="Benchmark: models x datasets",
               notes=notes, intro=["The rows by run (workdir, dataset, "
-                                  "config file):", ""] + [
+                                  "config file, overrides):", ""] + [
                                       f"* {line}" for line in sources])),
       "benchmark.csv": tables.write_csv(rows, out / "benchmark.csv"),
       "benchmark.json": files.write_text(
