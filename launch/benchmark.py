@@ -4,11 +4,12 @@ r"""Benchmark: models x datasets x metrics in one table (markdown and CSV).
         [--config.benchmark.out=runs/benchmark] [--config.train.steps=...]
 
 Runs the main job for every run of the grid (config.benchmark.datasets
-and workdirs, and optionally the run's own config file and models:
-configs/benchmark.py adds the two-stage ANCM and the diffusion NCM),
-training what is missing and reusing finished runs and current reports,
-then writes benchmark.md, benchmark.csv and benchmark.json to
-config.benchmark.out and prints the markdown.
+and workdirs, and optionally the run's own config file, overrides of it
+and its models: configs/benchmark.py adds the HVAE-ANCM, the two-stage
+ANCM and the diffusion NCM), training what is missing and reusing
+finished runs and current reports, then writes benchmark.md,
+benchmark.csv and benchmark.json to config.benchmark.out and prints the
+markdown.
 
     python -m launch.benchmark --config=configs/benchmark_morpho.py
 
