@@ -131,13 +131,14 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """
   if published.is_published_benchmark(config):
     return published.benchmark(config)
+  grid = runs(config)  # Checks the whole grid first.
   b = config.benchmark
   reports, sources = [], []
   n = len(b.datasets)
   config_files = tuple(b.get("configs") or ("",) * n)
   overrides = tuple(b.get("overrides") or ((),) * n)
-  for (dataset, workdir, cfg), file, changes in zip(runs(config),
-                                                    config_files, overrides):
+  for (dataset, workdir, cfg), file, changes in zip(grid, config_files,
+                                                    overrides):
     report = job.current_report(cfg, workdir) if b.reuse_reports else None
     if report is None:
       job.log(f"benchmark: {dataset} in {workdir}")
