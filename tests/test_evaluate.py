@@ -440,7 +440,7 @@ def test_a_second_dataset_evaluator_plugs_in(tmp_path, monkeypatch):
 def _current_reports(config):
   """Writes a current report (make_report's entries, renamed to each
   run's models) and run config in every run's workdir of the grid."""
-  for dataset, workdir, cfg in grid.runs(config):
+  for dataset, workdir, cfg, _ in grid.runs(config):
     report = make_report()
     report["dataset"] = dataset
     entries = report["models"]
@@ -469,22 +469,22 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   # This config's runs take its overrides; another config file's run is
   # that file's config, training only the models the grid names, on the
   # grid's dataset, with its own (sampler) eval sizes.
-  assert [cfg.run.models for _, _, cfg in runs] == [
+  assert [run.config.run.models for run in runs] == [
       ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
       ("ancm_hvae", "ancm_hvae_cf"), ("vae_ddpm",), ("diffusion_ncm",)]
-  assert [cfg.train.steps for _, _, cfg in runs] == [100, 100, 1500, 1500,
+  assert [run.config.train.steps for run in runs] == [100, 100, 1500, 1500,
                                                      15000]
-  assert [cfg.eval.test_size for _, _, cfg in runs] == [500, 500, 500, 128,
+  assert [run.config.eval.test_size for run in runs] == [500, 500, 500, 128,
                                                         128]
-  assert runs[4][2].data.name == "colored_mnist_bars/frontdoor"
+  assert runs[4].config.data.name == "colored_mnist_bars/frontdoor"
   # The diffusion run's override reaches its variant's training steps.
-  assert job.model_config(runs[4][2], "diffusion_ncm").train.steps == 3000
+  assert job.model_config(runs[4].config, "diffusion_ncm").train.steps == 3000
   assert job.model_config(
       train.load_config(diffusion), "diffusion_ncm").train.steps == 1000
-  assert "benchmark" not in runs[3][2]
+  assert "benchmark" not in runs[3].config
   _current_reports(config)
   # A report of another evaluation version is stale: it would be redone.
-  _, front, cfg = runs[1]
+  _, front, cfg, _ = runs[1]
   assert job.current_report(cfg, front) is not None
   stale = schema.read(front / "report.json")
   stale["evaluation_version"] = core.EVALUATION_VERSION - 1

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import pathlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_collections
 
@@ -79,10 +79,19 @@ def _run_config(config: ml_collections.ConfigDict, dataset: str,
   return out
 
 
-def runs(config: ml_collections.ConfigDict
-         ) -> list[tuple[str, pathlib.Path, ml_collections.ConfigDict]]:
-  """(dataset, workdir, main-job config) of every run of the grid, each
-  checked before any training.
+class Run(NamedTuple):
+  """One run of the grid: its dataset, workdir and main-job config, and
+  where the config came from (its file, "the benchmark config" for this
+  one, then its overrides)."""
+
+  dataset: str
+  workdir: pathlib.Path
+  config: ml_collections.ConfigDict
+  origin: tuple[str, ...]
+
+
+def runs(config: ml_collections.ConfigDict) -> list[Run]:
+  """Every run of the grid, each checked before any training.
 
   Raises:
     UserError: mismatched lengths, an unknown table, dataset or model, a
@@ -110,7 +119,8 @@ def runs(config: ml_collections.ConfigDict
             f"config key 'benchmark': the row {name} on {dataset} would "
             f"come from two runs ({other} and {workdir}); leave it out of "
             f"one with 'benchmark.models'")
-    out.append((dataset, pathlib.Path(workdir), cfg))
+    out.append(Run(dataset, pathlib.Path(workdir), cfg,
+                   (file or "the benchmark config", *changes)))
   return out
 
 
@@ -134,11 +144,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   grid = runs(config)  # Checks the whole grid first.
   b = config.benchmark
   reports, sources = [], []
-  n = len(b.datasets)
-  config_files = tuple(b.get("configs") or ("",) * n)
-  overrides = tuple(b.get("overrides") or ((),) * n)
-  for (dataset, workdir, cfg), file, changes in zip(grid, config_files,
-                                                    overrides):
+  for dataset, workdir, cfg, origin in grid:
     report = job.current_report(cfg, workdir) if b.reuse_reports else None
     if report is None:
       job.log(f"benchmark: {dataset} in {workdir}")
@@ -146,8 +152,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
     else:
       job.log(f"benchmark: {dataset}: reusing {workdir}/report.json")
     reports.append(report)
-    where = [dataset, file or "the benchmark config", *changes]
-    sources.append(f"`{workdir}` ({'; '.join(where)}): "
+    sources.append(f"`{workdir}` ({'; '.join((dataset, *origin))}): "
                    f"{', '.join(e['model'] for e in report['models'])}")
   out = pathlib.Path(b.out)
   names = list(b.tables)
