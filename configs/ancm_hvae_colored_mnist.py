@@ -12,6 +12,12 @@ the frozen label reader must read the intervened features off the edits,
 the ELBO held within `cf_margin` nats per pixel value of its pre-trained
 value): --config.model.image.hvae.cf_steps=300.
 
+The ANCM's label-faithfulness term is on (the family's default): on
+Colored MNIST it makes this HVAE follow do(D), but by drawing every edit in
+blocks of 4x4 pixels; --config.model.faithful_weight=0 trains the ELBO
+alone, whose edits are sharp and ignore do(D) (configs/compare_hvae.py,
+README "The HVAE-ANCM beside the VAE-ANCM").
+
 On an accelerator, the seed-004 network (see
 configs/deepscm_morpho_mnist_hvae.py) and --config.train.batch_size=256
 --config.train.steps=50000.

@@ -11,9 +11,10 @@ ground-truth error, as markdown and CSV in benchmark.out:
   configs/quickstart.py settings). The backdoor run is the quickstart's
   own workdir, so after `launch.run --config=configs/quickstart.py` only
   the front-door models train (about 10 minutes on 2 CPU cores);
-* back door: the HVAE-ANCM without and with counterfactual fine-tuning,
-  `ancm_hvae` and `ancm_hvae_cf` of configs/compare_hvae.py (1,500 steps,
-  then 1,000 of fine-tuning);
+* back door: the HVAE-ANCM on its ELBO alone (seed 004's pre-training),
+  with the label-faithfulness term, and then with counterfactual
+  fine-tuning: `ancm_hvae_elbo`, `ancm_hvae` and `ancm_hvae_cf` of
+  configs/compare_hvae.py (1,500 steps, then 1,000 of fine-tuning);
 * back door: the two-stage VAE + DDPM ANCM, `vae_ddpm` of
   configs/compare_two_stage.py (its VAE stage, then 4,000 refiner steps);
 * front door: seed 003's diffusion NCM, `diffusion_ncm` of
@@ -26,7 +27,7 @@ ground-truth error, as markdown and CSV in benchmark.out:
 The last three runs train only their new models (`benchmark.models`; the
 VAE-ANCM row of each dataset is the quickstart's); the two sampler-based
 ones evaluate at their configs' smaller sizes (configs/ancm.py
-`SAMPLER_EVAL`). From nothing the grid takes about 95 minutes on 2 CPU
+`SAMPLER_EVAL`). From nothing the grid takes about 100 minutes on 2 CPU
 cores (README, "The benchmark grid"); reruns reuse every current report.
 Overrides on the command line (e.g. `--config.train.steps=...`) change
 the runs of this config, not those of another config file. Overriding
@@ -62,8 +63,8 @@ def get_config() -> ml_collections.ConfigDict:
   # line; empty: none).
   b.overrides = ((), (), (), (), (
       "run.variants.diffusion_ncm.overrides.train.steps=3000",))
-  b.models = ((), (), ("ancm_hvae", "ancm_hvae_cf"), ("vae_ddpm",),
-              ("diffusion_ncm",))
+  b.models = ((), (), ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"),
+              ("vae_ddpm",), ("diffusion_ncm",))
   # Tables, in order: models | ctf_consistency | effectiveness |
   # composition | reversibility | realism | minimality | ground_truth.
   b.tables = ("models", "ctf_consistency", "effectiveness", "composition",

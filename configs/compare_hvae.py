@@ -13,7 +13,12 @@ data and training settings (configs/quickstart.py: bundled digits, batch
 * "ancm_hvae": the conditional hierarchical VAE (ctfjax/mechanisms/hvae.py,
   the family's CPU-sized network of about 0.13M parameters, the fixed
   likelihood scale of configs/ancm_hvae_colored_mnist.py) for as many
-  steps;
+  steps, with the ANCM's label-faithfulness term [ours] as every ANCM;
+* "ancm_hvae_elbo": the same HVAE without that term
+  (`model.faithful_weight = 0`): its ELBO alone, seed 004's pre-training.
+  The term is what makes the HVAE follow do(D), and also what makes it
+  draw its edits in blocks of 4x4 pixels (README, "The HVAE-ANCM beside
+  the VAE-ANCM");
 * "ancm_hvae_cf": the same HVAE (same seed, so the same first stage) and
   then `CF_STEPS` steps of counterfactual fine-tuning (stage "cf": the
   frozen label reader must read the intervened features off the edits,
@@ -43,6 +48,8 @@ CF = {"cf_steps": CF_STEPS, "cf_margin": 0.3, "cf_learning_rate": 3e-4}
 # configs/ancm_hvae_colored_mnist.py's image mechanism: the fixed scale (a
 # learned one explains the thin bar by variance).
 HVAE = {"learned_sigma": False}
+# Seed 004's HVAE objective: the ELBO, no label-faithfulness term.
+ELBO_ONLY = {"faithful_weight": 0.0}
 # One pass per batch, as configs/ancm_hvae_colored_mnist.py: slicing the
 # HVAE step multiplies its compile time (README "Speed").
 TRAIN = {"microbatch": 0}
@@ -55,10 +62,16 @@ def get_config() -> ml_collections.ConfigDict:
       "diagram": "ancm_vae",
       "overrides": {"model": {"image": {"kind": "hvae", "hvae": HVAE}},
                     "train": TRAIN}})
+  config.run.variants.ancm_hvae_elbo = ml_collections.ConfigDict({
+      "diagram": "ancm_vae",
+      "overrides": {"model": {"image": {"kind": "hvae", "hvae": HVAE},
+                              **ELBO_ONLY},
+                    "train": TRAIN}})
   config.run.variants.ancm_hvae_cf = ml_collections.ConfigDict({
       "diagram": "ancm_vae",
       "overrides": {"model": {"image": {"kind": "hvae", "hvae": {
           **HVAE, **CF}}},
                     "train": TRAIN}})
-  config.run.models = ("ancm_vae", "ancm_hvae", "ancm_hvae_cf")
+  config.run.models = ("ancm_vae", "ancm_hvae_elbo", "ancm_hvae",
+                       "ancm_hvae_cf")
   return config

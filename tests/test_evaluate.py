@@ -471,7 +471,8 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   # grid's dataset, with its own (sampler) eval sizes.
   assert [run.config.run.models for run in runs] == [
       ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
-      ("ancm_hvae", "ancm_hvae_cf"), ("vae_ddpm",), ("diffusion_ncm",)]
+      ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"), ("vae_ddpm",),
+      ("diffusion_ncm",)]
   assert [run.config.train.steps for run in runs] == [100, 100, 1500, 1500,
                                                      15000]
   assert [run.config.eval.test_size for run in runs] == [500, 500, 500, 128,
@@ -514,7 +515,8 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert csv_text.count("colored_mnist_bars/backdoor,vae_ddpm,") == 44
   assert [[e["model"] for e in r["models"]] for r in result["reports"]] == [
       ["ancm_vae", "cvae_noncausal"], ["ancm_vae", "cvae_noncausal"],
-      ["ancm_hvae", "ancm_hvae_cf"], ["vae_ddpm"], ["diffusion_ncm"]]
+      ["ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"], ["vae_ddpm"],
+      ["diffusion_ncm"]]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -417,8 +417,9 @@ def test_bad_architecture_is_one_line():
 def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
   """configs/compare_hvae.py compares like with like: its VAE-ANCM is the
   quickstart's model; the HVAE rows change only the image mechanism (and
-  the step's slicing), and the fine-tuned row adds the "cf" stage after
-  as many pre-training steps."""
+  the step's slicing), the ELBO-only row also drops the label-faithfulness
+  term, and the fine-tuned row adds the "cf" stage after as many
+  pre-training steps."""
   from configs import compare_hvae
   from configs import quickstart
   from ctfjax.evaluate import job
@@ -429,15 +430,20 @@ def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
   for section in ("data", "model", "train"):
     assert plain[section].to_dict() == want[section].to_dict(), section
   steps = plain.train.steps
-  for name, stages in (("ancm_hvae", [("hvae", steps)]),
+  for name, stages in (("ancm_hvae_elbo", [("hvae", steps)]),
+                       ("ancm_hvae", [("hvae", steps)]),
                        ("ancm_hvae_cf", [("hvae", steps),
                                          ("cf", compare_hvae.CF_STEPS)])):
     other = job.model_config(config, name)
     assert other.model.image.kind == "hvae"
     assert other.model.graph == plain.model.graph
     rest = lambda c: {k: v for k, v in c.model.to_dict().items()
-                      if k != "image"}
+                      if k not in ("image", "faithful_weight")}
     assert rest(other) == rest(plain)
+    # Only the ELBO-only row drops the label-faithfulness term.
+    assert other.model.faithful_weight == (
+        0.0 if name == "ancm_hvae_elbo" else plain.model.faithful_weight)
+    assert plain.model.faithful_weight > 0
     train_a, train_b = other.train.to_dict(), plain.train.to_dict()
     assert train_a.pop("microbatch") == 0
     train_b.pop("microbatch")
