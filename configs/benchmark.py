@@ -2,7 +2,7 @@ r"""Benchmark grid: every Colored MNIST family on both graphs.
 
     python -m launch.benchmark --config=configs/benchmark.py
 
-Five main-job runs, then tables shaped like seed 004's (composition,
+Six main-job runs, then tables shaped like seed 004's (composition,
 effectiveness, realism) plus the models' budgets, ctf-consistency and
 ground-truth error, as markdown and CSV in benchmark.out:
 
@@ -15,6 +15,8 @@ ground-truth error, as markdown and CSV in benchmark.out:
   with the label-faithfulness term, and then with counterfactual
   fine-tuning: `ancm_hvae_elbo`, `ancm_hvae` and `ancm_hvae_cf` of
   configs/compare_hvae.py (1,500 steps, then 1,000 of fine-tuning);
+* back door: the GAN-ANCM, `ancm_gan` of configs/compare_gan.py (1,500
+  adversarial steps, then 1,500 of the encoder's cyclic fine-tuning);
 * back door: the two-stage VAE + DDPM ANCM, `vae_ddpm` of
   configs/compare_two_stage.py (its VAE stage, then 4,000 refiner steps);
 * front door: seed 003's diffusion NCM, `diffusion_ncm` of
@@ -24,10 +26,10 @@ ground-truth error, as markdown and CSV in benchmark.out:
   rerun at a64b6d2 failed 4 of 82 rows and kept the digit under do(C) in
   only 0.86 of the edits).
 
-The last three runs train only their new models (`benchmark.models`; the
+The last four runs train only their new models (`benchmark.models`; the
 VAE-ANCM row of each dataset is the quickstart's); the two sampler-based
 ones evaluate at their configs' smaller sizes (configs/ancm.py
-`SAMPLER_EVAL`). From nothing the grid takes about 100 minutes on 2 CPU
+`SAMPLER_EVAL`). From nothing the grid takes about 105 minutes on 2 CPU
 cores (README, "The benchmark grid"); reruns reuse every current report.
 Overrides on the command line (e.g. `--config.train.steps=...`) change
 the runs of this config, not those of another config file. Overriding
@@ -52,19 +54,20 @@ def get_config() -> ml_collections.ConfigDict:
   # (empty: the config's run.models). `configs`, `overrides` and `models`
   # are optional (empty tuples: this config as it is, all its models, for
   # every run).
-  b.datasets = (BACK, FRONT, BACK, BACK, FRONT)
+  b.datasets = (BACK, FRONT, BACK, BACK, BACK, FRONT)
   b.workdirs = ("runs/quickstart", "runs/quickstart_frontdoor",
-                "runs/benchmark_hvae", "runs/benchmark_two_stage",
+                "runs/benchmark_hvae", "runs/benchmark_gan",
+                "runs/benchmark_two_stage",
                 "runs/benchmark_diffusion_frontdoor_3000")
-  b.configs = ("", "", "configs/compare_hvae.py",
+  b.configs = ("", "", "configs/compare_hvae.py", "configs/compare_gan.py",
                "configs/compare_two_stage.py",
                "configs/compare_diffusion_frontdoor.py")
   # Config overrides of each run ("key=value" strings, as on the command
   # line; empty: none).
-  b.overrides = ((), (), (), (), (
+  b.overrides = ((), (), (), (), (), (
       "run.variants.diffusion_ncm.overrides.train.steps=3000",))
   b.models = ((), (), ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"),
-              ("vae_ddpm",), ("diffusion_ncm",))
+              ("ancm_gan",), ("vae_ddpm",), ("diffusion_ncm",))
   # Tables, in order: models | ctf_consistency | effectiveness |
   # composition | reversibility | realism | minimality | ground_truth.
   b.tables = ("models", "ctf_consistency", "effectiveness", "composition",

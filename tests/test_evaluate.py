@@ -456,13 +456,15 @@ def _current_reports(config):
 
 def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "hvae",
-                                               "two", "diff"))
+                                               "gan", "two", "diff"))
   hvae = ROOT / "configs" / "compare_hvae.py"
+  gan = ROOT / "configs" / "compare_gan.py"
   two_stage = ROOT / "configs" / "compare_two_stage.py"
   diffusion = ROOT / "configs" / "compare_diffusion_frontdoor.py"
   config = train.load_config(ROOT / "configs" / "benchmark.py", [
       f"benchmark.workdirs={workdirs}",
-      f"benchmark.configs=('', '', '{hvae}', '{two_stage}', '{diffusion}')",
+      f"benchmark.configs=('', '', '{hvae}', '{gan}', '{two_stage}', "
+      f"'{diffusion}')",
       f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
       "run.models=('ancm_vae', 'cvae_noncausal')"])
   runs = grid.runs(config)
@@ -471,18 +473,18 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   # grid's dataset, with its own (sampler) eval sizes.
   assert [run.config.run.models for run in runs] == [
       ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
-      ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"), ("vae_ddpm",),
-      ("diffusion_ncm",)]
+      ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"), ("ancm_gan",),
+      ("vae_ddpm",), ("diffusion_ncm",)]
   assert [run.config.train.steps for run in runs] == [100, 100, 1500, 1500,
-                                                     15000]
-  assert [run.config.eval.test_size for run in runs] == [500, 500, 500, 128,
-                                                        128]
-  assert runs[4].config.data.name == "colored_mnist_bars/frontdoor"
+                                                     1500, 15000]
+  assert [run.config.eval.test_size for run in runs] == [500, 500, 500, 500,
+                                                        128, 128]
+  assert runs[5].config.data.name == "colored_mnist_bars/frontdoor"
   # The diffusion run's override reaches its variant's training steps.
-  assert job.model_config(runs[4].config, "diffusion_ncm").train.steps == 3000
+  assert job.model_config(runs[5].config, "diffusion_ncm").train.steps == 3000
   assert job.model_config(
       train.load_config(diffusion), "diffusion_ncm").train.steps == 1000
-  assert "benchmark" not in runs[3].config
+  assert "benchmark" not in runs[4].config
   _current_reports(config)
   # A report of another evaluation version is stale: it would be redone.
   _, front, cfg, _ = runs[1]
@@ -501,11 +503,12 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert "| colored_mnist_bars/frontdoor | cvae_noncausal | 3.250 |" in md
   assert "| colored_mnist_bars/backdoor | vae_ddpm |" in md
   assert "| colored_mnist_bars/frontdoor | diffusion_ncm |" in md
-  assert (f"* `{workdirs[3]}` (colored_mnist_bars/backdoor; {two_stage}): "
+  assert (f"* `{workdirs[4]}` (colored_mnist_bars/backdoor; {two_stage}): "
           "vae_ddpm") in md
+  assert "| colored_mnist_bars/backdoor | ancm_gan |" in md
   assert (f"* `{workdirs[0]}` (colored_mnist_bars/backdoor; the benchmark "
           "config): ancm_vae, cvae_noncausal") in md
-  assert (f"* `{workdirs[4]}` (colored_mnist_bars/frontdoor; {diffusion}; "
+  assert (f"* `{workdirs[5]}` (colored_mnist_bars/frontdoor; {diffusion}; "
           "run.variants.diffusion_ncm.overrides.train.steps=3000): "
           "diffusion_ncm") in md
   csv_text = (tmp_path / "out" / "benchmark.csv").read_text()
@@ -515,34 +518,35 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert csv_text.count("colored_mnist_bars/backdoor,vae_ddpm,") == 44
   assert [[e["model"] for e in r["models"]] for r in result["reports"]] == [
       ["ancm_vae", "cvae_noncausal"], ["ancm_vae", "cvae_noncausal"],
-      ["ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"], ["vae_ddpm"],
-      ["diffusion_ncm"]]
+      ["ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"], ["ancm_gan"],
+      ["vae_ddpm"], ["diffusion_ncm"]]
 
 
 @pytest.mark.parametrize("override, message", [
     ("benchmark.workdirs=('a',)",
-     r"'benchmark.datasets' \(5\) and 'benchmark.workdirs' \(1\) must "
+     r"'benchmark.datasets' \(6\) and 'benchmark.workdirs' \(1\) must "
      "have the same length"),
     ("benchmark.configs=('', '')",
-     r"'benchmark.datasets' \(5\) and 'benchmark.configs' \(2\)"),
+     r"'benchmark.datasets' \(6\) and 'benchmark.configs' \(2\)"),
     ("benchmark.overrides=((), ())",
-     r"'benchmark.datasets' \(5\) and 'benchmark.overrides' \(2\)"),
-    ("benchmark.overrides=((), (), ('train.stepz=3',), (), ())",
+     r"'benchmark.datasets' \(6\) and 'benchmark.overrides' \(2\)"),
+    ("benchmark.overrides=((), (), ('train.stepz=3',), (), (), ())",
      "benchmark run runs/benchmark_hvae: unknown config key 'train.stepz'"),
     ("benchmark.models=((), ('vae_ddpm',))",
-     r"'benchmark.datasets' \(5\) and 'benchmark.models' \(2\)"),
+     r"'benchmark.datasets' \(6\) and 'benchmark.models' \(2\)"),
     ("benchmark.tables=('minimality', 'speed')",
      "unknown table 'speed'; known: models, ctf_consistency, effectiveness, "
      "composition, reversibility, minimality, realism, ground_truth"),
     # The comparison config's own VAE-ANCM would give the back door's
     # ancm_vae row a second time.
-    ("benchmark.models=((), (), (), ('vae_ddpm',), ('diffusion_ncm',))",
+    ("benchmark.models=((), (), (), ('ancm_gan',), ('vae_ddpm',), "
+     "('diffusion_ncm',))",
      "the row ancm_vae on colored_mnist_bars/backdoor would come from two "
      "runs"),
     ("benchmark.models=((), (), ('ancm_hvae_cf',), ('diffusion_ncm',), "
-     "('diffusion_ncm',))",
+     "('vae_ddpm',), ('diffusion_ncm',))",
      "config key 'run.models': unknown model 'diffusion_ncm'"),
-    ("benchmark.configs=('', '', 'configs/nowhere.py', '', '')",
+    ("benchmark.configs=('', '', 'configs/nowhere.py', '', '', '')",
      "config file configs/nowhere.py does not exist"),
 ])
 def test_benchmark_grid_checks_before_training(override, message,

@@ -14,6 +14,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -478,3 +479,32 @@ def test_loop_guard_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpts.latest_step() == 4
   finally:
     ckpts.close()
+
+
+def test_gan_comparison_is_the_quickstart_model_with_another_mechanism():
+  """configs/compare_gan.py compares like with like: its VAE-ANCM is the
+  quickstart's model, and the GAN row changes only the image mechanism,
+  at the CPU schedule of configs/deepscm_morpho_mnist_gan.py: as many
+  adversarial steps as the VAE's, then the encoder's cyclic stage."""
+  from configs import compare_gan
+  from configs import quickstart
+  from ctfjax.evaluate import job
+
+  config = compare_gan.get_config()
+  plain = job.model_config(config, "ancm_vae")
+  want = job.model_config(quickstart.get_config(), "ancm_vae")
+  for section in ("data", "model", "train"):
+    assert plain[section].to_dict() == want[section].to_dict(), section
+  gan = job.model_config(config, "ancm_gan")
+  assert gan.model.image.kind == "gan"
+  rest = lambda c: {k: v for k, v in c.model.to_dict().items()
+                    if k != "image"}
+  assert rest(gan) == rest(plain)
+  assert gan.train.to_dict() == plain.train.to_dict()
+  budget = ml_collections.ConfigDict()
+  deepscm_morpho_mnist_gan.cpu_budget(budget)
+  for key, value in budget.items():
+    assert gan.model.image.gan[key] == value, key
+  model = ancm_train.model_of(gan)
+  assert [(s.name, s.steps) for s in model.stages] == [
+      ("gan", plain.train.steps), ("cyclic", budget.finetune_steps)]
