@@ -29,6 +29,7 @@ from ctfjax.mechanisms import MechanismError
 from ctfjax.mechanisms import diffusion
 from ctfjax.nn import unet
 from ctfjax.train import metrics_log
+import comparisons
 from test_ancm import ENV, tiny_config
 
 MU, S = 0.3, 0.5  # The Gaussian data distribution of the closed forms.
@@ -548,14 +549,10 @@ def test_two_stage_comparison_adds_only_the_refiner_to_the_quickstart_vae():
   the quickstart's model, and the two-stage row's first stage trains the
   same VAE for as many steps before its refiner's REFINER_STEPS."""
   from configs import compare_two_stage
-  from configs import quickstart
   from ctfjax.evaluate import job
 
   config = compare_two_stage.get_config()
-  plain = job.model_config(config, "ancm_vae")
-  want = job.model_config(quickstart.get_config(), "ancm_vae")
-  for section in ("data", "model", "train"):
-    assert plain[section].to_dict() == want[section].to_dict(), section
+  plain = comparisons.quickstart_vae_of(config)
   two = job.model_config(config, "vae_ddpm")
   assert two.model.image.kind == "vae_ddpm"
   assert (two.model.image.vae_ddpm.vae.to_dict()

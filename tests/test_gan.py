@@ -29,6 +29,7 @@ from ctfjax.train import Checkpoints, TrainingDivergedError, apply_overrides
 from ctfjax.train import example, read_metrics
 from configs import ancm_gan_colored_mnist
 from configs import deepscm_morpho_mnist_gan
+import comparisons
 import test_ancm
 
 GAN_STEPS = 24  # enough for G to depend on z at the tiny size
@@ -487,14 +488,10 @@ def test_gan_comparison_is_the_quickstart_model_with_another_mechanism():
   at the CPU schedule of configs/deepscm_morpho_mnist_gan.py: as many
   adversarial steps as the VAE's, then the encoder's cyclic stage."""
   from configs import compare_gan
-  from configs import quickstart
   from ctfjax.evaluate import job
 
   config = compare_gan.get_config()
-  plain = job.model_config(config, "ancm_vae")
-  want = job.model_config(quickstart.get_config(), "ancm_vae")
-  for section in ("data", "model", "train"):
-    assert plain[section].to_dict() == want[section].to_dict(), section
+  plain = comparisons.quickstart_vae_of(config)
   gan = job.model_config(config, "ancm_gan")
   assert gan.model.image.kind == "gan"
   rest = lambda c: {k: v for k, v in c.model.to_dict().items()

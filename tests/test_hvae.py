@@ -15,6 +15,7 @@ from ctfjax import train
 from ctfjax.ancm import train as ancm_train
 from ctfjax.mechanisms import MechanismError, hvae
 from ctfjax.nn import hierarchical
+import comparisons
 from test_ancm import tiny_config
 
 SHAPE = (32, 32, 3)
@@ -421,14 +422,10 @@ def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
   term, and the fine-tuned row adds the "cf" stage after as many
   pre-training steps."""
   from configs import compare_hvae
-  from configs import quickstart
   from ctfjax.evaluate import job
 
   config = compare_hvae.get_config()
-  plain = job.model_config(config, "ancm_vae")
-  want = job.model_config(quickstart.get_config(), "ancm_vae")
-  for section in ("data", "model", "train"):
-    assert plain[section].to_dict() == want[section].to_dict(), section
+  plain = comparisons.quickstart_vae_of(config)
   steps = plain.train.steps
   for name, stages in (("ancm_hvae_elbo", [("hvae", steps)]),
                        ("ancm_hvae", [("hvae", steps)]),
