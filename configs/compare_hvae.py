@@ -6,7 +6,7 @@ VAE-ANCM.
 
 Backdoor Colored MNIST with bars under the true diagram, the quickstart's
 data and training settings (configs/quickstart.py: bundled digits, batch
-32, 1,500 steps), three image mechanisms:
+32, 1,500 steps), four models (two image mechanisms):
 
 * "ancm_vae": the quickstart's VAE-ANCM, the same model as the quick
   start's;
@@ -27,7 +27,7 @@ data and training settings (configs/quickstart.py: bundled digits, batch
 
 report.md compares ctf-consistency, effectiveness, the null edit
 (composition L1 after one cycle), the L1 to the true counterfactual image
-and FD[latent_vae]; edits.png shows the three side by side. On an
+and FD[latent_vae]; edits.png shows the four side by side. On an
 accelerator: the seed-004 network (HVAE.accelerator_config(), see
 configs/deepscm_morpho_mnist_hvae.py) and --config.train.batch_size=256
 --config.train.steps=50000.
