@@ -48,6 +48,9 @@ flags.DEFINE_integer("heavy_repeats", 2, "Timed calls per measurement of the "
                      "U-Net's timed sampler calls).")
 flags.DEFINE_integer("unet_sample_steps", 5, "DDIM levels timed for the "
                      "U-Net's sampling rate (scaled to the peer's 50).")
+flags.DEFINE_bool("unet_attention", True, "Keep the U-Net's self-attention "
+                  "layers; false removes them, to measure the ceiling any "
+                  "attention implementation could lift the row to.")
 FLAGS = flags.FLAGS
 
 
@@ -55,7 +58,8 @@ def measure(name: str, microbatch: int) -> dict:
   if name == "unet":
     return speed_rows.unet_row(FLAGS.heavy_repeats, microbatch,
                                sample_steps=FLAGS.unet_sample_steps,
-                               sample_repeats=FLAGS.heavy_repeats)
+                               sample_repeats=FLAGS.heavy_repeats,
+                               attention=FLAGS.unet_attention)
   repeats = FLAGS.repeats if name in ("cvae", "ancm") else FLAGS.heavy_repeats
   return speed_rows.ROWS[name](repeats, microbatch)
 

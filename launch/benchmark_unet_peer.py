@@ -39,6 +39,10 @@ flags.DEFINE_integer("repeats", 4, "Timed train steps per side (and ctfjax's "
 flags.DEFINE_integer("sample_steps", 10, "DDIM levels ctfjax's sampler is "
                      "timed at; the peer samples 50. Both rates are per "
                      "50 levels.")
+flags.DEFINE_bool("unet_attention", True, "Keep ctfjax's self-attention "
+                  "layers; false times ctfjax's U-Net without them (the "
+                  "ceiling for any attention implementation) against the "
+                  "whole peer.")
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +79,7 @@ def main():
                        "--rows=unet", f"--microbatch={FLAGS.microbatch}",
                        "--rounds=1", f"--heavy_repeats={FLAGS.repeats}",
                        f"--unet_sample_steps={FLAGS.sample_steps}",
+                       f"--unet_attention={FLAGS.unet_attention}",
                        f"--out={ours_out}"], ours_out)["runs"][0]
       rounds.append({"round": r, "peer": peer, "ctfjax": ours})
       print(json.dumps({"round": r, **speed_rows.paired_round(peer, ours)}),

@@ -275,16 +275,30 @@ def unet_programs(microbatch: int, options: dict | None, train_b: int = 64,
           one_pass, params, x_t, jnp.zeros((sample_b,), jnp.int32)))
 
 
+def unet_size(attention: bool = True) -> dict:
+  """`unet.UNet` keywords of the diffusers-size U-Net, with or without its
+  self-attention layers (two per 16x16 level going down, three coming up,
+  one in the middle)."""
+  size = dict(unet.DIFFUSERS_BENCHMARK)
+  if not attention:
+    size.update(attention=(False,) * len(size["channels"]),
+                mid_attention=False)
+  return size
+
+
 def unet_row(repeats: int, microbatch: int, train_b: int = 64,
              sample_b: int = 64, sample_steps: int = 50,
-             sample_repeats: int = 1) -> dict:
+             sample_repeats: int = 1, attention: bool = True) -> dict:
   """The diffusers-size U-Net (`unet_programs`, compiled as the diffusion
   mechanisms' steps are: `ctfjax.xla_cpu`): train step, and DDIM sampling
   as the edit (`sample_steps` levels, the median of `sample_repeats` calls;
   the rate is scaled to the peer's 50 levels, since each level is one U-Net
-  pass)."""
+  pass). `attention=False` removes its six self-attention layers (the
+  model is then "..._no_attention"): the ceiling that any implementation
+  of the attention could lift the row to."""
   options = xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
-  p = unet_programs(microbatch, options, train_b, sample_b, sample_steps)
+  p = unet_programs(microbatch, options, train_b, sample_b, sample_steps,
+                    size=unet_size(attention))
   train_gflop = timing.gflop(p.step, p.state, p.batch)
   compile_train, train_s = timing.timed_train(p.step, p.state, p.batch,
                                               repeats)
@@ -292,7 +306,8 @@ def unet_row(repeats: int, microbatch: int, train_b: int = 64,
   # Seconds and work for the peer's 50 levels: one U-Net pass per level.
   scale = 50 / sample_steps
   one_pass = p.one_pass_gflop()
-  return _row("unet_diffusers_UNet2DModel_64_128_128", p.params, train_b,
+  name = "unet_diffusers_UNet2DModel_64_128_128"
+  return _row(name if attention else name + "_no_attention", p.params, train_b,
               sample_b, compile_train, train_s, compile_edit, edit_s * scale,
               microbatch, train_gflop=train_gflop,
               edit_gflop=None if one_pass is None else one_pass * 50,

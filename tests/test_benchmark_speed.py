@@ -88,6 +88,18 @@ def test_row_gives_work_per_image_and_its_rate():
   assert not any("gflop" in k for k in bare)
 
 
+def test_unet_without_attention_drops_exactly_its_six_attention_layers():
+  from flax import nnx
+  from ctfjax.nn import unet
+  count = lambda size: unet.count_params(
+      lambda: unet.UNet(3, 3, rngs=nnx.Rngs(0), **size))
+  assert count(speed_rows.unet_size()) == 6_482_435  # the peer's size
+  # Each layer at 128 channels: GroupNorm (scale, bias) and four 128 x 128
+  # projections with biases (Q, K, V, out); two down, three up, one middle.
+  layer = 2 * 128 + 4 * (128 * 128 + 128)
+  assert count(speed_rows.unet_size(attention=False)) == 6_482_435 - 6 * layer
+
+
 @pytest.mark.parametrize("launcher, args, message", [
     ("benchmark_speed", ["--rows=cvae,vit"], "--rows: unknown ['vit']"),
     ("benchmark_speed", ["--microbatch=0,a"], "--microbatch: integers"),
