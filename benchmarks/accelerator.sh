@@ -10,7 +10,7 @@
 # * unet_peer.json / unet_peer.log: the diffusers-size U-Net's training
 #   step and 50-level DDIM sampling (batch 64, whole batch per pass),
 #   ctfjax beside diffusers on the same GPU, alternating in fresh
-#   processes, ROUNDS (default 2) times (launch.benchmark_unet_peer
+#   processes, ROUNDS (default 2) times (launch.benchmark_peer
 #   --peer_device=cuda);
 # * diffusion_train.log, diffusion_metrics.jsonl, benchmark_diffusion.json,
 #   diffusion_grid.png: the diffusion NCM of
@@ -37,7 +37,7 @@ python3 -c "import jax, flax, torch; print('jax', jax.__version__, \
 'flax', flax.__version__, 'torch', torch.__version__, jax.devices())"
 
 echo "== U-Net beside diffusers"
-timeout $(( 40 + 80 * rounds )) python3 -m launch.benchmark_unet_peer \
+timeout $(( 40 + 80 * rounds )) python3 -m launch.benchmark_peer \
   --peer_python="$(command -v python3)" --peer_device=cuda --microbatch=0 \
   --sample_steps=50 --rounds="$rounds" --repeats=10 --out="$out/unet_peer.json" \
   2>&1 | tee "$out/unet_peer.log" | grep -v "^W0\|^I0"

@@ -4,11 +4,11 @@ r"""The seed-003 peer's U-Net in PyTorch + diffusers, timed as
 Not part of the package or its tests: it needs torch and diffusers, which
 ctfjax does not depend on. Make an environment for it (on this project's
 machines torch 2.13.0's CPU wheel lies on disk) and let
-`launch.benchmark_unet_peer` run it, alternating with ctfjax's row:
+`launch.benchmark_peer` run it, alternating with ctfjax's row:
 
     python -m venv /tmp/peer
     /tmp/peer/bin/pip install torch==2.13.0 diffusers==0.42.1
-    python -m launch.benchmark_unet_peer --peer_python=/tmp/peer/bin/python
+    python -m launch.benchmark_peer --peer_python=/tmp/peer/bin/python
 
 or alone: `/tmp/peer/bin/python benchmarks/peer_diffusers_unet.py`.
 
@@ -123,8 +123,9 @@ def main():
     net.eval()
     time_sample(net, args.batch, 1, device)  # warm-up
     sample_s = time_sample(net, args.batch, args.sample_steps, device)
+    # Per 50 levels; the U-Net row's edit is DDIM sampling, as ctfjax's.
     row.update(sample_steps=args.sample_steps, sample_s=sample_s,
-               sample_images_per_s=args.batch / sample_s
+               edit_images_per_s=args.batch / sample_s
                * args.sample_steps / 50)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w", encoding="utf-8") as f:

@@ -329,16 +329,16 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def paired_round(peer: dict, ours: dict) -> dict:
-  """One round's rates and the ratios of ctfjax's (`unet_row`'s dict) to
-  the peer's (the peer script's JSON), measured in the same round: train
-  rates in images/s of one step, sampling rates in images/s of 50 DDIM
-  levels."""
+  """One round's rates and the ratios of ctfjax's (a row's dict) to the
+  peer's (its peer script's JSON, with the same `train_images_per_s` and
+  `edit_images_per_s`), measured in the same round. For the U-Net the edit
+  is DDIM sampling, per 50 levels."""
   row = {"peer_train": peer["train_images_per_s"],
          "ctfjax_train": ours["train_images_per_s"],
-         "peer_sample": peer["sample_images_per_s"],
-         "ctfjax_sample": ours["edit_images_per_s"]}
+         "peer_edit": peer["edit_images_per_s"],
+         "ctfjax_edit": ours["edit_images_per_s"]}
   row["train_ratio"] = row["ctfjax_train"] / row["peer_train"]
-  row["sample_ratio"] = row["ctfjax_sample"] / row["peer_sample"]
+  row["edit_ratio"] = row["ctfjax_edit"] / row["peer_edit"]
   return row
 
 
@@ -353,18 +353,19 @@ def paired(rounds: list[dict]) -> dict:
   return {"rounds": rows, "summary": summary}
 
 
-def paired_table(paired_out: dict) -> str:
-  """`paired`'s output as the README's markdown table."""
-  lines = ["| round | peer train img/s | ctfjax train img/s | ratio "
-           "| peer DDIM-50 img/s | ctfjax DDIM-50 img/s | ratio |",
+def paired_table(paired_out: dict, edit: str = "edit") -> str:
+  """`paired`'s output as the README's markdown table; `edit` names the
+  edit column (the U-Net's: "DDIM-50")."""
+  lines = [f"| round | peer train img/s | ctfjax train img/s | ratio "
+           f"| peer {edit} img/s | ctfjax {edit} img/s | ratio |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
   rows = paired_out["rounds"] + [
       {k: v["median"] for k, v in paired_out["summary"].items()}]
   for i, r in enumerate(rows):
     name = str(i) if i < len(paired_out["rounds"]) else "median"
     lines.append(f"| {name} | {r['peer_train']:.1f} | {r['ctfjax_train']:.1f} "
-                 f"| {r['train_ratio']:.2f}x | {r['peer_sample']:.2f} "
-                 f"| {r['ctfjax_sample']:.2f} | {r['sample_ratio']:.2f}x |")
+                 f"| {r['train_ratio']:.2f}x | {r['peer_edit']:.2f} "
+                 f"| {r['ctfjax_edit']:.2f} | {r['edit_ratio']:.2f}x |")
   return "\n".join(lines)
 
 

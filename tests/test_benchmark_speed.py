@@ -104,13 +104,18 @@ def test_unet_without_attention_drops_exactly_its_six_attention_layers():
     ("benchmark_speed", ["--rows=cvae,vit"], "--rows: unknown ['vit']"),
     ("benchmark_speed", ["--microbatch=0,a"], "--microbatch: integers"),
     ("benchmark_speed", ["--rounds=0"], "--rounds >= 1"),
-    ("benchmark_unet_peer", ["--peer_python=/no/such/python"],
+    ("benchmark_peer", ["--peer_python=/no/such/python"],
      "--peer_python: '/no/such/python'"),
-    ("benchmark_unet_peer", ["--peer_python=/bin/false"], "false"),
-    ("benchmark_unet_peer", ["--peer_python=/bin/true", "--rounds=0"],
+    ("benchmark_peer", ["--peer_python=/bin/false"], "false"),
+    ("benchmark_peer", ["--peer_python=/bin/true", "--rounds=0"],
      "--rounds"),
-    ("benchmark_unet_peer", ["--peer_python=/bin/true", "--peer_device=tpu"],
+    ("benchmark_peer", ["--peer_python=/bin/true", "--peer_device=tpu"],
      "--peer_device: 'tpu'"),
+    ("benchmark_peer", ["--peer_python=/bin/true", "--row=vit"], "--row"),
+    ("benchmark_peer", ["--peer_python=/bin/true", "--row=hvae"],
+     "--peer_repo: None"),
+    ("benchmark_peer", ["--peer_python=/bin/true", "--row=hvae",
+                        "--peer_repo=/tmp"], "--peer_repo: '/tmp'"),
 ])
 def test_bad_flags_are_one_line_errors(launcher, args, message, tmp_path):
   out = tmp_path / "speed.json"
@@ -124,10 +129,10 @@ def test_bad_flags_are_one_line_errors(launcher, args, message, tmp_path):
   assert not out.exists()
 
 
-def _round(peer_train, ours_train, peer_sample, ours_sample):
+def _round(peer_train, ours_train, peer_edit, ours_edit):
   return {"peer": {"train_images_per_s": peer_train,
-                   "sample_images_per_s": peer_sample},
-          "ctfjax": _run(ours_train, ours_sample)}
+                   "edit_images_per_s": peer_edit},
+          "ctfjax": _run(ours_train, ours_edit)}
 
 
 def test_peer_ratios_are_paired_within_rounds():
@@ -140,9 +145,10 @@ def test_peer_ratios_are_paired_within_rounds():
       [2.0, 1.05, 1.2])
   assert out["summary"]["train_ratio"]["median"] == pytest.approx(1.2)
   assert out["summary"]["train_ratio"]["range"] == pytest.approx([1.05, 2.0])
-  assert out["summary"]["sample_ratio"]["median"] == pytest.approx(1.2)
+  assert out["summary"]["edit_ratio"]["median"] == pytest.approx(1.2)
   assert out["summary"]["peer_train"]["median"] == 20.0
-  lines = speed_rows.paired_table(out).splitlines()
+  lines = speed_rows.paired_table(out, "DDIM-50").splitlines()
+  assert "| peer DDIM-50 img/s | ctfjax DDIM-50 img/s |" in lines[0]
   assert lines[2] == "| 0 | 10.0 | 20.0 | 2.00x | 1.00 | 1.50 | 1.50x |"
   assert lines[-1].startswith("| median | 20.0 | 21.0 | 1.20x |")
 
