@@ -15,11 +15,12 @@ does not depend on (each peer script says how to make one):
   `launch.benchmark_speed --rows=unet` in slices of `--microbatch`; the
   edit is DDIM sampling, timed at `--sample_steps` levels for ctfjax and
   50 for the peer, both rates per 50 levels;
-* `--row=hvae`: seed 004's MorphoMNIST HVAE from the peer's own code
-  (`benchmarks/peer_deepscm_hvae.py`; torch, pytorch_lightning, pandas and
-  a checkout of gulnazaki/counterfactual-benchmark, `--peer_repo`), beside
-  `launch.benchmark_speed --rows=hvae` in one pass; the edit is abduction
-  + prediction.
+* `--row=cvae` and `--row=hvae`: seed 004's MorphoMNIST conditional VAE
+  and HVAE from the peer's own code (`benchmarks/peer_deepscm.py`; torch,
+  pytorch_lightning, pandas and a checkout of
+  gulnazaki/counterfactual-benchmark, `--peer_repo`), beside
+  `launch.benchmark_speed --rows=cvae` in slices of 16 and `--rows=hvae`
+  in one pass; the edit is abduction + prediction.
 
 Each round runs the peer's script, then ctfjax's row for one round, each
 in a fresh process, so that a drift in a shared machine's speed hits both
@@ -34,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import NamedTuple
 
 import jax
 from absl import flags
@@ -43,26 +45,38 @@ from launch import cli
 from launch import speed_rows
 from launch import timing
 
-# Per row: the peer's script (benchmarks/), the edit column's name, and
-# whether `--peer_repo` is needed.
-ROWS = {"unet": ("peer_diffusers_unet.py", "DDIM-50", False),
-        "hvae": ("peer_deepscm_hvae.py", "edit", True)}
+
+class Row(NamedTuple):
+  """A row's peer: its script in benchmarks/, the edit column's name,
+  ctfjax's default examples per pass, and the script's `--model` (the
+  seed-004 peer's models, which also need `--peer_repo`)."""
+  script: str
+  edit: str
+  microbatch: int
+  model: str | None = None
+
+
+ROWS = {"unet": Row("peer_diffusers_unet.py", "DDIM-50", 16),
+        "cvae": Row("peer_deepscm.py", "edit", 16, "cvae"),
+        "hvae": Row("peer_deepscm.py", "edit", 0, "hvae")}
 
 flags.DEFINE_enum("row", "unet", list(ROWS), "The row to pair with its peer.")
 flags.DEFINE_string("peer_python", None, "An interpreter with the peer's "
-                    "libraries (unet: torch and diffusers; hvae: torch, "
-                    "pytorch_lightning, pandas).")
-flags.DEFINE_string("peer_repo", None, "hvae: the counterfactual_benchmark/ "
+                    "libraries (unet: torch and diffusers; cvae and hvae: "
+                    "torch, pytorch_lightning, pandas).")
+flags.DEFINE_string("peer_repo", None, "cvae, hvae: the "
+                    "counterfactual_benchmark/ "
                     "folder of a gulnazaki/counterfactual-benchmark clone.")
 flags.DEFINE_string("peer_device", "cpu", "unet: the peer's device, cpu (2 "
                     "threads) or cuda beside ctfjax on JAX's GPU.")
 flags.DEFINE_string("out", None, "JSON output (default "
                     "runs/benchmark_<row>_peer.json).")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds (peer, then ctfjax).")
-flags.DEFINE_integer("microbatch", 16, "unet: ctfjax's examples per U-Net "
-                     "pass (the hvae row runs in one pass).")
+flags.DEFINE_integer("microbatch", None, "ctfjax's examples per pass "
+                     "(0: the whole batch); default 16, for the hvae row 0.")
 flags.DEFINE_integer("repeats", 4, "Timed train steps per side (and timed "
-                     "edits: the peer HVAE's, ctfjax's sampler calls).")
+                     "edits: the seed-004 peers', ctfjax's sampler "
+                     "calls).")
 flags.DEFINE_integer("sample_steps", 10, "unet: DDIM levels ctfjax's "
                      "sampler is timed at; the peer samples 50. Both rates "
                      "are per 50 levels.")
@@ -93,8 +107,8 @@ def main():
   if FLAGS.peer_device not in ("cpu", "cuda"):
     raise UserError(f"--peer_device: {FLAGS.peer_device!r} is neither cpu "
                     f"nor cuda")
-  script, edit, needs_repo = ROWS[FLAGS.row]
-  if needs_repo and not (FLAGS.peer_repo and os.path.isfile(os.path.join(
+  row = ROWS[FLAGS.row]
+  if row.model and not (FLAGS.peer_repo and os.path.isfile(os.path.join(
       FLAGS.peer_repo, "models", "vaes", "hvae.py"))):
     raise UserError(f"--peer_repo: {FLAGS.peer_repo!r} is not the "
                     f"counterfactual_benchmark/ folder of a "
@@ -104,19 +118,21 @@ def main():
   rounds = []
   with tempfile.TemporaryDirectory() as tmp:
     peer_out, ours_out = (os.path.join(tmp, n) for n in ("p.json", "o.json"))
-    peer_cmd = [FLAGS.peer_python, os.path.join(ROOT, "benchmarks", script),
+    microbatch = (row.microbatch if FLAGS.microbatch is None
+                  else FLAGS.microbatch)
+    peer_cmd = [FLAGS.peer_python, os.path.join(ROOT, "benchmarks",
+                                                row.script),
                 f"--out={peer_out}", f"--repeats={FLAGS.repeats}"]
     ours_cmd = [sys.executable, "-m", "launch.benchmark_speed",
                 f"--rows={FLAGS.row}", "--rounds=1",
+                f"--microbatch={microbatch}", f"--repeats={FLAGS.repeats}",
                 f"--heavy_repeats={FLAGS.repeats}", f"--out={ours_out}"]
-    if FLAGS.row == "unet":
-      peer_cmd.append(f"--device={FLAGS.peer_device}")
-      ours_cmd += [f"--microbatch={FLAGS.microbatch}",
-                   f"--unet_sample_steps={FLAGS.sample_steps}",
-                   f"--unet_attention={FLAGS.unet_attention}"]
+    if row.model:
+      peer_cmd += [f"--model={row.model}", f"--peer_repo={FLAGS.peer_repo}"]
     else:
-      peer_cmd.append(f"--peer_repo={FLAGS.peer_repo}")
-      ours_cmd.append("--microbatch=0")
+      peer_cmd.append(f"--device={FLAGS.peer_device}")
+      ours_cmd += [f"--unet_sample_steps={FLAGS.sample_steps}",
+                   f"--unet_attention={FLAGS.unet_attention}"]
     for r in range(FLAGS.rounds):
       peer = _json_of(peer_cmd, peer_out)
       ours = _json_of(ours_cmd, ours_out)["runs"][0]
@@ -130,7 +146,7 @@ def main():
                        "jax_device": str(jax.devices()[0].device_kind),
                        "load_average_end": list(os.getloadavg()),
                        **summary, "raw": rounds})
-  print(speed_rows.paired_table(summary, edit))
+  print(speed_rows.paired_table(summary, row.edit))
 
 
 if __name__ == "__main__":
