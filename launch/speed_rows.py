@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax import xla_cpu
 from ctfjax.ancm import train as ancm_train
@@ -91,9 +92,13 @@ def _row(name, params, train_b, edit_b, compile_train, train_s,
   return row
 
 
-def _mechanism(name, make, repeats, microbatch, train_b=128, edit_b=256):
-  """A seed-004 image mechanism alone: its loss's step and abduct+predict."""
-  module = train.PureModule(make)
+def _mechanism(name, family, settings, repeats, microbatch, train_b=128,
+               edit_b=256):
+  """A seed-004 image mechanism of `family` (with `settings`) alone, on
+  MorphoMNIST's shapes: its loss's step and abduct+predict, compiled with
+  the family's XLA CPU options as training compiles them."""
+  module = train.PureModule(lambda rngs: family.create(
+      (32, 32, 1), MORPHO_PARENTS, settings, rngs=rngs))
   loss = lambda p, batch, rng: (module.apply(
       p, batch["x"], batch["pa"], rng, method="loss")[0]["loss"].mean(), {})
   optimizer = optax.adamw(1e-3, b1=0.9, b2=0.9, weight_decay=0.01)
@@ -105,8 +110,7 @@ def _mechanism(name, make, repeats, microbatch, train_b=128, edit_b=256):
   data = lambda n: {
       "x": jnp.asarray(rng.random((n, 32, 32, 1), np.float32)),
       "pa": jnp.asarray(rng.random((n, MORPHO_PARENTS), np.float32))}
-  # Compiled as the diffusion mechanisms' steps are (`ctfjax.xla_cpu`).
-  options = xla_cpu.compiler_options(diffusion.Diffusion.XLA_CPU_OPTIONS)
+  options = xla_cpu.compiler_options(mechanisms.xla_cpu_options(family))
   step = train.make_train_step(loss, optimizer,
                                microbatches=_slices(train_b, microbatch),
                                compiler_options=options)
@@ -127,14 +131,13 @@ def cvae(repeats: int, microbatch: int) -> dict:
   settings = vae.VAE.default_config()
   settings.learned_sigma = True
   settings.decoder_convs = ((32, 3), (32, 3), (16, 5))
-  return _mechanism("cvae_seed004_morphomnist", lambda rngs: vae.VAE.create(
-      (32, 32, 1), MORPHO_PARENTS, settings, rngs=rngs), repeats, microbatch)
+  return _mechanism("cvae_seed004_morphomnist", vae.VAE, settings, repeats,
+                    microbatch)
 
 
 def hvae_row(repeats: int, microbatch: int) -> dict:
-  settings = hvae.HVAE.accelerator_config()
-  return _mechanism("hvae_seed004_morphomnist", lambda rngs: hvae.HVAE.create(
-      (32, 32, 1), MORPHO_PARENTS, settings, rngs=rngs), repeats, microbatch)
+  return _mechanism("hvae_seed004_morphomnist", hvae.HVAE,
+                    hvae.HVAE.accelerator_config(), repeats, microbatch)
 
 
 def _config_row(name, config, repeats, microbatch, train_b, edit_b, do):
