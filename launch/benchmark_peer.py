@@ -103,7 +103,7 @@ def _json_of(cmd: list[str], out: str) -> dict:
 def main():
   if not FLAGS.peer_python or not os.access(FLAGS.peer_python, os.X_OK):
     raise UserError(f"--peer_python: {FLAGS.peer_python!r} is not an "
-                    f"executable (an interpreter with torch and diffusers)")
+                    f"executable (an interpreter with the peer's libraries)")
   if FLAGS.peer_device not in ("cpu", "cuda"):
     raise UserError(f"--peer_device: {FLAGS.peer_device!r} is neither cpu "
                     f"nor cuda")
