@@ -9,7 +9,9 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+from flax import nnx
 
+from ctfjax.nn import unet
 from launch import speed_rows
 from launch import timing
 
@@ -89,8 +91,6 @@ def test_row_gives_work_per_image_and_its_rate():
 
 
 def test_unet_without_attention_drops_exactly_its_six_attention_layers():
-  from flax import nnx
-  from ctfjax.nn import unet
   count = lambda size: unet.count_params(
       lambda: unet.UNet(3, 3, rngs=nnx.Rngs(0), **size))
   assert count(speed_rows.unet_size()) == 6_482_435  # the peer's size
