@@ -1,5 +1,5 @@
 r"""The seed-004 peer's MorphoMNIST image mechanisms (the conditional VAE and
-the HVAE) in PyTorch, timed as `launch.benchmark_speed --rows=cvae` and
+the HVAE) in PyTorch, timed as `benchmarks.speed --rows=cvae` and
 `--rows=hvae` time ctfjax's.
 
 Not part of the package or its tests: it needs torch, pytorch_lightning
@@ -12,7 +12,7 @@ its HVAE is causal-gen's), none of which ctfjax depends on:
     /tmp/peer/bin/python benchmarks/peer_deepscm.py --model=hvae \
         --peer_repo=/tmp/cfb/counterfactual_benchmark --out=/tmp/hvae.json
 
-or let `launch.benchmark_peer --row=cvae|hvae` run it, alternating with
+or let `benchmarks.peer --row=cvae|hvae` run it, alternating with
 ctfjax's row. Builds `models.vaes.MmnistCondVAE` (208k parameters) or
 `MmnistCondHVAE` (2.04M) from the peer's own
 `methods/deepscm/configs/morphomnist/{vae,hvae}.json`. The peer's modules

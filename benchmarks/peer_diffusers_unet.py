@@ -1,14 +1,14 @@
 r"""The seed-003 peer's U-Net in PyTorch + diffusers, timed as
-`launch.benchmark_speed` times ctfjax's `unet.DIFFUSERS_BENCHMARK` row.
+`benchmarks.speed` times ctfjax's `unet.DIFFUSERS_BENCHMARK` row.
 
 Not part of the package or its tests: it needs torch and diffusers, which
 ctfjax does not depend on. Make an environment for it (on this project's
 machines torch 2.13.0's CPU wheel lies on disk) and let
-`launch.benchmark_peer` run it, alternating with ctfjax's row:
+`benchmarks.peer` run it, alternating with ctfjax's row:
 
     python -m venv /tmp/peer
     /tmp/peer/bin/pip install torch==2.13.0 diffusers==0.42.1
-    python -m launch.benchmark_peer --peer_python=/tmp/peer/bin/python
+    python -m benchmarks.peer --peer_python=/tmp/peer/bin/python
 
 or alone: `/tmp/peer/bin/python benchmarks/peer_diffusers_unet.py`.
 
@@ -116,7 +116,7 @@ def main():
                     if device.type == "cuda" else "cpu"),
          "params": params, "batch": args.batch,
          "train_step_s": train_s,
-         # The median, as launch.timing takes ctfjax's.
+         # The median, as benchmarks.timing takes ctfjax's.
          "train_images_per_s": args.batch / statistics.median(train_s),
          "loadavg": os.getloadavg()}
   if not args.skip_sample:

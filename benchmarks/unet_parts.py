@@ -9,7 +9,7 @@ cotangent) of each 3x3 convolution shape of `ctfjax.nn.unet
 heads of 8) at batch 16 (the benchmark's slices), best of 3 x 5 calls, and
 prints a Markdown table of ms (and GFLOP/s for the convolutions). JAX on
 the CPU: with XLA's defaults and with the diffusion mechanisms' options
-(`ctfjax.xla_cpu.CONVOLUTIONS_IN_XLA`), attention by
+(`ctfjax.compiler.CPU_CONVOLUTIONS_IN_XLA`), attention by
 `ctfjax.nn.attention.attention`; JAX on an accelerator: XLA's defaults,
 and the attention's two implementations (chunked, and jax.nn's, which
 `attention` uses there); PyTorch: 2 threads, as the peer
@@ -56,7 +56,7 @@ def jax_forward_backward(fn, *args) -> list[float]:
   diffusion options too (on an accelerator they do not apply)."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  from ctfjax import xla_cpu  # pylint: disable=import-outside-toplevel
+  from ctfjax import compiler  # pylint: disable=import-outside-toplevel
 
   def both(*args):
     out, vjp = jax.vjp(fn, *args)
@@ -64,7 +64,7 @@ def jax_forward_backward(fn, *args) -> list[float]:
 
   settings = [None]
   if jax.default_backend() == "cpu":
-    settings.append(dict(xla_cpu.CONVOLUTIONS_IN_XLA))
+    settings.append(dict(compiler.CPU_CONVOLUTIONS_IN_XLA))
   times = []
   for options in settings:
     compiled = jax.jit(both).lower(*args).compile(compiler_options=options)

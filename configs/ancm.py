@@ -5,7 +5,9 @@ CPU-sized defaults; on an accelerator raise train.batch_size to 256,
 train.steps to 50_000 and model.image.vae.latent_dim to 32, and set
 train.microbatch to 0 (one pass over the whole batch).
 
-    python -m launch.train --config=configs/ancm_colored_mnist_backdoor.py \
+    python -m launch.train \
+
+        --config=configs/ancm_vae_colored_mnist_backdoor.py \
         --workdir=runs/ancm_backdoor
 """
 
@@ -56,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.steps = 1500
   config.train.batch_size = 64
   # 16 images per forward/backward pass: on a CPU the activations of 16
-  # 32x32 images stay in cache. Measured with launch.benchmark_speed
+  # 32x32 images stay in cache. Measured with benchmarks.speed
   # (README "Speed"), against one pass over the batch: the ANCM step
   # 1.2-1.4x, the seed-004 cVAE 1.5x, the U-Net 1.3x faster.
   config.train.microbatch = 16

@@ -2,7 +2,7 @@ r"""Two-stage ANCM (VAE + DDPM refiner) on front-door Colored MNIST.
 
 Pan & Bareinboim's refinement of the VAE-ANCM (DiffuseVAE style,
 ctfjax/mechanisms/vae_ddpm.py): stage "vae" trains the NCM, the reader and
-the VAE exactly as configs/ancm_colored_mnist_frontdoor.py does; stage
+the VAE exactly as configs/ancm_vae_colored_mnist_frontdoor.py does; stage
 "refiner" trains a U-Net DDPM on the real images given the frozen VAE's
 reconstruction (channel concat) and the features. Edits share the VAE
 latent and the refiner's DDIM-inverted noise between factual and
@@ -14,7 +14,7 @@ counterfactual.
 
 CPU-sized defaults; on an accelerator: --config.train.batch_size=256
 --config.train.steps=50000 and the U-Net sizes of
-configs/diffusion_colored_mnist_frontdoor.py's docstring under
+configs/ancm_ddpm_colored_mnist_frontdoor.py's docstring under
 `model.image.vae_ddpm.refiner`.
 """
 

@@ -5,7 +5,7 @@ r"""The main job's default: the ANCM and two baselines on Colored MNIST.
 
 Backdoor Colored MNIST with bars (D <-> C; D -> B; C -> B) from the bundled
 real MNIST digits. Three models, the same VAE-ANCM with three diagrams
-(`ctfjax.evaluate.MODELS`): the true one (ancm_vae), no edges
+(`ctfjax.experiment.MODELS`): the true one (ancm_vae), no edges
 (cvae_noncausal) and confounding read as causation (deepscm_markovian).
 CPU-sized: training all three, the digit reader and the evaluation finish
 within 15 minutes on 2 cores. On an accelerator raise train.steps and
@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.num_examples = 250
 
   config.run = ml_collections.ConfigDict()
-  # Models to train and compare: names of ctfjax.evaluate.MODELS.
+  # Models to train and compare: names of ctfjax.experiment.MODELS.
   config.run.models = ("ancm_vae", "cvae_noncausal", "deepscm_markovian")
 
   # Evaluation settings; each is documented in ctfjax.train.base_eval_config.

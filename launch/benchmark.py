@@ -1,33 +1,34 @@
 r"""Benchmark: models x datasets x metrics in one table (markdown and CSV).
 
-    python -m launch.benchmark --config=configs/benchmark.py \
+    python -m launch.benchmark --config=configs/benchmark_colored_mnist.py \
         [--config.benchmark.out=runs/benchmark] [--config.train.steps=...]
 
 Runs the main job for every run of the grid (config.benchmark.datasets
 and workdirs, and optionally the run's own config file, overrides of it
-and its models: configs/benchmark.py adds the HVAE-ANCM, the two-stage
-ANCM and the diffusion NCM), training what is missing and reusing
+and its models: configs/benchmark_colored_mnist.py adds the HVAE-ANCM, the
+two-stage ANCM and the diffusion NCM), training what is missing and reusing
 finished runs and current reports, then writes benchmark.md,
 benchmark.csv and benchmark.json to config.benchmark.out and prints the
 markdown.
 
-    python -m launch.benchmark --config=configs/benchmark_morpho.py
+    python -m launch.benchmark --config=configs/benchmark_morpho_mnist.py
 
 A config with `benchmark.rows` instead trains one run whose models are the
 rows and prints them beside a paper's published numbers (seed 004's
-MorphoMNIST Tables 1, 3 and 5; `ctfjax.evaluate.published`).
+MorphoMNIST Tables 1, 3 and 5; `ctfjax.experiment.published`).
 """
 
 import sys
 
 from absl import flags
 
-from ctfjax import evaluate
+from ctfjax import experiment
 from ctfjax import train
 from launch import cli
+from launch import host_memory
 
 flags.DEFINE_string("config", None, "A benchmark config, e.g. "
-                    "configs/benchmark.py; override fields with "
+                    "configs/benchmark_colored_mnist.py; override fields with "
                     "--config.SECTION.KEY=VALUE.")
 FLAGS = flags.FLAGS
 OVERRIDES: list[str] = []
@@ -35,11 +36,11 @@ OVERRIDES: list[str] = []
 
 def main():
   config = train.load_config(cli.require("config"), OVERRIDES)
-  result = evaluate.benchmark(config)
+  result = experiment.benchmark(config)
   print(open(result["paths"]["benchmark.md"]).read())
   print("wrote " + ", ".join(result["paths"].values()))
 
 
 if __name__ == "__main__":
   sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main)
+  cli.run(main, setup=host_memory.apply)

@@ -2,22 +2,22 @@
 
 Every launcher calls `run(main)`. Flag errors and `UserError`s raised by the
 library are printed as a single `error: ...` line on stderr with exit code 2;
-any other exception is a bug and keeps its traceback.
+any other exception is a bug and keeps its traceback. Process-wide settings
+are the launcher's choice: one that trains passes `setup=host_memory.apply`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
+from ctfjax import compiler
 from ctfjax import files
-from ctfjax import host_memory
-from ctfjax import xla_cpu
 from ctfjax.errors import UserError
 
 # JAX reports at INFO level that it found no TPU on every CPU/GPU machine;
@@ -38,8 +38,15 @@ def _parse(argv):
     fail(str(e).splitlines()[0])
 
 
-def run(main: Callable[[], None]) -> None:
-  """Runs `main()` under absl with the project's bad-input behaviour."""
+def run(main: Callable[[], None],
+        setup: Optional[Callable[[], object]] = None) -> None:
+  """Runs `main()` under absl with the project's bad-input behaviour.
+
+  Args:
+    main: the launcher's body.
+    setup: process-wide settings to apply after the flags are parsed and
+      before `main` starts JAX (e.g. `launch.host_memory.apply`).
+  """
 
   def wrapped(argv):
     # Orbax logs every checkpoint step at INFO and a read-only restore at
@@ -50,11 +57,10 @@ def run(main: Callable[[], None]) -> None:
     if len(argv) > 1:
       fail(f"unexpected argument {argv[1]!r} (flags look like --name=value)")
     try:
-      # Before `main` starts JAX's CPU client: keep XLA's freed CPU buffers
-      # mapped unless CTFJAX_KEEP_FREED_MEMORY=0 (see the module).
-      host_memory.keep_freed_memory()
+      if setup is not None:
+        setup()
       # A bad CTFJAX_XLA_CPU_OPTIONS fails here, before anything is written.
-      xla_cpu.enabled()
+      compiler.enabled()
       main()
     except UserError as e:
       fail(str(e))

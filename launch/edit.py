@@ -23,7 +23,7 @@ from absl import flags
 from PIL import Image, UnidentifiedImageError
 
 from ctfjax import files
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.errors import UserError
 from launch import cli
 
@@ -132,10 +132,10 @@ def model_dir(workdir: str, model: str) -> pathlib.Path:
   root = pathlib.Path(workdir)
   if not root.is_dir():
     raise UserError(f"workdir {workdir} does not exist")
-  if (root / ancm_train.CONFIG_FILE).is_file():
+  if (root / fit.CONFIG_FILE).is_file():
     return root
   sub = root / "models" / model
-  if (sub / ancm_train.CONFIG_FILE).is_file():
+  if (sub / fit.CONFIG_FILE).is_file():
     return sub
   raise UserError(f"no trained model {model!r} in {workdir}")
 
@@ -149,9 +149,9 @@ def main():
   run = model_dir(cli.require("workdir"), FLAGS.model)
   # Check the user's input against the run's config before the (slow)
   # restore and compilation of the model.
-  config = ancm_train.read_config(run)
-  _, domains = ancm_train.features(config.data.name)
-  image = read_image(FLAGS.image, ancm_train.image_shape(config.data.name))
+  config = fit.read_config(run)
+  _, domains = fit.features(config.data.name)
+  image = read_image(FLAGS.image, fit.image_shape(config.data.name))
   do = typed(do, domains, "--do")
   labels = None
   if FLAGS.labels:
@@ -160,7 +160,7 @@ def main():
       raise UserError(f"--labels must give exactly {', '.join(domains)}")
     labels = {k: np.array([v]) for k, v in
               typed(given, domains, "--labels").items()}
-  _, model, params = ancm_train.load(run)
+  _, model, params = fit.load(run)
   result = model.edit(params, image[None], do, jax.random.key(FLAGS.seed),
                       num_samples=FLAGS.num_samples, labels=labels)
   factual = labels or model.read_labels(params, image[None])

@@ -13,10 +13,11 @@ import sys
 
 from absl import flags
 
-from ctfjax import evaluate
+from ctfjax import experiment
 from ctfjax import train
 from ctfjax.report import tables
 from launch import cli
+from launch import host_memory
 
 flags.DEFINE_string("workdir", None, "A trained run's folder.")
 FLAGS = flags.FLAGS
@@ -25,11 +26,11 @@ OVERRIDES: list[str] = []
 
 def main():
   workdir = cli.require("workdir")
-  report = evaluate.evaluate_workdir(workdir, OVERRIDES)
+  report = experiment.evaluate_workdir(workdir, OVERRIDES)
   print(tables.summary(report))
   print(f"wrote report.json, report.md, edits.png, bounds.png to {workdir}")
 
 
 if __name__ == "__main__":
   sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main)
+  cli.run(main, setup=host_memory.apply)

@@ -16,10 +16,11 @@ import time
 
 from absl import flags
 
-from ctfjax import evaluate
+from ctfjax import experiment
 from ctfjax import train
 from ctfjax.report import tables
 from launch import cli
+from launch import host_memory
 
 flags.DEFINE_string("config", None, "A configs/*.py file, e.g. "
                     "configs/quickstart.py; override fields with "
@@ -33,7 +34,7 @@ def main():
   workdir = cli.require("workdir")
   config = train.load_config(cli.require("config"), OVERRIDES)
   t0 = time.perf_counter()
-  report = evaluate.run(config, workdir)
+  report = experiment.run(config, workdir)
   print(tables.summary(report))
   names = ["report.json", "report.md", "edits.png"]
   if any(e.get("ctf_consistency") for e in report["models"]):
@@ -44,4 +45,4 @@ def main():
 
 if __name__ == "__main__":
   sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main)
+  cli.run(main, setup=host_memory.apply)

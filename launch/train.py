@@ -1,6 +1,6 @@
 r"""Trains (or resumes) a model from a config file.
 
-    python -m launch.train --config=configs/ancm_colored_mnist_backdoor.py \
+    python -m launch.train --config=configs/ancm_vae_colored_mnist_backdoor.py \
         --workdir=runs/ancm_backdoor [--config.train.steps=500]
 
 Re-running with the same workdir resumes from its newest checkpoint; a run
@@ -21,9 +21,10 @@ import jax
 from absl import flags
 
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.train import distributed
 from launch import cli
+from launch import host_memory
 
 flags.DEFINE_string("config", None, "A configs/*.py file; override fields "
                     "with --config.SECTION.KEY=VALUE.")
@@ -48,7 +49,7 @@ def main():
   distributed.initialize(distributed.processes_from(
       FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id))
   config = train.load_config(config_path, OVERRIDES)
-  _, result = ancm_train.train_and_evaluate(config, workdir)
+  _, result = fit.train_and_evaluate(config, workdir)
   if jax.process_index() == 0:  # One report per run, not per process.
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
           f"last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in
@@ -57,4 +58,4 @@ def main():
 
 if __name__ == "__main__":
   sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main)
+  cli.run(main, setup=host_memory.apply)

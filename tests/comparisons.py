@@ -1,7 +1,7 @@
 """What every comparison config (configs/compare_*.py) must hold."""
 
 from configs import quickstart
-from ctfjax.evaluate import job
+from ctfjax.experiment import job
 
 
 def quickstart_vae_of(config):

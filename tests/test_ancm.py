@@ -12,16 +12,16 @@ import pytest
 from PIL import Image
 
 from ctfjax.ancm import model as ancm_model
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.ncm import model as ncm_model
-from configs import ancm_colored_mnist_backdoor
+from configs import ancm_vae_colored_mnist_backdoor
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 def tiny_config(config=None):
   """A config shrunk to seconds of CPU: the backdoor ANCM by default."""
-  config = config or ancm_colored_mnist_backdoor.get_config()
+  config = config or ancm_vae_colored_mnist_backdoor.get_config()
   config.data.size = 64
   config.model.ncm_hidden = (16,)
   config.model.image.vae.latent_dim = 4
@@ -43,8 +43,8 @@ def tiny_config(config=None):
 @pytest.fixture(scope="module")
 def setup():
   config = tiny_config()
-  model, params = ancm_train.build(config, 0)
-  ds = ancm_train.load_split(config, "train", 64)
+  model, params = fit.build(config, 0)
+  ds = fit.load_split(config, "train", 64)
   return config, model, params, ds
 
 
@@ -64,7 +64,7 @@ def test_loss_parts_and_gradients_reach_every_component(setup):
 
 def test_model_of_is_build_without_parameters(setup):
   config, model, params, ds = setup
-  abstract = ancm_train.model_of(config)  # Traced only: no parameters made.
+  abstract = fit.model_of(config)  # Traced only: no parameters made.
   batch = {k: ds[k][:16] for k in ds}
   key = jax.random.key(0)
   chex.assert_trees_all_equal(abstract.loss(params, batch, key),
@@ -72,7 +72,7 @@ def test_model_of_is_build_without_parameters(setup):
   bad = config.copy_and_resolve_references()
   bad.model.graph = "D -> C"
   with pytest.raises(ValueError, match="must have exactly the dataset's"):
-    ancm_train.model_of(bad)
+    fit.model_of(bad)
 
 
 def test_edit_shapes_intervened_value_and_non_descendants(setup):
@@ -96,7 +96,7 @@ def test_null_intervention_keeps_features_and_pixel_noise_is_exact(setup):
   config, _, _, ds = setup
   config = tiny_config()
   config.model.image.vae.pixel_noise = True
-  model, params = ancm_train.build(config, 0)
+  model, params = fit.build(config, 0)
   labels = {k: ds[k][:6] for k in model.order}
   out = model.edit(params, ds["image"][:6], {}, jax.random.key(3),
                    num_samples=2, labels=labels)
@@ -171,7 +171,7 @@ def test_bad_interventions(setup):
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("ancm") / "run"
   config = tiny_config()
-  _, result = ancm_train.train_and_evaluate(config, workdir)
+  _, result = fit.train_and_evaluate(config, workdir)
   return config, workdir, result
 
 
@@ -179,7 +179,7 @@ def test_train_and_evaluate_then_load(trained):
   config, workdir, result = trained
   assert result.steps == 4
   assert "recon_l1" in result.eval_metrics
-  cfg, model, params = ancm_train.load(workdir)
+  cfg, model, params = fit.load(workdir)
   assert cfg.data.name == config.data.name
   ref = jax.device_get(result.state.params)
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref)):
@@ -187,7 +187,7 @@ def test_train_and_evaluate_then_load(trained):
   changed = config.copy_and_resolve_references()
   changed.model.image.vae.latent_dim = 8
   with pytest.raises(Exception, match="another model config"):
-    ancm_train.train_and_evaluate(changed, workdir)
+    fit.train_and_evaluate(changed, workdir)
 
 
 def test_a_setting_added_to_a_family_later_keeps_old_runs_resumable():
@@ -197,7 +197,7 @@ def test_a_setting_added_to_a_family_later_keeps_old_runs_resumable():
   old = json.loads(tiny_config().to_json())
   new = json.loads(tiny_config().to_json())
   del old["model"]["image"]["vae"]["mean"]
-  same = ancm_train.resumed_part
+  same = fit.resumed_part
   assert same("model", old["model"]) == same("model", new["model"])
   new["model"]["image"]["vae"]["mean"] = "linear"  # not the default
   assert same("model", old["model"]) != same("model", new["model"])
@@ -210,8 +210,8 @@ def test_a_setting_added_to_a_family_later_keeps_old_runs_resumable():
 
 def test_loss_goes_down():
   config = tiny_config()
-  model, params = ancm_train.build(config, 0)
-  ds = ancm_train.load_split(config, "train", 64)
+  model, params = fit.build(config, 0)
+  ds = fit.load_split(config, "train", 64)
   batch = {k: ds[k][:32] for k in ds}
   import optax  # pylint: disable=g-import-not-at-top
   opt = optax.adam(3e-3)
@@ -238,7 +238,7 @@ def run_edit(*args):
 
 def test_edit_cli(trained, tmp_path):
   _, workdir, _ = trained
-  ds = ancm_train.load_split(tiny_config(), "test", 32)
+  ds = fit.load_split(tiny_config(), "test", 32)
   good = tmp_path / "in.png"
   Image.fromarray(ds["image"][0]).save(good)
   out = tmp_path / "out.png"
@@ -292,7 +292,7 @@ def test_edit_cli_missing_run(tmp_path):
 def test_train_cli_rejects_bad_config(tmp_path, override, message):
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",
-       "--config=configs/ancm_colored_mnist_backdoor.py",
+       "--config=configs/ancm_vae_colored_mnist_backdoor.py",
        f"--workdir={tmp_path / 'run'}", f"--config.{override}"],
       capture_output=True, text=True, env=ENV, timeout=300)
   assert res.returncode == 2

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.causal import spline
-from configs import deepscm_morpho_mnist_vae_fixed
-from configs import deepscm_morpho_mnist_vae_learned
+from configs import deepscm_vae_fixed_morpho_mnist
+from configs import deepscm_vae_learned_morpho_mnist
 import test_ancm
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -20,7 +20,7 @@ N = 8  # Images edited per test.
 
 def tiny_config(config=None):
   config = test_ancm.tiny_config(
-      config or deepscm_morpho_mnist_vae_learned.get_config())
+      config or deepscm_vae_learned_morpho_mnist.get_config())
   config.data.size = 32
   config.model.likelihood_particles = 8
   config.train.steps = 2
@@ -33,23 +33,23 @@ def tiny_config(config=None):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("morpho")
-  _, result = ancm_train.train_and_evaluate(tiny_config(), workdir)
+  _, result = fit.train_and_evaluate(tiny_config(), workdir)
   assert result.steps == 2
-  _, model, params = ancm_train.load(workdir)
-  ds = ancm_train.load_split(tiny_config(), "test", 16)
+  _, model, params = fit.load(workdir)
+  ds = fit.load_split(tiny_config(), "test", 16)
   labels = {k: ds[k][:N] for k in model.order}
   return model, params, ds["image"][:N], labels
 
 
 def test_feature_model_comes_from_the_data_module():
-  graph, kinds = ancm_train.features("morpho_mnist")
+  graph, kinds = fit.features("morpho_mnist")
   assert set(graph.nodes) == {"thickness", "intensity", "digit"}
   assert graph.parents("intensity") == ("thickness",)
   assert kinds["digit"] == 10
   for k in ("thickness", "intensity"):
     assert isinstance(kinds[k], spline.Spline)
-  assert ancm_train.image_shape("morpho_mnist") == (32, 32, 1)
-  fixed = deepscm_morpho_mnist_vae_fixed.get_config()
+  assert fit.image_shape("morpho_mnist") == (32, 32, 1)
+  fixed = deepscm_vae_fixed_morpho_mnist.get_config()
   assert not fixed.model.image.vae.learned_sigma
   assert tiny_config().model.image.vae.learned_sigma
 
@@ -94,7 +94,7 @@ def test_do_digit_keeps_thickness_and_intensity(trained):
 def test_launch_train_fixed_sigma_runs(tmp_path):
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",
-       "--config=configs/deepscm_morpho_mnist_vae_fixed.py",
+       "--config=configs/deepscm_vae_fixed_morpho_mnist.py",
        f"--workdir={tmp_path / 'run'}", "--config.train.steps=2",
        "--config.data.size=32", "--config.eval.num_examples=16",
        "--config.eval.batch_size=16", "--config.train.batch_size=16",
@@ -102,4 +102,4 @@ def test_launch_train_fixed_sigma_runs(tmp_path):
        "--config.model.likelihood_particles=4"],
       capture_output=True, text=True, env=ENV, timeout=600)
   assert res.returncode == 0, res.stderr[-2000:]
-  assert (tmp_path / "run" / ancm_train.CONFIG_FILE).is_file()
+  assert (tmp_path / "run" / fit.CONFIG_FILE).is_file()

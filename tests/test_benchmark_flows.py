@@ -5,7 +5,7 @@ from scipy import special
 from scipy import stats
 
 from ctfjax.data import morpho_mnist as mm
-from launch import benchmark_flows
+from benchmarks import flows as benchmark_flows
 
 
 def test_exact_density_is_the_derivative_of_the_generators_cdf():

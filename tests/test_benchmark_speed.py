@@ -1,5 +1,5 @@
 """The speed benchmark's bookkeeping: medians, ranges and peer ratios over
-alternating rounds, the README table (`launch.speed_rows`, which defines no
+alternating rounds, the README table (`benchmarks.speed_rows`, which defines no
 flags), and the launcher's one-line errors (in a subprocess, so that its
 flags never meet another launcher's in one test process)."""
 
@@ -12,8 +12,8 @@ import pytest
 from flax import nnx
 
 from ctfjax.nn import unet
-from launch import speed_rows
-from launch import timing
+from benchmarks import speed_rows
+from benchmarks import timing
 
 
 def _run(train, edit, compile_s=1.0):
@@ -101,25 +101,25 @@ def test_unet_without_attention_drops_exactly_its_six_attention_layers():
 
 
 @pytest.mark.parametrize("launcher, args, message", [
-    ("benchmark_speed", ["--rows=cvae,vit"], "--rows: unknown ['vit']"),
-    ("benchmark_speed", ["--microbatch=0,a"], "--microbatch: integers"),
-    ("benchmark_speed", ["--rounds=0"], "--rounds >= 1"),
-    ("benchmark_peer", ["--peer_python=/no/such/python"],
+    ("speed", ["--rows=cvae,vit"], "--rows: unknown ['vit']"),
+    ("speed", ["--microbatch=0,a"], "--microbatch: integers"),
+    ("speed", ["--rounds=0"], "--rounds >= 1"),
+    ("peer", ["--peer_python=/no/such/python"],
      "--peer_python: '/no/such/python'"),
-    ("benchmark_peer", ["--peer_python=/bin/false"], "false"),
-    ("benchmark_peer", ["--peer_python=/bin/true", "--rounds=0"],
+    ("peer", ["--peer_python=/bin/false"], "false"),
+    ("peer", ["--peer_python=/bin/true", "--rounds=0"],
      "--rounds"),
-    ("benchmark_peer", ["--peer_python=/bin/true", "--peer_device=tpu"],
+    ("peer", ["--peer_python=/bin/true", "--peer_device=tpu"],
      "--peer_device: 'tpu'"),
-    ("benchmark_peer", ["--peer_python=/bin/true", "--row=vit"], "--row"),
-    ("benchmark_peer", ["--peer_python=/bin/true", "--row=hvae"],
+    ("peer", ["--peer_python=/bin/true", "--row=vit"], "--row"),
+    ("peer", ["--peer_python=/bin/true", "--row=hvae"],
      "--peer_repo: None"),
-    ("benchmark_peer", ["--peer_python=/bin/true", "--row=hvae",
+    ("peer", ["--peer_python=/bin/true", "--row=hvae",
                         "--peer_repo=/tmp"], "--peer_repo: '/tmp'"),
 ])
 def test_bad_flags_are_one_line_errors(launcher, args, message, tmp_path):
   out = tmp_path / "speed.json"
-  p = subprocess.run([sys.executable, "-m", f"launch.{launcher}",
+  p = subprocess.run([sys.executable, "-m", f"benchmarks.{launcher}",
                       f"--out={out}", *args], capture_output=True, text=True,
                      check=False)
   assert p.returncode == 2

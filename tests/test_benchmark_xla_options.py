@@ -1,4 +1,4 @@
-"""launch.benchmark_xla_options: what each --sets entry compiles with
+"""benchmarks.xla_options: what each --sets entry compiles with
 (`speed_rows.xla_option_set`), the U-Net programs it times
 (`speed_rows.unet_programs`), and its bad flags. (The launcher defines absl
 flags, so it is run in a subprocess, never imported here.)"""
@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ctfjax import xla_cpu
+from ctfjax import compiler
 from ctfjax.errors import UserError
 from ctfjax.mechanisms import diffusion
-from launch import speed_rows
-from test_xla_cpu import convolutions
+from benchmarks import speed_rows
+from test_compiler import convolutions
 
 TINY = {"channels": (8, 16), "layers_per_block": 1,
         "attention": (False, True), "head_dim": 8, "groups": 4,
@@ -24,10 +24,10 @@ TINY = {"channels": (8, 16), "layers_per_block": 1,
 
 
 def test_sets_name_their_options(monkeypatch):
-  monkeypatch.delenv(xla_cpu.VARIABLE, raising=False)
+  monkeypatch.delenv(compiler.VARIABLE, raising=False)
   assert speed_rows.xla_option_set("default") is None
   assert speed_rows.xla_option_set("diffusion") == dict(
-      diffusion.Diffusion.XLA_CPU_OPTIONS)
+      diffusion.Diffusion.COMPILER_OPTIONS["cpu"])
   assert speed_rows.xla_option_set("none") == {
       "xla_cpu_experimental_ynn_fusion_type": ""}
   assert speed_rows.xla_option_set("INDIVIDUAL_DOT+ELTWISE+REDUCE") == {
@@ -35,14 +35,14 @@ def test_sets_name_their_options(monkeypatch):
           "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
           "LIBRARY_FUSION_TYPE_REDUCE"}
   # `diffusion` is what the mechanisms get: nothing when switched off.
-  monkeypatch.setenv(xla_cpu.VARIABLE, "0")
+  monkeypatch.setenv(compiler.VARIABLE, "0")
   assert speed_rows.xla_option_set("diffusion") is None
   with pytest.raises(UserError, match=re.escape("'DOT+CONV' is not")):
     speed_rows.xla_option_set("DOT+CONV")
 
 
 def test_unet_programs_compile_with_the_options_they_are_given(monkeypatch):
-  monkeypatch.delenv(xla_cpu.VARIABLE, raising=False)
+  monkeypatch.delenv(compiler.VARIABLE, raising=False)
   inside = {}
   for name in ("default", "diffusion"):
     p = speed_rows.unet_programs(2, speed_rows.xla_option_set(name),
@@ -72,7 +72,7 @@ def test_unet_programs_compile_with_the_options_they_are_given(monkeypatch):
 ])
 def test_bad_flags_are_one_line_errors(args, message, tmp_path):
   out = tmp_path / "options.json"
-  p = subprocess.run([sys.executable, "-m", "launch.benchmark_xla_options",
+  p = subprocess.run([sys.executable, "-m", "benchmarks.xla_options",
                       f"--out={out}", *args], capture_output=True, text=True,
                      check=False)
   assert p.returncode == 2

@@ -22,7 +22,7 @@ from flax import nnx
 
 from ctfjax import mechanisms
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.ancm.model import to_uint8
 from ctfjax.causal import kinds
 from ctfjax.mechanisms import MechanismError
@@ -429,16 +429,16 @@ def diffusion_config():
 
 def test_trains_through_the_ancm_and_edits(tmp_path):
   config = diffusion_config()
-  model, result = ancm_train.train_and_evaluate(config, tmp_path / "run")
+  model, result = fit.train_and_evaluate(config, tmp_path / "run")
   assert result.steps == config.train.steps
   assert [s.name for s in model.stages] == ["ddpm"]
   assert dict(model.sampler)["steps"] == 5
-  _, model, params = ancm_train.load(tmp_path / "run")
+  _, model, params = fit.load(tmp_path / "run")
   # relabel is None: the ANCM trains without the faithfulness term.
   logged = set().union(*metrics_log.read_metrics(
       tmp_path / "run" / metrics_log.METRICS_FILE))
   assert "train/eps_mse" in logged and "train/faithful_nll" not in logged
-  ds = ancm_train.load_split(config, "train", 16)
+  ds = fit.load_split(config, "train", 16)
   labels = {k: ds[k][:4] for k in model.order}
   out = model.edit(params, ds["image"][:4], {"C": 1}, jax.random.key(1),
                    num_samples=2, labels=labels, sampler={"steps": 5})
@@ -467,13 +467,13 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   v.refiner_fraction = 0.5
   v.sampler.steps = 3
   workdir = tmp_path / "run"
-  model, result = ancm_train.train_and_evaluate(config, workdir)
+  model, result = fit.train_and_evaluate(config, workdir)
   assert [s.name for s in model.stages] == ["vae", "refiner"]
   assert result.steps == config.train.steps + 2
   first = train.load_state(
-      ancm_train.stage_config(config, model, 0), workdir,
-      ancm_train.make_task(config, model, None, stage=0)).params
-  _, model, last = ancm_train.load(workdir)
+      fit.stage_config(config, model, 0), workdir,
+      fit.make_task(config, model, None, stage=0)).params
+  _, model, last = fit.load(workdir)
   flat = lambda tree: {mechanisms.path_names(p): np.asarray(x) for p, x in
                        jax.tree_util.tree_flatten_with_path(tree)[0]}
   a, b = flat(first), flat(last)
@@ -481,7 +481,7 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   assert changed == {("image", "refiner")}  # stage 2: the refiner only
   # Abduction = the VAE's posterior mean + the refiner's inversion given
   # the factual coarse image, computed here by hand.
-  ds = ancm_train.load_split(config, "train", 4)
+  ds = fit.load_split(config, "train", 4)
   labels = {k: ds[k] for k in model.order}
   u = model.abduct_image(last, ds["image"], labels, jax.random.key(0))
   mech = model.image_module(last)
@@ -499,11 +499,11 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   logged = set().union(*metrics_log.read_metrics(
       workdir / metrics_log.METRICS_FILE))
   assert "train/faithful_nll" in logged
-  # launch.benchmark_diffusion's null edit of this run: its L1 per step
+  # benchmarks.diffusion's null edit of this run: its L1 per step
   # count is the invert-then-regenerate computed here, and --grid draws.
   out, grid = tmp_path / "null.json", tmp_path / "grid.png"
   res = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark_diffusion",
+      [sys.executable, "-m", "benchmarks.diffusion",
        f"--workdir={workdir}", f"--out={out}", "--null_steps=2,3",
        "--null_images=4", f"--grid={grid}", "--grid_rows=2",
        "--effect_images=4", "--guidance=1,2"],
@@ -511,7 +511,7 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   assert res.returncode == 0, res.stderr
   rows = json.loads(out.read_text())["null_edit"]
   assert [r["steps"] for r in rows] == [2, 3]
-  test = ancm_train.load_split(config, "test", 4)
+  test = fit.load_split(config, "test", 4)
   test_labels = {k: test[k][:4] for k in model.order}
   for row in rows:
     sampler = {"steps": row["steps"], "eta": 0.0}
@@ -545,11 +545,13 @@ def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
 
 
 def test_two_stage_comparison_adds_only_the_refiner_to_the_quickstart_vae():
-  """configs/compare_two_stage.py compares like with like: its VAE-ANCM is
-  the quickstart's model, and the two-stage row's first stage trains the
+  """configs/compare_vae_ddpm_colored_mnist_backdoor.py compares like with
+  like: its VAE-ANCM is the quickstart's model, and the two-stage row's first
+  stage trains the
   same VAE for as many steps before its refiner's REFINER_STEPS."""
-  from configs import compare_two_stage
-  from ctfjax.evaluate import job
+  from configs import (  # pylint: disable=import-outside-toplevel
+      compare_vae_ddpm_colored_mnist_backdoor as compare_two_stage)
+  from ctfjax.experiment import job
 
   config = compare_two_stage.get_config()
   plain = comparisons.quickstart_vae_of(config)
@@ -559,19 +561,19 @@ def test_two_stage_comparison_adds_only_the_refiner_to_the_quickstart_vae():
           == plain.model.image.vae.to_dict())
   assert two.model.graph == plain.model.graph
   assert two.train.to_dict() == plain.train.to_dict()
-  model = ancm_train.model_of(two)
+  model = fit.model_of(two)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("vae", plain.train.steps), ("refiner", compare_two_stage.REFINER_STEPS)]
 
 
 def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
-  """configs/compare_diffusion_frontdoor.py: both rows are the same feature
-  NCM on front-door Colored MNIST under the true diagram; the diffusion row
-  changes the image mechanism and its training steps, nothing else the
-  NCM sees."""
-  from configs import compare_diffusion_frontdoor as compare
+  """configs/compare_ddpm_colored_mnist_frontdoor.py: both rows are the same
+  feature NCM on front-door Colored MNIST under the true diagram; the
+  diffusion row changes the image mechanism and its training steps, nothing
+  else the NCM sees."""
+  from configs import compare_ddpm_colored_mnist_frontdoor as compare
   from configs import quickstart
-  from ctfjax.evaluate import job
+  from ctfjax.experiment import job
 
   config = compare.get_config()
   plain = job.model_config(config, "ancm_vae")
@@ -593,7 +595,7 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   assert diff.model.image.ddpm.sampler.steps == 20
   # The mechanism and its training are the standalone diffusion config's
   # (v-prediction, guidance, luma/chroma), not a second copy of them.
-  from configs import diffusion_colored_mnist_frontdoor as standalone
+  from configs import ancm_ddpm_colored_mnist_frontdoor as standalone
   alone = standalone.get_config()
   assert diff.model.image.ddpm.to_dict() == alone.model.image.ddpm.to_dict()
   assert diff.model.image.ddpm.prediction == "v"
@@ -607,13 +609,13 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   for key, value in ancm.SAMPLER_EVAL.items():
     assert config.eval[key] == alone.eval[key] == value, key
     assert two_stage.get_config().eval[key] == value, key
-  model = ancm_train.model_of(diff)
+  model = fit.model_of(diff)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("ddpm", compare.DIFFUSION_STEPS)]
 
 
 def test_benchmark_diffusion_edits_continuous_features(tmp_path):
-  """launch.benchmark_diffusion on MorphoMNIST (spline and categorical
+  """benchmarks.diffusion on MorphoMNIST (spline and categorical
   features): a continuous feature is edited one data spread up and its
   effect is an error in the feature's units, both computed here by hand;
   do(thickness) keeps the digit, a non-descendant."""
@@ -622,9 +624,9 @@ def test_benchmark_diffusion_edits_continuous_features(tmp_path):
   config.model.image = diffusion_config().model.image
   config.model.image.ddpm.sampler.steps = 2
   workdir, out = tmp_path / "run", tmp_path / "bench.json"
-  ancm_train.train_and_evaluate(config, workdir)
+  fit.train_and_evaluate(config, workdir)
   res = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark_diffusion",
+      [sys.executable, "-m", "benchmarks.diffusion",
        f"--workdir={workdir}", f"--out={out}", "--null_steps=2",
        "--null_images=4", f"--grid={tmp_path / 'grid.png'}",
        "--grid_rows=2", "--effect_images=4", "--guidance=1"],
@@ -632,8 +634,8 @@ def test_benchmark_diffusion_edits_continuous_features(tmp_path):
   assert res.returncode == 0, res.stderr
   assert (tmp_path / "grid.png").stat().st_size > 0
   effect = json.loads(out.read_text())["effect"][0]
-  _, model, params = ancm_train.load(workdir)
-  test = ancm_train.load_split(config, "test", 4)
+  _, model, params = fit.load(workdir)
+  test = fit.load_split(config, "test", 4)
   labels = {k: np.asarray(test[k][:4]) for k in model.order}
   kind = model.features["thickness"]
   new = labels["thickness"] + np.float32(kind.scale)
@@ -667,7 +669,7 @@ def test_wilson_interval_is_where_the_score_test_accepts(k, n):
   ends are the p0 in [0, 1] where |k/n - p0| = z sqrt(p0 (1 - p0) / n)."""
   from scipy import optimize
 
-  from launch import edit_effect as bd
+  from benchmarks import edit_effect as bd
 
   p = k / n
   score = lambda p0: abs(p - p0) - bd.Z95 * np.sqrt(p0 * (1 - p0) / n)
@@ -680,10 +682,10 @@ def test_wilson_interval_is_where_the_score_test_accepts(k, n):
 
 
 def test_benchmark_diffusion_splits_kept_by_whether_descendants_changed():
-  """edit_effect.by_others (launch.benchmark_diffusion's effect sweep):
+  """edit_effect.by_others (benchmarks.diffusion's effect sweep):
   do(C)'s edits split by whether the NCM also redrew B; the fractions are
   counted here by hand."""
-  from launch import edit_effect as bd
+  from benchmarks import edit_effect as bd
 
   class Model:
     order = ("D", "C", "B")

@@ -148,7 +148,7 @@ def test_train_cli_rejects_bad_process_flags(tmp_path):
       ("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))}
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",
-       "--config=configs/ancm_colored_mnist_backdoor.py",
+       "--config=configs/ancm_vae_colored_mnist_backdoor.py",
        f"--workdir={tmp_path / 'run'}", "--coordinator=localhost:1",
        "--num_processes=2", "--process_id=2"],
       cwd=REPO, capture_output=True, text=True, env=env, timeout=120)

@@ -11,20 +11,21 @@ import pytest
 
 from ctfjax import data
 from ctfjax import evaluate
+from ctfjax import experiment
 from ctfjax import metrics
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.data import colored_mnist_bars
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
-from ctfjax.evaluate import grid
-from ctfjax.evaluate import job
+from ctfjax.experiment import grid
+from ctfjax.experiment import job
 from ctfjax.evaluate.datasets import colored_mnist
 from ctfjax.report import schema
-from configs import ancm_colored_mnist_backdoor
-from configs import compare_hvae
-from configs import compare_two_stage
+from configs import ancm_vae_colored_mnist_backdoor
+from configs import compare_hvae_colored_mnist_backdoor as compare_hvae
+from configs import compare_vae_ddpm_colored_mnist_backdoor as compare_two_stage
 from test_ancm import tiny_config
 from test_report import make_report
 
@@ -187,28 +188,28 @@ def test_a_descendant_0_1_outside_its_bounds_fails(dataset, query, side):
 
 def test_baseline_diagrams_derive_from_the_true_one():
   back, front = "D <-> C; D -> B; C -> B", "D -> C; C -> B; D <-> B"
-  assert evaluate.model_graph("ancm_vae", back) == ""
-  assert evaluate.model_graph("cvae_noncausal", back) == "D; C; B"
-  assert evaluate.model_graph("deepscm_markovian", back) == \
+  assert experiment.model_graph("ancm_vae", back) == ""
+  assert experiment.model_graph("cvae_noncausal", back) == "D; C; B"
+  assert experiment.model_graph("deepscm_markovian", back) == \
       "D -> C; D -> B; C -> B"
-  assert evaluate.model_graph("deepscm_markovian", front) == \
+  assert experiment.model_graph("deepscm_markovian", front) == \
       "D -> C; D -> B; C -> B"
   with pytest.raises(UserError, match="unknown model 'vae'"):
-    evaluate.model_graph("vae", back)
+    experiment.model_graph("vae", back)
   config = tiny_config()
-  assert evaluate.model_name(config) == "ancm_vae"
+  assert experiment.model_name(config) == "ancm_vae"
   config.model.graph = "C -> B; D -> B; D -> C"  # any spelling
-  assert evaluate.model_name(config) == "deepscm_markovian"
+  assert experiment.model_name(config) == "deepscm_markovian"
   config.model.graph = "D -> B; C -> B"
-  assert evaluate.model_name(config) == "ancm_custom"
+  assert experiment.model_name(config) == "ancm_custom"
   # Another image mechanism is named, not reported as the VAE-ANCM.
   config.model.image.kind = "ddpm"
-  assert evaluate.model_name(config) == "ancm_custom_ddpm"
+  assert experiment.model_name(config) == "ancm_custom_ddpm"
   config.model.graph = ""
-  assert evaluate.model_name(config) == "ancm_ddpm"
+  assert experiment.model_name(config) == "ancm_ddpm"
   config.model.image.kind = "vae_ddpm"
-  assert evaluate.model_name(config) == "ancm_vae_ddpm"
-  assert evaluate.model_config(tiny_config(), "cvae_noncausal") \
+  assert experiment.model_name(config) == "ancm_vae_ddpm"
+  assert experiment.model_config(tiny_config(), "cvae_noncausal") \
       .model.graph == "D; C; B"
 
 
@@ -403,7 +404,7 @@ class FakeLatent:
 def test_a_second_dataset_evaluator_plugs_in(tmp_path, monkeypatch):
   monkeypatch.setitem(datasets.EVALUATORS, BACKDOOR, TinyEvaluator)
   config = evaluate.with_eval_defaults(
-      ancm_colored_mnist_backdoor.get_config())
+      ancm_vae_colored_mnist_backdoor.get_config())
   config.data.size = 64
   config = tiny_eval(config)
   reader = evaluate.evaluator(BACKDOOR).reader(tmp_path, config)
@@ -458,10 +459,10 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "hvae",
                                                "gan", "two", "diff"))
   hvae = ROOT / "configs" / "compare_hvae.py"
-  gan = ROOT / "configs" / "compare_gan.py"
+  gan = ROOT / "configs" / "compare_gan_colored_mnist_backdoor.py"
   two_stage = ROOT / "configs" / "compare_two_stage.py"
-  diffusion = ROOT / "configs" / "compare_diffusion_frontdoor.py"
-  config = train.load_config(ROOT / "configs" / "benchmark.py", [
+  diffusion = ROOT / "configs" / "compare_ddpm_colored_mnist_frontdoor.py"
+  config = train.load_config(ROOT / "configs" / "benchmark_colored_mnist.py", [
       f"benchmark.workdirs={workdirs}",
       f"benchmark.configs=('', '', '{hvae}', '{gan}', '{two_stage}', "
       f"'{diffusion}')",
@@ -496,7 +497,7 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert job.current_report(cfg, tmp_path / "stale") is None
   # Every report is current: nothing may train.
   monkeypatch.setattr(job, "run", lambda *a: pytest.fail("trained"))
-  result = evaluate.benchmark(config)
+  result = experiment.benchmark(config)
   md = (tmp_path / "out" / "benchmark.md").read_text()
   assert "## Table 1: Models" in md
   assert "## Table 4: Composition" in md
@@ -552,10 +553,11 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
 def test_benchmark_grid_checks_before_training(override, message,
                                                monkeypatch):
   monkeypatch.chdir(ROOT)
-  config = train.load_config(ROOT / "configs" / "benchmark.py", [override])
+  config = train.load_config(
+      ROOT / "configs" / "benchmark_colored_mnist.py", [override])
   monkeypatch.setattr(job, "run", lambda *a: pytest.fail("trained"))
   with pytest.raises(UserError, match=message):
-    evaluate.benchmark(config)
+    experiment.benchmark(config)
 
 
 # A tiny trained model, evaluated end to end (in process) ---------------------
@@ -577,7 +579,7 @@ def test_tiny_trained_model(tmp_path):
   # every worker would train and evaluate its own copy.
   workdir = tmp_path / "run"
   config = tiny_eval(evaluate.with_eval_defaults(tiny_config()))
-  model, result = ancm_train.train_and_evaluate(config, workdir)
+  model, result = fit.train_and_evaluate(config, workdir)
   reader = colored_mnist.feature_reader(workdir,
                                        steps=config.eval.reader_steps)
   load_latent = lambda: evaluate.latent_vae(
@@ -688,7 +690,7 @@ def check_oracle(evalset, oracle):
 
 
 def check_evaluate_workdir(workdir, config):
-  report = evaluate.evaluate_workdir(
+  report = experiment.evaluate_workdir(
       workdir, [f"eval.{k}={config.eval[k]}" for k in
                 ("test_size", "composition_size", "real_size", "edit_chunk",
                  "reader_steps", "latent_steps", "figure_rows")])
@@ -698,23 +700,23 @@ def check_evaluate_workdir(workdir, config):
     assert (workdir / name).stat().st_size > 0
   schema.read(workdir / "report.json")
   with pytest.raises(UserError, match="only eval.\\* settings"):
-    evaluate.evaluate_workdir(workdir, ["train.steps=5"])
+    experiment.evaluate_workdir(workdir, ["train.steps=5"])
   with pytest.raises(UserError, match="does not exist"):
-    evaluate.evaluate_workdir(workdir / "nope")
+    experiment.evaluate_workdir(workdir / "nope")
   with pytest.raises(UserError, match="is not a trained run"):
-    evaluate.evaluate_workdir(workdir / "evaluators")
+    experiment.evaluate_workdir(workdir / "evaluators")
 
 
 def test_training_plan_names_every_stage():
   """The main job's log line for a model trained in stages names each
   stage's steps (the two-stage ANCM's refiner, the HVAE's fine-tuning),
   not only the first stage's `train.steps`."""
-  cases = [("compare_two_stage", "vae_ddpm",
+  cases = [("compare_vae_ddpm_colored_mnist_backdoor", "vae_ddpm",
             f"1500 steps (vae), then {compare_two_stage.REFINER_STEPS} "
             "steps (refiner)"),
-           ("compare_hvae", "ancm_hvae_cf",
+           ("compare_hvae_colored_mnist_backdoor", "ancm_hvae_cf",
             f"1500 steps (hvae), then {compare_hvae.CF_STEPS} steps (cf)"),
-           ("compare_hvae", "ancm_vae", "1500 steps")]
+           ("compare_hvae_colored_mnist_backdoor", "ancm_vae", "1500 steps")]
   for file, name, plan in cases:
     config = train.load_config(ROOT / "configs" / f"{file}.py")
     assert job.training_plan(job.model_config(config, name)) == plan

@@ -15,16 +15,17 @@ from PIL import Image
 
 from ctfjax import data
 from ctfjax import evaluate
+from ctfjax import experiment
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.data import morpho_mnist
 from ctfjax.errors import UserError
-from ctfjax.evaluate import job
-from ctfjax.evaluate import published
+from ctfjax.experiment import job
+from ctfjax.experiment import published
 from ctfjax.evaluate.datasets import morpho_mnist as morpho_eval
 from ctfjax.report import schema
 from ctfjax.report import tables
-from configs import benchmark_morpho
+from configs import benchmark_morpho_mnist
 from configs import quickstart
 import test_ancm_morpho
 
@@ -247,22 +248,22 @@ def test_the_quickstart_has_no_variants_and_keeps_its_models():
 
 def test_resume_compares_only_the_chosen_image_family(tmp_path):
   config = test_ancm_morpho.tiny_config()
-  ancm_train._write_config(config, tmp_path)
+  fit._write_config(config, tmp_path)
   saved = json.loads((tmp_path / "config.json").read_text())
   # An older run whose config lacks a family registered since, or holds one
   # removed since, resumes.
   saved["model"]["image"]["retired_family"] = {"width": 3}
   (tmp_path / "config.json").write_text(json.dumps(saved))
-  ancm_train._write_config(config, tmp_path)
+  fit._write_config(config, tmp_path)
   # The chosen family's own settings still must match.
   changed = config.copy_and_resolve_references()
   changed.model.image.vae.latent_dim += 1
   with pytest.raises(UserError, match="another model config"):
-    ancm_train._write_config(changed, tmp_path)
+    fit._write_config(changed, tmp_path)
   changed = config.copy_and_resolve_references()
   changed.model.num_particles += 1
   with pytest.raises(UserError, match="another model config"):
-    ancm_train._write_config(changed, tmp_path)
+    fit._write_config(changed, tmp_path)
 
 
 # A tiny trained run end to end ------------------------------------------------
@@ -283,12 +284,12 @@ def tiny_run_config():
 
 def test_tiny_run_end_to_end(tmp_path):
   workdir = tmp_path / "run"
-  report = evaluate.run(tiny_run_config(), workdir)
+  report = experiment.run(tiny_run_config(), workdir)
   schema.read(workdir / "report.json")
   (entry,) = report["models"]
   assert entry["model"] == "fixed" and entry["train"]["steps"] == 3
   assert entry["graph"] == morpho_mnist.GRAPH
-  saved = ancm_train.read_config(workdir / "models" / "fixed")
+  saved = fit.read_config(workdir / "models" / "fixed")
   assert not saved.model.image.vae.learned_sigma  # The variant's mechanism.
   fams = ["do(thickness)", "do(intensity)", "do(digit)"]
   assert list(entry["effectiveness"]) == fams
@@ -356,7 +357,7 @@ def fake_entry(name, offset):
 def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   workdir, out = tmp_path / "run", tmp_path / "out"
   overrides = [f"benchmark.workdir={workdir}", f"benchmark.out={out}"]
-  config = train.load_config(ROOT / "configs" / "benchmark_morpho.py",
+  config = train.load_config(ROOT / "configs" / "benchmark_morpho_mnist.py",
                              overrides)
   cfg = published.run_config(config)
   evaluate_config = evaluate.with_eval_defaults(cfg)
@@ -377,7 +378,7 @@ def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   # The launcher reuses the matching report: nothing trains.
   res = subprocess.run(
       [sys.executable, "-m", "launch.benchmark",
-       "--config=configs/benchmark_morpho.py", *(f"--config.{o}"
+       "--config=configs/benchmark_morpho_mnist.py", *(f"--config.{o}"
                                                  for o in overrides)],
       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-3000:]
@@ -417,11 +418,11 @@ def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   # A row is one config entry: a variant and its published numbers.
   assert set(config.run.variants) == set(config.benchmark.rows) == set(
       names)
-  assert benchmark_morpho.row("Diffusion", {})["published"] is None
+  assert benchmark_morpho_mnist.row("Diffusion", {})["published"] is None
 
 
 def test_benchmark_config_errors():
-  config = train.load_config(ROOT / "configs" / "benchmark_morpho.py", [])
+  config = train.load_config(ROOT / "configs" / "benchmark_morpho_mnist.py", [])
   bad = config.copy_and_resolve_references()
   bad.run.models = ("vae_learned",)
   with pytest.raises(UserError, match="must list the benchmark rows"):

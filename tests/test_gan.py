@@ -21,14 +21,14 @@ import pytest
 from flax import nnx
 
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.ancm.model import to_uint8
 from ctfjax.mechanisms import gan
 from ctfjax.mechanisms.base import MechanismError
 from ctfjax.train import Checkpoints, TrainingDivergedError, apply_overrides
 from ctfjax.train import example, read_metrics
-from configs import ancm_gan_colored_mnist
-from configs import deepscm_morpho_mnist_gan
+from configs import ancm_gan_colored_mnist_backdoor
+from configs import deepscm_gan_morpho_mnist
 import comparisons
 import test_ancm
 
@@ -38,7 +38,7 @@ CYCLIC_STEPS = 30
 
 def tiny_config(finetune_steps=0):
   """The Colored MNIST GAN-ANCM shrunk to seconds of CPU."""
-  config = test_ancm.tiny_config(ancm_gan_colored_mnist.get_config())
+  config = test_ancm.tiny_config(ancm_gan_colored_mnist_backdoor.get_config())
   g = config.model.image.gan
   g.latent_dim = 4
   g.encoder_convs = (8, 8)
@@ -65,11 +65,11 @@ pytestmark = pytest.mark.usefixtures("xla_cache_dir")
 
 
 def _params_of(workdir, config, stage):
-  model = ancm_train.model_of(config)
+  model = fit.model_of(config)
   state = train.load_state(
-      ancm_train.stage_config(config, model, stage),
-      ancm_train.stage_dir(workdir, model, stage),
-      ancm_train.make_task(config, model, None, stage=stage))
+      fit.stage_config(config, model, stage),
+      fit.stage_dir(workdir, model, stage),
+      fit.make_task(config, model, None, stage=stage))
   return jax.device_get(state.params)
 
 
@@ -99,13 +99,13 @@ def runs(tmp_path_factory):
   config.train.eval_every = GAN_STEPS
   config.ckpt.every = 12
   first = tmp_path_factory.mktemp("gan_a")
-  ancm_train.train_and_evaluate(config, first)
+  fit.train_and_evaluate(config, first)
   second = tmp_path_factory.mktemp("gan_b")
   config_bar = config.copy_and_resolve_references()
   config_bar.train.progress = True
   old, sys.stderr = sys.stderr, _TTY()
   try:
-    ancm_train.train_and_evaluate(config_bar, second)
+    fit.train_and_evaluate(config_bar, second)
     bar = sys.stderr.getvalue()
   finally:
     sys.stderr = old
@@ -132,10 +132,10 @@ def test_losses_are_the_hand_computed_cross_entropy():
 
 
 def _build(config):
-  """(model, params): `ancm_train.build` with the init compiled (an eager
+  """(model, params): `fit.build` with the init compiled (an eager
   build runs op by op, seconds on CPU)."""
-  model = ancm_train.model_of(config)
-  params = jax.jit(lambda k: ancm_train.build(config, k)[1])(
+  model = fit.model_of(config)
+  params = jax.jit(lambda k: fit.build(config, k)[1])(
       jax.random.key(0))
   return model, params
 
@@ -236,10 +236,10 @@ def test_mechanism_loss_is_the_cross_entropy_of_its_discriminator():
 def test_one_step_moves_each_group_by_its_own_loss_and_optimizer():
   config = tiny_config()
   model, params = _build(config)
-  ds = ancm_train.load_split(config, "train", 16)
+  ds = fit.load_split(config, "train", 16)
   batch = {k: ds[k] for k in ds}
   rng = jax.random.key(1)
-  task = ancm_train.make_task(config, model, ds, stage=0,
+  task = fit.make_task(config, model, ds, stage=0,
                               init_params=params)
 
   @jax.jit
@@ -277,15 +277,15 @@ def test_one_step_moves_each_group_by_its_own_loss_and_optimizer():
 
 
 def test_stages_and_guard_from_config():
-  config = deepscm_morpho_mnist_gan.get_config()
-  model = ancm_train.model_of(config)
+  config = deepscm_gan_morpho_mnist.get_config()
+  model = fit.model_of(config)
   assert [s.name for s in model.stages] == ["gan", "cyclic"]
   assert [g.name for g in model.stages[0].groups] == ["generator",
                                                       "discriminator"]
   with config.unlocked():
     config.model.image.gan.finetune_steps = 0
     config.model.image.gan.collapse_loss = 0.0
-  model = ancm_train.model_of(config)
+  model = fit.model_of(config)
   assert [s.name for s in model.stages] == ["gan"]
   assert model.stages[0].guard is None
   guard = gan.collapse_guard(0.01)
@@ -296,7 +296,7 @@ def test_stages_and_guard_from_config():
 def test_cyclic_stage_decays_its_learning_rate_along_a_cosine():
   """With a constant gradient, Adam's update is -lr(t) (m / sqrt(v) = 1):
   the cyclic group's steps follow lr0 (1 + cos(pi t / T)) / 2."""
-  config = deepscm_morpho_mnist_gan.get_config()
+  config = deepscm_gan_morpho_mnist.get_config()
   with config.unlocked():
     config.model.image.gan.finetune_steps = 8
     config.model.image.gan.finetune_learning_rate = 1e-3
@@ -314,7 +314,7 @@ def test_cyclic_stage_decays_its_learning_rate_along_a_cosine():
 
 
 def test_encoder_hidden_layer_from_config():
-  config = deepscm_morpho_mnist_gan.get_config().model.image.gan
+  config = deepscm_gan_morpho_mnist.get_config().model.image.gan
   with config.unlocked():
     config.encoder_hidden = 0
   bare = gan.GAN.create((32, 32, 1), 5, config, rngs=nnx.Rngs(0))
@@ -377,10 +377,10 @@ def test_cyclic_stage_lowers_reconstruction_l1(runs, tmp_path):
   cyclic stage (all three terms) must teach E to invert G: the image L1
   of G(E(x, pa), pa) falls."""
   config, workdir, *_ = runs
-  model = ancm_train.model_of(config)
+  model = fit.model_of(config)
   params = _params_of(workdir, config, 0)
   g = model.image_module(params)
-  ds = ancm_train.load_split(config, "train", config.data.size)
+  ds = fit.load_split(config, "train", config.data.size)
   cond = model.encode({k: ds[k] for k in model.order})
   z = jax.random.normal(jax.random.key(7), (cond.shape[0], 4))
   ds["image"] = np.asarray(to_uint8(g.predict(cond, {"z": z})))
@@ -391,10 +391,10 @@ def test_cyclic_stage_lowers_reconstruction_l1(runs, tmp_path):
     return float(jnp.abs(m.predict(cond, m.abduct(images, cond))
                          - images).mean())
 
-  task = ancm_train.make_task(config, model, ds, stage=1,
+  task = fit.make_task(config, model, ds, stage=1,
                               init_params=params)
   result = train.train_and_evaluate(
-      ancm_train.stage_config(config, model, 1), tmp_path,
+      fit.stage_config(config, model, 1), tmp_path,
       dataclasses.replace(task, eval=None, eval_batches=None))
   after = jax.device_get(result.state.params)
   l1_before, l1_after = recon_l1(params), recon_l1(after)
@@ -403,11 +403,11 @@ def test_cyclic_stage_lowers_reconstruction_l1(runs, tmp_path):
 
 def test_trains_and_edits_through_the_ancm(runs):
   config, workdir, *_ = runs
-  _, model, params = ancm_train.load(workdir)
+  _, model, params = fit.load(workdir)
   records = read_metrics(workdir / "metrics.jsonl")
   assert all(np.isfinite(r["train/faithful_nll"]) for r in records
              if "train/loss" in r)
-  ds = ancm_train.load_split(config, "test", 8)
+  ds = fit.load_split(config, "test", 8)
   out = model.edit(params, ds["image"], {"C": 1}, jax.random.key(0),
                    num_samples=2)
   assert out["image"].shape == (8, 2, 32, 32, 3)
@@ -432,7 +432,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
   bad.train.steps = GAN_STEPS + 4  # resume stage "gan" from its last step
   bad.train.learning_rate = 1e30  # the features group blows up
   with pytest.raises(TrainingDivergedError) as info:
-    ancm_train.train_and_evaluate(bad, workdir)
+    fit.train_and_evaluate(bad, workdir)
   message = str(info.value)
   # The update of step 25 makes the parameters huge; step 26's loss on
   # them is the first non-finite one.
@@ -453,7 +453,7 @@ def test_discriminator_collapse_stops_at_the_step_before_checkpointing(
   config = tiny_config()
   config.model.image.gan.collapse_loss = 1e9  # every window "collapses"
   with pytest.raises(TrainingDivergedError) as info:
-    ancm_train.train_and_evaluate(config, tmp_path)
+    fit.train_and_evaluate(config, tmp_path)
   assert str(info.value).startswith(
       "training stopped at step 1: discriminator collapse: "
       "loss_discriminator = ")
@@ -483,12 +483,13 @@ def test_loop_guard_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_gan_comparison_is_the_quickstart_model_with_another_mechanism():
-  """configs/compare_gan.py compares like with like: its VAE-ANCM is the
-  quickstart's model, and the GAN row changes only the image mechanism,
-  at the CPU schedule of configs/deepscm_morpho_mnist_gan.py: as many
+  """configs/compare_gan_colored_mnist_backdoor.py compares like with like: its
+  VAE-ANCM is the quickstart's model, and the GAN row changes only the image
+  mechanism,
+  at the CPU schedule of configs/deepscm_gan_morpho_mnist.py: as many
   adversarial steps as the VAE's, then the encoder's cyclic stage."""
-  from configs import compare_gan
-  from ctfjax.evaluate import job
+  from configs import compare_gan_colored_mnist_backdoor as compare_gan
+  from ctfjax.experiment import job
 
   config = compare_gan.get_config()
   plain = comparisons.quickstart_vae_of(config)
@@ -499,9 +500,9 @@ def test_gan_comparison_is_the_quickstart_model_with_another_mechanism():
   assert rest(gan) == rest(plain)
   assert gan.train.to_dict() == plain.train.to_dict()
   budget = ml_collections.ConfigDict()
-  deepscm_morpho_mnist_gan.cpu_budget(budget)
+  deepscm_gan_morpho_mnist.cpu_budget(budget)
   for key, value in budget.items():
     assert gan.model.image.gan[key] == value, key
-  model = ancm_train.model_of(gan)
+  model = fit.model_of(gan)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("gan", plain.train.steps), ("cyclic", budget.finetune_steps)]

@@ -9,7 +9,7 @@ from scipy import stats
 
 from ctfjax import mechanisms
 from ctfjax.mechanisms import vae
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.nn import gaussian
 from test_ancm import tiny_config
 
@@ -36,13 +36,13 @@ def test_discretized_gaussian_is_the_bin_probability(mean, log_std):
 def test_vae_likelihood_is_a_config_choice_with_a_clear_error():
   config = tiny_config()
   config.model.image.vae.likelihood = "discretized"
-  model, params = ancm_train.build(config, 0)
+  model, params = fit.build(config, 0)
   assert model.image_module(params).likelihood == "discretized"
   config.model.image.vae.likelihood = "poisson"
   with pytest.raises(mechanisms.MechanismError,
                      match="unknown VAE likelihood 'poisson'; known: "
                            "gaussian, discretized"):
-    ancm_train.build(config, 0)
+    fit.build(config, 0)
 
 
 def test_linear_pixel_means_keep_a_gradient_where_a_sigmoid_saturates():

@@ -12,7 +12,7 @@ from numpyro import distributions as dist
 
 from ctfjax import mechanisms
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.mechanisms import MechanismError, hvae
 from ctfjax.nn import hierarchical
 import comparisons
@@ -345,13 +345,13 @@ def flat(tree):
 def test_trains_through_the_ancm_with_both_stages(tmp_path):
   config = hvae_config()
   workdir = tmp_path / "run"
-  model, result = ancm_train.train_and_evaluate(config, workdir)
+  model, result = fit.train_and_evaluate(config, workdir)
   assert [s.name for s in model.stages] == ["hvae", "cf"]
   assert result.steps == config.train.steps + 2
   first = flat(train.load_state(
-      ancm_train.stage_config(config, model, 0), workdir,
-      ancm_train.make_task(config, model, None, stage=0)).params)
-  _, _, last = ancm_train.load(workdir)
+      fit.stage_config(config, model, 0), workdir,
+      fit.make_task(config, model, None, stage=0)).params)
+  _, _, last = fit.load(workdir)
   last = flat(last)
   mult, ref = ("image", "multiplier"), ("image", "elbo_ref")
   # Stage 1 trained the network, the NCM, the reader and the ELBO estimate
@@ -416,13 +416,14 @@ def test_bad_architecture_is_one_line():
 
 
 def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
-  """configs/compare_hvae.py compares like with like: its VAE-ANCM is the
-  quickstart's model; the HVAE rows change only the image mechanism (and
+  """configs/compare_hvae_colored_mnist_backdoor.py compares like with like:
+  its VAE-ANCM is the quickstart's model; the HVAE rows change only the image
+  mechanism (and
   the step's slicing), the ELBO-only row also drops the label-faithfulness
   term, and the fine-tuned row adds the "cf" stage after as many
   pre-training steps."""
-  from configs import compare_hvae
-  from ctfjax.evaluate import job
+  from configs import compare_hvae_colored_mnist_backdoor as compare_hvae
+  from ctfjax.experiment import job
 
   config = compare_hvae.get_config()
   plain = comparisons.quickstart_vae_of(config)
@@ -445,5 +446,5 @@ def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
     assert train_a.pop("microbatch") == 0
     train_b.pop("microbatch")
     assert train_a == train_b
-    model = ancm_train.model_of(other)
+    model = fit.model_of(other)
     assert [(s.name, s.steps) for s in model.stages] == stages

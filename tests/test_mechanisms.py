@@ -16,9 +16,10 @@ import pytest
 from flax import nnx
 
 from ctfjax import evaluate
+from ctfjax import experiment
 from ctfjax import mechanisms
 from ctfjax import train
-from ctfjax.ancm import train as ancm_train
+from ctfjax.ancm import fit
 from ctfjax.mechanisms import Group, MechanismError, Stage
 from test_ancm import tiny_config
 from test_evaluate import tiny_eval
@@ -51,14 +52,14 @@ class Tiny(nnx.Module):
 
   @classmethod
   def stages(cls, config, steps):
-    fit = (Group("loss", optimizer=lambda train: optax.sgd(0.5)),) \
-        if config.own_optimizer else (Group("loss"),)
+    first = (Group("loss", optimizer=lambda train: optax.sgd(0.5)),) \
+         if config.own_optimizer else (Group("loss"),)
     if config.adversarial:
       polish = (Group("w_loss", lambda p: p[0] == "w"),
                 Group("b_loss", lambda p: p[0] == "b"))
     else:
       polish = (Group("loss", lambda p: p[0] == "b"),)
-    return (Stage("fit", steps, fit),
+    return (Stage("fit", steps, first),
             Stage("polish", config.polish_steps, polish))
 
   def _logit(self, cond):
@@ -109,21 +110,21 @@ def flat(tree):
 def test_two_stages_train_in_turn_edit_and_evaluate(tmp_path):
   config = tiny_eval(evaluate.with_eval_defaults(tiny_mechanism_config()))
   workdir = tmp_path / "run"
-  model, result = ancm_train.train_and_evaluate(config, workdir)
+  model, result = fit.train_and_evaluate(config, workdir)
   assert [s.name for s in model.stages] == ["fit", "polish"]
   assert result.steps == config.train.steps + 2
   # Stage 1 trained everything; stage 2 (own folder) only the bias.
   first = train.load_state(
-      ancm_train.stage_config(config, model, 0), workdir,
-      ancm_train.make_task(config, model, None, stage=0)).params
-  _, _, last = ancm_train.load(workdir)
+      fit.stage_config(config, model, 0), workdir,
+      fit.make_task(config, model, None, stage=0)).params
+  _, _, last = fit.load(workdir)
   assert (workdir / "stages" / "polish").is_dir()
   a, b = flat(first), flat(last)
   changed = {k for k in a if not np.array_equal(a[k], b[k])}
   assert changed == {("image", "b")}
   assert np.abs(a[("image", "w")]).sum() > 0  # stage 1 moved w
   # No cheap decode: no faithfulness term, by the mechanism's own say.
-  ds = ancm_train.load_split(config, "train", 16)
+  ds = fit.load_split(config, "train", 16)
   _, metrics = model.loss(last, ds, jax.random.key(0))
   assert "faithful_nll" not in metrics and "reader_nll" in metrics
   # The exact inverse makes the null edit the identity (up to the clip).
@@ -143,7 +144,7 @@ def test_two_stages_train_in_turn_edit_and_evaluate(tmp_path):
     model.predict_image(last, labels, u, jax.random.key(3),
                         sampler={"eta": 0.0})
   # The unchanged evaluation: a full report with the tiny family's row.
-  report = evaluate.evaluate_models(
+  report = experiment.evaluate_models(
       config, workdir, [("ancm_tiny", model, last,
                          {"steps": result.steps, "seconds": 1.0})])
   (entry,) = report["models"]
@@ -156,9 +157,9 @@ def test_two_stages_train_in_turn_edit_and_evaluate(tmp_path):
 
 def test_each_group_descends_its_own_loss():
   config = tiny_mechanism_config(adversarial=True)
-  model, params = ancm_train.build(config, 0)
+  model, params = fit.build(config, 0)
   params["image"] = jax.tree.map(lambda x: x + 0.1, params["image"])
-  ds = ancm_train.load_split(config, "train", 8)
+  ds = fit.load_split(config, "train", 8)
   batch = {k: ds[k] for k in ds}
   key = jax.random.key(0)
   grads, _, metrics = model.stage_gradients(params, 1)(params, batch, key)
@@ -179,15 +180,15 @@ def test_unknown_kind_is_one_line():
   config.model.image.kind = "nope"
   with pytest.raises(MechanismError, match="unknown image mechanism kind "
                      "'nope'.*known: vae"):
-    ancm_train.model_of(config)
+    fit.model_of(config)
 
 
 def test_abduction_gets_the_predictions_sampler_settings(tmp_path):
   # Tiny abducts u / temperature, so an inversion under the settings of the
   # prediction that uses it is exact, whatever the temperature.
   config = tiny_mechanism_config()
-  model, params = ancm_train.build(config, jax.random.key(0))
-  ds = ancm_train.load_split(config, "train", 8)
+  model, params = fit.build(config, jax.random.key(0))
+  ds = fit.load_split(config, "train", 8)
   labels = {k: ds[k] for k in model.order}
   for temperature in (0.5, 2.0):
     settings = {"temperature": temperature}
@@ -202,8 +203,8 @@ def test_context_intervenes_on_one_feature_per_row():
   # Backdoor diagram D <-> C; D -> B; C -> B: a row's intervened feature may
   # move its descendants only, and score() is the frozen reader's NLL.
   config = tiny_config()
-  model, params = ancm_train.build(config, jax.random.key(0))
-  ds = ancm_train.load_split(config, "train", 48)
+  model, params = fit.build(config, jax.random.key(0))
+  ds = fit.load_split(config, "train", 48)
   v = {k: jnp.asarray(ds[k]) for k in model.order}
   new_cond, score = model.context(params, v).counterfactual(
       jax.random.key(3))
@@ -237,12 +238,12 @@ def test_a_first_group_with_its_own_optimizer_leaves_the_features_theirs():
   # optimizer in a "features" group, each from its own loss.
   config = tiny_mechanism_config()
   config.model.image.tiny.own_optimizer = True
-  model, params = ancm_train.build(config, jax.random.key(0))
+  model, params = fit.build(config, jax.random.key(0))
   labels = model.param_labels(params)
   assert set(jax.tree.leaves(labels["ncm"])) == {"features"}
   assert set(jax.tree.leaves(labels["reader"])) == {"features"}
   assert set(jax.tree.leaves(labels["image"])) == {"loss"}
-  ds = ancm_train.load_split(config, "train", 16)
+  ds = fit.load_split(config, "train", 16)
   grads, _, metrics = model.stage_gradients(params)(params, ds,
                                                     jax.random.key(1))
   assert {"loss_loss", "loss_features"} <= set(metrics)

@@ -1,7 +1,7 @@
 """G-constrained NCMs: structure, do(), abduction, queries, fitting.
 
 Sizes are tiny so the file runs in well under a minute on 2 CPU cores; the
-quality targets on Colored-MNIST-bars live in launch/benchmark_ncm.py.
+quality targets on Colored-MNIST-bars live in benchmarks/ncm.py.
 """
 
 import chex

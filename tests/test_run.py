@@ -107,7 +107,7 @@ def _one_line_error(result, pattern):
     ("launch.evaluate", ["--workdir=/nonexistent/run"],
      "workdir /nonexistent/run does not exist"),
     ("launch.evaluate", ["--workdir=configs"], "is not a trained run"),
-    ("launch.benchmark", ["--config=configs/benchmark.py",
+    ("launch.benchmark", ["--config=configs/benchmark_colored_mnist.py",
                           "--config.benchmark.tables=('speed',)"],
      "unknown table 'speed'"),
     ("launch.benchmark", ["--config=configs/quickstart.py"],

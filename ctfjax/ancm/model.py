@@ -59,7 +59,7 @@ import optax
 from flax import nnx
 
 from ctfjax import mechanisms
-from ctfjax import xla_cpu
+from ctfjax import compiler
 from ctfjax.causal import kinds
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
@@ -119,9 +119,9 @@ class ANCM:
     return self.ncm.graph
 
   @property
-  def xla_cpu_options(self) -> Mapping[str, str]:
-    """The image mechanism's XLA CPU options (`ctfjax.xla_cpu`)."""
-    return mechanisms.xla_cpu_options(mechanisms.family(self.image_kind))
+  def compiler_options(self) -> Mapping[str, Mapping[str, str]]:
+    """The image mechanism's compiler options by backend (`ctfjax.compiler`)."""
+    return mechanisms.compiler_options(mechanisms.family(self.image_kind))
 
   def __hash__(self):
     return id(self)
@@ -406,8 +406,8 @@ class ANCM:
 
   def _image_steps(self) -> tuple[Callable, Callable]:
     """The jitted abduction and prediction, compiled with the mechanism's
-    XLA CPU options (`ctfjax.xla_cpu`)."""
-    options = xla_cpu.compiler_options(self.xla_cpu_options)
+    compiler options for the backend (`ctfjax.compiler`)."""
+    options = compiler.for_backend(self.compiler_options)
     return _image_steps(None if options is None
                         else tuple(sorted(options.items())))
 

@@ -23,7 +23,7 @@ from ctfjax.mechanisms import vae_ddpm
 from ctfjax.mechanisms.base import Context, Group, ImageMechanism
 from ctfjax.mechanisms.base import MechanismError
 from ctfjax.mechanisms.base import Stage, path_names, sampler_settings
-from ctfjax.mechanisms.base import xla_cpu_options
+from ctfjax.mechanisms.base import compiler_options
 
 # kind (config `model.image.kind`) -> mechanism class.
 REGISTRY: dict[str, type] = {
@@ -84,4 +84,4 @@ def stages(image: ml_collections.ConfigDict,
 __all__ = ["Context", "Group", "ImageMechanism", "MechanismError",
            "REGISTRY", "Stage", "create", "family", "image_config",
            "path_names", "sampler_settings", "settings", "stages",
-           "xla_cpu_options"]
+           "compiler_options"]

@@ -24,8 +24,8 @@ What differs between families and is therefore owned by the mechanism:
   gradient comes from its own loss);
 * its sampler settings (`SAMPLER` defaults, overridable per `predict` call:
   number of steps, eta, ...) and its use of `rng` in `predict`;
-* the XLA CPU compiler options its computations run fastest with
-  (`XLA_CPU_OPTIONS`, optional; `ctfjax.xla_cpu`): its training steps and
+* the compiler options its computations run fastest with, per backend
+  (`COMPILER_OPTIONS`, optional; `ctfjax.compiler`): its training steps and
   the ANCM's abduction and prediction are compiled with them;
 * `relabel`: a cheap differentiable decode of images under new features
   for the ANCM's label-faithfulness term, or None where the family has
@@ -138,8 +138,8 @@ class ImageMechanism(Protocol):
 
   Class-level members:
     SAMPLER: {setting: default} of `predict` ({} when it has none).
-    XLA_CPU_OPTIONS: optional; {XLA option: value} to compile the family's
-      computations with on a CPU (`xla_cpu_options`).
+    COMPILER_OPTIONS: optional; {backend: {XLA option: value}} to compile
+      the family's computations with (`compiler_options`).
   """
 
   SAMPLER: Mapping[str, Any]
@@ -186,9 +186,10 @@ class ImageMechanism(Protocol):
     `new_cond`, or None if the family has no cheap decode."""
 
 
-def xla_cpu_options(mechanism: type) -> Mapping[str, str]:
-  """The family's `XLA_CPU_OPTIONS` ({}, XLA's defaults, if it names none)."""
-  return getattr(mechanism, "XLA_CPU_OPTIONS", {})
+def compiler_options(mechanism: type) -> Mapping[str, Mapping[str, str]]:
+  """The family's `COMPILER_OPTIONS`, {backend: {option: value}} ({}: XLA's
+  defaults everywhere, if it names none)."""
+  return getattr(mechanism, "COMPILER_OPTIONS", {})
 
 
 def sampler_settings(mechanism: type, overrides: Mapping[str, Any] | None

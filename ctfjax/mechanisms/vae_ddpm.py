@@ -37,7 +37,7 @@ class VAEDDPM(nnx.Module):
   """A conditional VAE refined by a conditional DDPM (DDIM-inverted)."""
 
   SAMPLER = dict(diffusion.Diffusion.SAMPLER)
-  XLA_CPU_OPTIONS = diffusion.Diffusion.XLA_CPU_OPTIONS  # the refiner's U-Net
+  COMPILER_OPTIONS = diffusion.Diffusion.COMPILER_OPTIONS  # the refiner's U-Net
 
   def __init__(self, image_shape: Sequence[int], cond_dim: int,
                config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):

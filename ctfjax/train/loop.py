@@ -45,7 +45,7 @@ import tqdm
 from absl import logging
 from jax.sharding import Mesh
 
-from ctfjax import xla_cpu
+from ctfjax import compiler
 from ctfjax.errors import UserError
 from ctfjax.train import ema
 from ctfjax.train import sharding
@@ -96,9 +96,9 @@ class Task:
       called at every log step; a message stops training with a
       TrainingDivergedError naming the step, before that step is
       checkpointed (e.g. a GAN's discriminator collapse).
-    xla_cpu_options: XLA CPU options to compile the train and eval steps
-      with (`ctfjax.xla_cpu`; e.g. a diffusion mechanism's); None for
-      XLA's defaults.
+    compiler_options: {backend: {option: value}} to compile the train and
+      eval steps with (`ctfjax.compiler`; e.g. a diffusion mechanism's);
+      None for XLA's defaults.
   """
 
   init: Callable[[jax.Array], Params]
@@ -113,7 +113,7 @@ class Task:
   loss_takes_step: bool = False
   grads: GradsFn | None = None
   guard: Callable[[dict[str, float]], str | None] | None = None
-  xla_cpu_options: Mapping[str, str] | None = None
+  compiler_options: Mapping[str, Mapping[str, str]] | None = None
 
 
 def batches_from_fn(
@@ -305,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     eval_metrics = {k[len("eval/"):]: v for k, v in evals[-1].items()
                     if k.startswith("eval/")} if evals else {}
 
-    options = xla_cpu.compiler_options(task.xla_cpu_options)
+    options = compiler.for_backend(task.compiler_options)
     train_step = make_train_step(task.loss, optimizer, mesh=mesh,
                                  grads_fn=task.grads,
                                  update_extra=task.update_extra,

@@ -69,7 +69,7 @@ def make_train_step(
       objective with other random draws; on a CPU it is faster when the
       activations of a slice fit the caches (README, "Speed").
     compiler_options: XLA options to compile the step with (`jax.jit`'s;
-      see `ctfjax.xla_cpu.compiler_options`); None for XLA's defaults.
+      see `ctfjax.compiler.for_backend`); None for XLA's defaults.
 
   Returns:
     The step. It donates the incoming state (its buffers are reused for the
