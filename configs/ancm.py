@@ -1,12 +1,16 @@
 r"""Base config of the VAE-ANCM family (NCM over features + VAE images).
 
-Experiment files import this and override a few fields; they never copy it.
-CPU-sized defaults; on an accelerator raise train.batch_size to 256,
-train.steps to 50_000 and model.image.vae.latent_dim to 32, and set
-train.microbatch to 0 (one pass over the whole batch).
+Experiment files import this and override a few fields; they never copy it,
+and end with `return ancm.sized(config, arg)`, so that every ANCM config
+takes the same size presets (`--config=FILE.py:PRESET`, `sized`):
+
+* `cpu` (the default): minutes on 2 cores;
+* `accel`: the papers' sizes for an accelerator (batch 256, 50,000 steps,
+  one pass over the whole batch, the mechanism's `accelerator_config()`
+  network, its sampler's default levels and the full evaluation sizes);
+* `tiny`: seconds on a CPU, for tests and for trying a command end to end.
 
     python -m launch.train \
-
         --config=configs/ancm_vae_colored_mnist_backdoor.py \
         --workdir=runs/ancm_backdoor
 """
@@ -14,6 +18,7 @@ train.microbatch to 0 (one pass over the whole batch).
 import ml_collections
 
 from ctfjax import mechanisms
+from ctfjax import train
 from ctfjax.train import base_train_config
 
 # The evaluation sizes (ctfjax.train.base_eval_config) of a sampler-based
@@ -27,7 +32,7 @@ from ctfjax.train import base_train_config
 SAMPLER_EVAL = {"test_size": 128, "composition_size": 32, "edit_chunk": 32}
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base_train_config()
   config.family = "ancm"  # Model family: "ancm".
 
@@ -69,4 +74,66 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval.batch_size = 250  # Test images per evaluation batch.
   config.eval.num_examples = 500  # Test images used by in-training eval.
+  return sized(config, arg)
+
+
+# `tiny`: seconds on a CPU. Sections a config lacks are left alone.
+TINY = {
+    "data": {"size": 64},
+    "model": {"ncm_hidden": (16,), "num_particles": 32,
+              "likelihood_particles": 16},
+    "train": {"steps": 4, "batch_size": 16, "log_every": 2,
+              "eval_every": 4},
+    "ckpt": {"every": 2, "async_save": False},
+    "eval": {"batch_size": 16, "num_examples": 32, "test_size": 40,
+             "composition_size": 8, "real_size": 64, "edit_chunk": 16,
+             "reader_steps": 20, "latent_steps": 10, "figure_rows": 4},
+}
+TINY_VAE = {"latent_dim": 4, "decoder_convs": ((8, 3), (8, 3), (8, 3))}
+# `accel`: the papers' batch and schedule.
+ACCEL = {"train": {"batch_size": 256, "steps": 50_000, "microbatch": 0}}
+
+
+def _update(config: ml_collections.ConfigDict, values) -> None:
+  for section, fields in values.items():
+    if section in config:
+      for key, value in fields.items():
+        if key in config[section]:
+          config[section][key] = value
+
+
+def _differences(section: ml_collections.ConfigDict,
+                 default: ml_collections.ConfigDict,
+                 accel: ml_collections.ConfigDict) -> None:
+  """Sets in `section` each field in which `accel` differs from `default`
+  (a mechanism's network sizes), nested sections included."""
+  for key in accel:
+    if isinstance(accel[key], ml_collections.ConfigDict):
+      _differences(section[key], default[key], accel[key])
+    elif accel[key] != default[key]:
+      section[key] = accel[key]
+
+
+def sized(config: ml_collections.ConfigDict,
+          arg: str | None) -> ml_collections.ConfigDict:
+  """`config` at the size preset `arg` (None or "cpu": as it is).
+
+  Raises UserError naming an unknown preset.
+  """
+  preset = train.size_preset(arg)
+  kind = config.model.image.kind
+  if preset == "tiny":
+    _update(config, TINY)
+    if kind == "vae":
+      config.model.image.vae.update(TINY_VAE)
+  elif preset == "accel":
+    _update(config, ACCEL)
+    family, section = mechanisms.family(kind), config.model.image[kind]
+    if hasattr(family, "accelerator_config"):
+      _differences(section, family.default_config(),
+                   family.accelerator_config())
+    if "sampler" in section and "steps" in family.SAMPLER:
+      section.sampler.steps = family.SAMPLER["steps"]  # the paper's levels
+    base = train.base_eval_config()
+    _update(config, {"eval": {k: base[k] for k in SAMPLER_EVAL}})
   return config

@@ -8,10 +8,13 @@ whose docstring has the accelerator sizes) on the backdoor dataset.
         --workdir=runs/diffusion_backdoor
 """
 
+import ml_collections
+
+from configs import ancm
 from configs import ancm_ddpm_colored_mnist_frontdoor
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm_ddpm_colored_mnist_frontdoor.get_config()
   config.data.name = "colored_mnist_bars/backdoor"
-  return config
+  return ancm.sized(config, arg)

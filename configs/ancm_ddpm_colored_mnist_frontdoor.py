@@ -44,10 +44,12 @@ help: README, "Seed 003's diffusion NCM").
 """
 
 from ctfjax import mechanisms
+import ml_collections
+
 from configs import ancm
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm.get_config()
   config.data.name = "colored_mnist_bars/frontdoor"
   config.model.image = mechanisms.image_config("ddpm")
@@ -96,4 +98,4 @@ def get_config():
   # Fewer edited images than the base evaluation's (SAMPLER_EVAL): every
   # edit costs 2 x 20 levels of two U-Net passes each (guidance).
   config.eval.update(ancm.SAMPLER_EVAL)
-  return config
+  return ancm.sized(config, arg)

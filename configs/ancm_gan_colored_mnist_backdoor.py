@@ -5,7 +5,6 @@ encoder (`ctfjax.mechanisms.gan`), adversarial stage then cyclic
 fine-tuning of the encoder (<workdir>/stages/cyclic/).
 
     python -m launch.train \
-
         --config=configs/ancm_gan_colored_mnist_backdoor.py \
         --workdir=runs/ancm_gan_backdoor
 
@@ -18,12 +17,15 @@ and --config.train.batch_size=128 --config.train.steps=50000
 --config.model.image.gan.finetune_learning_rate=1e-4.
 """
 
+import ml_collections
+
+from configs import ancm
 from configs import ancm_vae_colored_mnist_backdoor
 from configs.deepscm_gan_morpho_mnist import cpu_budget
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm_vae_colored_mnist_backdoor.get_config()
   config.model.image.kind = "gan"
   cpu_budget(config.model.image.gan)
-  return config
+  return ancm.sized(config, arg)

@@ -5,7 +5,6 @@ The true diagram; the image mechanism is the conditional hierarchical VAE
 (about 0.13M parameters, batch 32, 1,500 steps).
 
     python -m launch.train \
-
         --config=configs/ancm_hvae_colored_mnist_backdoor.py \
         --workdir=runs/ancm_hvae_backdoor
 
@@ -26,10 +25,13 @@ configs/deepscm_hvae_morpho_mnist.py) and --config.train.batch_size=256
 --config.train.steps=50000.
 """
 
+import ml_collections
+
+from configs import ancm
 from configs import ancm_vae_colored_mnist_backdoor
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm_vae_colored_mnist_backdoor.get_config()
   config.model.image.kind = "hvae"
   # The fixed scale of the Deep-SCM VAEs: a learned per-pixel scale lets a
@@ -43,4 +45,4 @@ def get_config():
   # 61.5 img/s against 68.2 in one pass and took its compile from 53 s to
   # 286 s (benchmarks.speed, README "Speed").
   config.train.microbatch = 0
-  return config
+  return ancm.sized(config, arg)

@@ -19,10 +19,12 @@ configs/ancm_ddpm_colored_mnist_frontdoor.py's docstring under
 """
 
 from ctfjax import mechanisms
+import ml_collections
+
 from configs import ancm
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm.get_config()
   config.data.name = "colored_mnist_bars/frontdoor"
   config.model.image = mechanisms.image_config("vae_ddpm")
@@ -36,4 +38,4 @@ def get_config():
   # Fewer edited images than the base evaluation's: every edit inverts
   # and regenerates the refiner through 20 DDIM levels each.
   config.eval.update(ancm.SAMPLER_EVAL)
-  return config
+  return ancm.sized(config, arg)

@@ -43,12 +43,13 @@ alone.
 
 import ml_collections
 
+from configs import ancm
 from configs import quickstart
 
 BACK, FRONT = "colored_mnist_bars/backdoor", "colored_mnist_bars/frontdoor"
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = quickstart.get_config()
   config.benchmark = b = ml_collections.ConfigDict()
   # The runs, in table order: a dataset (a ctfjax.data name with an exact
@@ -80,4 +81,4 @@ def get_config() -> ml_collections.ConfigDict:
   # Take a workdir's report.json as it is when it matches its run's config
   # (models, steps, eval settings); False re-evaluates every run.
   b.reuse_reports = True
-  return config
+  return ancm.sized(config, arg)

@@ -32,6 +32,7 @@ per session here): --config.data.source=<MNIST IDX folder>
 
 import ml_collections
 
+from configs import ancm
 from configs import deepscm
 from ctfjax.train import base_eval_config
 
@@ -178,7 +179,7 @@ ROWS = {
 }
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = deepscm.get_config()
   config.train.steps = STEPS
   config.train.log_every = 100
@@ -208,4 +209,4 @@ def get_config() -> ml_collections.ConfigDict:
   # Take the workdir's report.json as it is when it matches this config;
   # False re-evaluates.
   b.reuse_reports = True
-  return config
+  return ancm.sized(config, arg)

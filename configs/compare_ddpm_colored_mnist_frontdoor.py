@@ -1,7 +1,6 @@
 r"""Seed 003's diffusion NCM beside the VAE-ANCM on front-door Colored MNIST.
 
     python -m launch.run \
-
         --config=configs/compare_ddpm_colored_mnist_frontdoor.py \
         --workdir=runs/compare_ddpm_colored_mnist_frontdoor
 
@@ -52,7 +51,7 @@ DIFFUSION_STEPS = 1000  # U-Net training steps (batch 64).
 VAE_STEPS = 15000  # VAE-ANCM steps (batch 32): the diffusion NCM's CPU time.
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = quickstart.get_config()
   standalone = ancm_ddpm_colored_mnist_frontdoor.get_config()
   model, train = standalone.model, standalone.train
@@ -73,4 +72,4 @@ def get_config() -> ml_collections.ConfigDict:
                     "learning_rate": train.learning_rate,
                     "grad_clip": train.grad_clip}}})
   config.run.models = ("ancm_vae", "diffusion_ncm")
-  return config
+  return ancm.sized(config, arg)

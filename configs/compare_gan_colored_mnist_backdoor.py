@@ -1,7 +1,6 @@
 r"""The GAN-ANCM beside the VAE-ANCM.
 
     python -m launch.run \
-
         --config=configs/compare_gan_colored_mnist_backdoor.py \
         --workdir=runs/compare_gan_colored_mnist_backdoor
 
@@ -25,11 +24,12 @@ two side by side. On an accelerator: the seed's sizes and schedule
 
 import ml_collections
 
+from configs import ancm
 from configs import quickstart
 from configs.deepscm_gan_morpho_mnist import cpu_budget
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = quickstart.get_config()
   gan = ml_collections.ConfigDict()
   cpu_budget(gan)
@@ -39,4 +39,4 @@ def get_config() -> ml_collections.ConfigDict:
       "overrides": {"model": {"image": {"kind": "gan",
                                         "gan": gan.to_dict()}}}})
   config.run.models = ("ancm_vae", "ancm_gan")
-  return config
+  return ancm.sized(config, arg)

@@ -2,7 +2,6 @@ r"""The HVAE-ANCM, with and without counterfactual fine-tuning, beside the
 VAE-ANCM.
 
     python -m launch.run \
-
         --config=configs/compare_hvae_colored_mnist_backdoor.py \
         --workdir=runs/compare_hvae_colored_mnist_backdoor
 
@@ -37,6 +36,7 @@ configs/deepscm_hvae_morpho_mnist.py) and --config.train.batch_size=256
 
 import ml_collections
 
+from configs import ancm
 from configs import quickstart
 
 CF_STEPS = 1000  # Counterfactual fine-tuning steps of "ancm_hvae_cf".
@@ -57,7 +57,7 @@ ELBO_ONLY = {"faithful_weight": 0.0}
 TRAIN = {"microbatch": 0}
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = quickstart.get_config()
   config.run.variants = ml_collections.ConfigDict()
   config.run.variants.ancm_hvae = ml_collections.ConfigDict({
@@ -76,4 +76,4 @@ def get_config() -> ml_collections.ConfigDict:
                     "train": TRAIN}})
   config.run.models = ("ancm_vae", "ancm_hvae_elbo", "ancm_hvae",
                        "ancm_hvae_cf")
-  return config
+  return ancm.sized(config, arg)

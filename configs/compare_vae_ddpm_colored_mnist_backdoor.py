@@ -1,7 +1,6 @@
 r"""The two-stage ANCM (VAE + DDPM refiner) beside the VAE-ANCM.
 
     python -m launch.run \
-
         --config=configs/compare_vae_ddpm_colored_mnist_backdoor.py \
         --workdir=runs/compare_vae_ddpm_colored_mnist_backdoor
 
@@ -33,7 +32,7 @@ REFINER_STEPS = 4000
 VAE_WIDTHS = ((24, 3), (24, 3), (16, 3))  # The quickstart's VAE decoder.
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = quickstart.get_config()
   refiner_fraction = REFINER_STEPS / config.train.steps
   config.run.variants = ml_collections.ConfigDict()
@@ -57,4 +56,4 @@ def get_config() -> ml_collections.ConfigDict:
   # Fewer edited images than the quick start's: every edit of "vae_ddpm"
   # inverts and regenerates its refiner with 20 U-Net passes each.
   config.eval.update(ancm.SAMPLER_EVAL)
-  return config
+  return ancm.sized(config, arg)

@@ -18,10 +18,12 @@ CPU-sized: the 4,000 bundled training digits, each rendered once (about
 --config.train.batch_size=128 --config.train.steps=100000.
 """
 
+import ml_collections
+
 from configs import ancm
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm.get_config()
   config.data.name = "morpho_mnist"
   config.data.size = 0  # 0 = every bundled (or source) digit once.
@@ -43,4 +45,4 @@ def get_config():
 
   config.train.optimizer = "adamw"
   config.train.weight_decay = 0.01
-  return config
+  return ancm.sized(config, arg)

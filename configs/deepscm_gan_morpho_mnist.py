@@ -35,6 +35,9 @@ norm in G, without which G draws black images at CPU budgets
 dropout rate in D (--config.model.image.gan.discriminator_dropout).
 """
 
+import ml_collections
+
+from configs import ancm
 from configs import deepscm
 
 
@@ -53,8 +56,8 @@ def cpu_budget(gan):
   gan.finetune_learning_rate = 1e-3
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = deepscm.get_config()
   config.model.image.kind = "gan"
   cpu_budget(config.model.image.gan)
-  return config
+  return ancm.sized(config, arg)

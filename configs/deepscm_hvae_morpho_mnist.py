@@ -47,10 +47,13 @@ seed 004 A.3): --config.model.image.hvae.cf_steps=500 (the seed ran 2,000
 at batch 32 and used it for CelebA only).
 """
 
+import ml_collections
+
+from configs import ancm
 from configs import deepscm
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = deepscm.get_config()
   config.model.image.kind = "hvae"
   config.model.image.hvae.learned_sigma = True
@@ -58,4 +61,4 @@ def get_config():
   # 61.5 img/s against 68.2 in one pass and took its compile from 53 s to
   # 286 s (benchmarks.speed, README "Speed").
   config.train.microbatch = 0
-  return config
+  return ancm.sized(config, arg)

@@ -7,10 +7,13 @@ r"""Deep-SCM on MorphoMNIST, VAE with sigma fixed at sqrt(e^-5) (seed 004).
 Sizes (CPU and accelerator): see `configs/deepscm.py`.
 """
 
+import ml_collections
+
+from configs import ancm
 from configs import deepscm
 
 
-def get_config():
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = deepscm.get_config()
   config.model.image.vae.learned_sigma = False
-  return config
+  return ancm.sized(config, arg)

@@ -19,7 +19,7 @@ from configs import ancm
 from ctfjax.train import base_eval_config
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ancm.get_config()
   config.data.name = "colored_mnist_bars/backdoor"
 
@@ -41,4 +41,4 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation settings; each is documented in ctfjax.train.base_eval_config.
   config.eval.update(base_eval_config())
-  return config
+  return ancm.sized(config, arg)

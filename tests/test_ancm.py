@@ -14,29 +14,18 @@ from PIL import Image
 from ctfjax.ancm import model as ancm_model
 from ctfjax.ancm import fit
 from ctfjax.ncm import model as ncm_model
+from configs import ancm
 from configs import ancm_vae_colored_mnist_backdoor
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 def tiny_config(config=None):
-  """A config shrunk to seconds of CPU: the backdoor ANCM by default."""
-  config = config or ancm_vae_colored_mnist_backdoor.get_config()
-  config.data.size = 64
-  config.model.ncm_hidden = (16,)
-  config.model.image.vae.latent_dim = 4
-  config.model.image.vae.decoder_convs = ((8, 3), (8, 3), (8, 3))
-  config.model.num_particles = 32
-  config.model.likelihood_particles = 16
-  config.train.steps = 4
-  config.train.batch_size = 16
-  config.train.log_every = 2
-  config.train.eval_every = 4
+  """A config shrunk to seconds of CPU (the `tiny` preset of
+  configs/ancm.py): the backdoor ANCM by default."""
+  config = ancm.sized(
+      config or ancm_vae_colored_mnist_backdoor.get_config(), "tiny")
   config.train.progress = False
-  config.ckpt.every = 2
-  config.ckpt.async_save = False
-  config.eval.batch_size = 16
-  config.eval.num_examples = 32
   return config
 
 

@@ -94,12 +94,8 @@ def test_do_digit_keeps_thickness_and_intensity(trained):
 def test_launch_train_fixed_sigma_runs(tmp_path):
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",
-       "--config=configs/deepscm_vae_fixed_morpho_mnist.py",
-       f"--workdir={tmp_path / 'run'}", "--config.train.steps=2",
-       "--config.data.size=32", "--config.eval.num_examples=16",
-       "--config.eval.batch_size=16", "--config.train.batch_size=16",
-       "--config.model.num_particles=16",
-       "--config.model.likelihood_particles=4"],
+       "--config=configs/deepscm_vae_fixed_morpho_mnist.py:tiny",
+       f"--workdir={tmp_path / 'run'}", "--config.train.steps=2"],
       capture_output=True, text=True, env=ENV, timeout=600)
   assert res.returncode == 0, res.stderr[-2000:]
   assert (tmp_path / "run" / fit.CONFIG_FILE).is_file()

@@ -1,10 +1,16 @@
 """The training config: defaults, validation and overrides with one-line
 errors."""
 
+import pathlib
+
 import pytest
 
 from ctfjax.errors import UserError
+from ctfjax.mechanisms import diffusion
+from ctfjax.mechanisms import hvae
 from ctfjax.train import config as train_config
+
+load_config = train_config.load_config
 
 
 def test_base_config_has_every_section_and_passes_its_own_check():
@@ -102,3 +108,46 @@ def test_load_config_rejects_a_broken_file(tmp_path, text, expected):
   path.write_text(text)
   with pytest.raises(UserError, match=expected):
     train_config.load_config(path)
+
+
+def test_a_preset_after_the_file_reaches_get_config(tmp_path):
+  root = pathlib.Path(__file__).resolve().parents[1]
+  cpu = load_config(root / "configs" / "quickstart.py")
+  tiny = load_config(f"{root / 'configs' / 'quickstart.py'}:tiny")
+  accel = load_config(f"{root / 'configs' / 'quickstart.py'}:accel")
+  assert (cpu.train.steps, tiny.train.steps, accel.train.steps) == (
+      1500, 4, 50_000)
+  assert tiny.model.image.vae.latent_dim == 4
+  assert accel.model.image.vae.latent_dim == 32 and accel.train.microbatch == 0
+  # What no preset sizes stays the experiment's own.
+  assert tiny.data.name == accel.data.name == cpu.data.name
+  assert tiny.run.models == cpu.run.models
+  # The `cpu` preset is the default.
+  cpu_named = load_config(f"{root / 'configs' / 'quickstart.py'}:cpu")
+  assert cpu_named.to_dict() == cpu.to_dict()
+  with pytest.raises(UserError, match="unknown config preset 'huge'"):
+    load_config(f"{root / 'configs' / 'quickstart.py'}:huge")
+  plain = tmp_path / "plain.py"
+  plain.write_text("import ml_collections\n"
+                   "def get_config():\n"
+                   "  return ml_collections.ConfigDict({'a': 1})\n")
+  assert load_config(plain).a == 1
+  with pytest.raises(UserError, match="takes no size preset"):
+    load_config(f"{plain}:tiny")
+
+
+def test_accel_gives_each_mechanism_its_papers_network():
+  root = pathlib.Path(__file__).resolve().parents[1]
+  ddpm = load_config(
+      f"{root / 'configs' / 'ancm_ddpm_colored_mnist_frontdoor.py'}:accel")
+  assert ddpm.model.image.ddpm.channels == (128, 256, 512, 512)
+  assert ddpm.model.image.ddpm.sampler.steps == 50  # the CPU config: 20
+  # Settings that are not sizes stay the experiment's (v-prediction here).
+  cpu = load_config(root / "configs" / "ancm_ddpm_colored_mnist_frontdoor.py")
+  assert ddpm.model.image.ddpm.prediction == cpu.model.image.ddpm.prediction
+  assert cpu.model.image.ddpm.prediction != \
+      diffusion.Diffusion.default_config().prediction
+  morpho = load_config(
+      f"{root / 'configs' / 'deepscm_hvae_morpho_mnist.py'}:accel")
+  assert morpho.model.image.hvae.widths == \
+      hvae.HVAE.accelerator_config().widths

@@ -98,6 +98,13 @@ class VAE(nnx.Module):
     return c
 
   @classmethod
+  def accelerator_config(cls) -> ml_collections.ConfigDict:
+    """The `accel` size preset: a 32-dimensional latent."""
+    c = cls.default_config()
+    c.latent_dim = 32
+    return c
+
+  @classmethod
   def create(cls, image_shape: Sequence[int], cond_dim: int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> VAE:
     return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,

@@ -63,6 +63,15 @@ class VAEDDPM(nnx.Module):
     return c
 
   @classmethod
+  def accelerator_config(cls) -> ml_collections.ConfigDict:
+    """The `accel` size preset: each stage's."""
+    c = cls.default_config()
+    c.vae = vae.VAE.accelerator_config()
+    c.refiner = diffusion.Diffusion.accelerator_config()
+    c.sampler["steps"] = 50
+    return c
+
+  @classmethod
   def create(cls, image_shape: Sequence[int], cond_dim: int,
              config: ml_collections.ConfigDict, *,
              rngs: nnx.Rngs) -> VAEDDPM:

@@ -11,7 +11,8 @@ pure functions through `PureModule`.
 from ctfjax.train.checkpoint import Checkpoints, find_checkpoints
 from ctfjax.train.config import apply_overrides, base_eval_config
 from ctfjax.train.config import base_train_config, check_train_config
-from ctfjax.train.config import load_config, split_config_args
+from ctfjax.train.config import PRESETS, load_config, size_preset
+from ctfjax.train.config import split_config_args
 from ctfjax.train.loop import Task, TrainingDivergedError, TrainResult
 from ctfjax.train.loop import batches_from_fn, load_state, train_and_evaluate
 from ctfjax.train.distributed import Processes, processes_from
@@ -28,8 +29,8 @@ __all__ = [
     "TrainState", "TrainingDivergedError", "apply_overrides",
     "base_eval_config", "base_train_config", "batches_from_fn",
     "check_train_config", "create_train_state", "find_checkpoints",
-    "load_config", "load_state", "make_eval_step", "make_mesh",
+    "PRESETS", "load_config", "load_state", "make_eval_step", "make_mesh",
     "make_optimizer", "make_train_step", "model_params", "process_share",
     "processes_from", "read_metrics", "replicated", "shard_batch",
-    "split_config_args", "stream_key", "train_and_evaluate",
+    "size_preset", "split_config_args", "stream_key", "train_and_evaluate",
 ]

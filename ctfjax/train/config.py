@@ -20,6 +20,7 @@ model, data or evaluation code, so configs and launchers stay light.
 import ast
 import difflib
 import importlib.util
+import inspect
 import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -278,22 +279,51 @@ def split_config_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   return rest, overrides
 
 
+# Size presets of `get_config(arg)`: `tiny` runs in seconds (tests), `cpu`
+# (the default) in minutes on 2 cores, `accel` at the papers' sizes.
+PRESETS = ("tiny", "cpu", "accel")
+
+
+def size_preset(arg: str | None) -> str:
+  """The size preset a config file's `get_config(arg)` was asked for.
+
+  Args:
+    arg: the text after ':' in `--config=FILE:arg`; None or "" for `cpu`.
+
+  Raises:
+    UserError: naming an unknown preset.
+  """
+  if not arg:
+    return "cpu"
+  if arg not in PRESETS:
+    raise UserError(f"unknown config preset {arg!r}; use one of "
+                    f"{', '.join(PRESETS)} (e.g. --config=FILE.py:tiny)")
+  return arg
+
+
 def load_config(path: str | os.PathLike,
                 overrides: Sequence[str] | Mapping[str, Any] = ()
                 ) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file, with overrides of existing keys.
+  """`get_config(arg)` of a config file, with overrides of existing keys.
 
   Args:
-    path: a configs/*.py file.
+    path: a configs/*.py file, optionally with a size preset after a colon
+      (`configs/quickstart.py:tiny`; `PRESETS`), which is passed to
+      `get_config`.
     overrides: ["train.steps=200", ...] or {"train.steps": 200}.
 
   Returns:
     The config.
 
   Raises:
-    UserError: missing or broken file, no get_config(), unknown key or a
-      value of the wrong type (`apply_overrides`).
+    UserError: missing or broken file, no get_config(), a preset the file
+      does not take, unknown key or a value of the wrong type
+      (`apply_overrides`).
   """
+  path, arg = str(path), None
+  head, colon, tail = path.rpartition(":")
+  if colon and head.endswith(".py") and "/" not in tail:
+    path, arg = head, tail
   file = pathlib.Path(path)
   if not file.is_file():
     raise UserError(f"config file {path} does not exist")
@@ -305,9 +335,17 @@ def load_config(path: str | os.PathLike,
   except Exception as e:  # A broken file is the user's, not a bug here.
     raise UserError(f"config file {path} fails to load: "
                     f"{type(e).__name__}: {e}") from None
-  if not callable(getattr(module, "get_config", None)):
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
     raise UserError(f"config file {path} has no get_config()")
-  config = module.get_config()
+  if arg is None:
+    config = get_config()
+  else:
+    size_preset(arg)
+    if not inspect.signature(get_config).parameters:
+      raise UserError(f"config file {path} takes no size preset "
+                      f"(':{arg}'): its get_config() has no argument")
+    config = get_config(arg)
   if not isinstance(config, ml_collections.ConfigDict):
     raise UserError(f"get_config() of {path} must return a ConfigDict")
   return apply_overrides(config, overrides)
