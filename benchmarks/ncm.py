@@ -3,7 +3,7 @@ r"""NCM fit quality and min/max bounds on the Colored-MNIST-bars feature models.
     python -m benchmarks.ncm --out=runs/benchmark_ncm.json
 
 For each diagram (backdoor G^B: D <-> C, D -> B, C -> B; front-door G^F:
-D -> C -> B, D <-> B) with the default probabilities of science.md section 6
+D -> C -> B, D <-> B) with the default probabilities of docs/datasets.md
 (the exact `DiscreteSCM` of `ctfjax.data`), a G-constrained NCM is fitted to
 the exact P(V) and two more are trained from it with loss -loglik -/+ lambda Q
 on the bar query Q = P(B_{C=1}=1 | C=0, B=0). Reported per graph: the total

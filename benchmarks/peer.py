@@ -10,17 +10,17 @@ r"""A speed row of ctfjax beside its PyTorch peer, both measured here.
 `--peer_python` is an interpreter with the peer's libraries, which ctfjax
 does not depend on (each peer script says how to make one):
 
-* `--row=unet`: diffusers' `UNet2DModel` at the seed-003 peer's size
-  (`benchmarks/peer_diffusers_unet.py`; torch 2.13 and diffusers), beside
-  `benchmarks.speed --rows=unet` in slices of `--microbatch`; the
-  edit is DDIM sampling, timed at `--sample_steps` levels for ctfjax and
-  50 for the peer, both rates per 50 levels;
-* `--row=cvae` and `--row=hvae`: seed 004's MorphoMNIST conditional VAE
-  and HVAE from the peer's own code (`benchmarks/peer_deepscm.py`; torch,
-  pytorch_lightning, pandas and a checkout of
-  gulnazaki/counterfactual-benchmark, `--peer_repo`), beside
-  `benchmarks.speed --rows=cvae` in slices of 16 and `--rows=hvae`
-  in one pass; the edit is abduction + prediction.
+* `--row=unet`: diffusers' `UNet2DModel` at the size of the peer of
+  Sardesai's diffusion NCM (`benchmarks/peer_diffusers_unet.py`; torch
+  2.13 and diffusers), beside `benchmarks.speed --rows=unet` in slices of
+  `--microbatch`; the edit is DDIM sampling, timed at `--sample_steps`
+  levels for ctfjax and 50 for the peer, both rates per 50 levels;
+* `--row=cvae` and `--row=hvae`: the MorphoMNIST conditional VAE and HVAE
+  of Melistas et al. (2024) from the peer's own code
+  (`benchmarks/peer_deepscm.py`; torch, pytorch_lightning, pandas and a
+  checkout of gulnazaki/counterfactual-benchmark, `--peer_repo`), beside
+  `benchmarks.speed --rows=cvae` in slices of 16 and `--rows=hvae` in one
+  pass; the edit is abduction + prediction.
 
 Each round runs the peer's script, then ctfjax's row for one round, each
 in a fresh process, so that a drift in a shared machine's speed hits both
@@ -50,7 +50,7 @@ from benchmarks import timing
 class Row(NamedTuple):
   """A row's peer: its script in benchmarks/, the edit column's name,
   ctfjax's default examples per pass, and the script's `--model` (the
-  seed-004 peer's models, which also need `--peer_repo`)."""
+  models of Melistas et al.'s code, which also need `--peer_repo`)."""
   script: str
   edit: str
   microbatch: int
@@ -76,7 +76,7 @@ flags.DEFINE_integer("rounds", 3, "Alternating rounds (peer, then ctfjax).")
 flags.DEFINE_integer("microbatch", None, "ctfjax's examples per pass "
                      "(0: the whole batch); default 16, for the hvae row 0.")
 flags.DEFINE_integer("repeats", 4, "Timed train steps per side (and timed "
-                     "edits: the seed-004 peers', ctfjax's sampler "
+                     "edits: the Deep-SCM peers', ctfjax's sampler "
                      "calls).")
 flags.DEFINE_integer("sample_steps", 10, "unet: DDIM levels ctfjax's "
                      "sampler is timed at; the peer samples 50. Both rates "

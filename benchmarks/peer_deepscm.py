@@ -1,6 +1,6 @@
-r"""The seed-004 peer's MorphoMNIST image mechanisms (the conditional VAE and
-the HVAE) in PyTorch, timed as `benchmarks.speed --rows=cvae` and
-`--rows=hvae` time ctfjax's.
+r"""The MorphoMNIST image mechanisms of Melistas et al. (2024), the conditional
+VAE and the HVAE, in their own PyTorch code, timed as `benchmarks.speed
+--rows=cvae` and `--rows=hvae` time ctfjax's.
 
 Not part of the package or its tests: it needs torch, pytorch_lightning
 and pandas, and a checkout of the peer (gulnazaki/counterfactual-benchmark;

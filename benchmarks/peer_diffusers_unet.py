@@ -1,5 +1,5 @@
-r"""The seed-003 peer's U-Net in PyTorch + diffusers, timed as
-`benchmarks.speed` times ctfjax's `unet.DIFFUSERS_BENCHMARK` row.
+r"""The U-Net of the peer of Sardesai's diffusion NCM, in PyTorch + diffusers,
+timed as `benchmarks.speed` times ctfjax's `unet.DIFFUSERS_BENCHMARK` row.
 
 Not part of the package or its tests: it needs torch and diffusers, which
 ctfjax does not depend on. Make an environment for it (on this project's

@@ -5,26 +5,29 @@ jitted training step and its counterfactual edit with `benchmarks.timing`, and
 returns a JSON-ready row. `microbatch` is `config.train.microbatch`: examples
 per forward/backward pass (0 = the whole batch in one pass).
 
-* `cvae`: seed 004's MorphoMNIST conditional VAE image mechanism (Appendix
-  A.2, Tables 7-8; 208k parameters), learned-sigma Gaussian likelihood,
-  AdamW(1e-3, b1 = b2 = 0.9, wd = 0.01), train batch 128, abduct + predict
-  at batch 256, as the published PyTorch code is timed.
-* `hvae`: seed 004's MorphoMNIST HVAE (`HVAE.accelerator_config()`, 2.04M
+* `cvae`: the MorphoMNIST conditional VAE image mechanism of Melistas et
+  al. (2024; Appendix A.2, Tables 7-8; 208k parameters), learned-sigma
+  Gaussian likelihood, AdamW(1e-3, b1 = b2 = 0.9, wd = 0.01), train batch
+  128, abduct + predict at batch 256, as the published PyTorch code is
+  timed.
+* `hvae`: their MorphoMNIST HVAE (`HVAE.accelerator_config()`, 2.04M
   parameters), the same optimizer and batches.
 * `ancm`: the Colored MNIST VAE-ANCM of configs/ancm_vae_colored_mnist_backdoor
   .py, the very first-stage step `launch.train` runs (NCM likelihood, ELBO,
   reader, faithfulness) at batch 64, and `ANCM.edit` at batch 256.
 * `gan`: the MorphoMNIST Deep-SCM GAN (configs/deepscm_gan_morpho_mnist.py)
-  at seed 004's widths (Tables 11-13: `GAN.accelerator_config()`), its
-  adversarial step (two parameter groups) at batch 128, `ANCM.edit` at 256.
-* `unet`: diffusers' `UNet2DModel` at the seed-003 peer's size
-  (`nn.unet.DIFFUSERS_BENCHMARK`, 6.48M parameters): epsilon-MSE step with
-  AdamW(1e-4) at batch 64, DDIM sampling at batch 64.
+  at Melistas et al.'s widths (Tables 11-13: `GAN.accelerator_config()`),
+  its adversarial step (two parameter groups) at batch 128, `ANCM.edit` at
+  256.
+* `unet`: diffusers' `UNet2DModel` at the size of the peer of Sardesai's
+  diffusion NCM (`nn.unet.DIFFUSERS_BENCHMARK`, 6.48M parameters):
+  epsilon-MSE step with AdamW(1e-4) at batch 64, DDIM sampling at batch
+  64.
 
 `unet_programs` builds the U-Net row's two programs under any XLA CPU
 options, and `xla_option_set` names the option sets
 `benchmarks.xla_options` compares. `summarise` and `table` turn the
-rounds into the benchmark's summary and the README's table.
+rounds into the benchmark's summary and a Markdown table.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def _row(name, params, train_b, edit_b, compile_train, train_s,
 
 def _mechanism(name, family, settings, repeats, microbatch, train_b=128,
                edit_b=256):
-  """A seed-004 image mechanism of `family` (with `settings`) alone, on
+  """A Deep-SCM image mechanism of `family` (with `settings`) alone, on
   MorphoMNIST's shapes: its loss's step and abduct+predict, compiled with
   the family's XLA CPU options as training compiles them."""
   module = train.PureModule(lambda rngs: family.create(
@@ -357,7 +360,7 @@ def paired(rounds: list[dict]) -> dict:
 
 
 def paired_table(paired_out: dict, edit: str = "edit") -> str:
-  """`paired`'s output as the README's markdown table; `edit` names the
+  """`paired`'s output as a Markdown table; `edit` names the
   edit column (the U-Net's: "DDIM-50")."""
   lines = [f"| round | peer train img/s | ctfjax train img/s | ratio "
            f"| peer {edit} img/s | ctfjax {edit} img/s | ratio |",
@@ -373,7 +376,7 @@ def paired_table(paired_out: dict, edit: str = "edit") -> str:
 
 
 def table(summary: list[dict]) -> str:
-  """The summary as the README's markdown table."""
+  """The summary as a Markdown table."""
   lines = ["| model | microbatch | train img/s (range) | edit img/s (range) "
            "| vs peer (train / edit) |", "| --- | --- | --- | --- | --- |"]
   for s in summary:

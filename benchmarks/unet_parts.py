@@ -15,7 +15,7 @@ and the attention's two implementations (chunked, and jax.nn's, which
 `attention` uses there); PyTorch: 2 threads, as the peer
 (`benchmarks/peer_diffusers_unet.py`) runs, attention by
 `scaled_dot_product_attention`. This says where the U-Net's training step
-loses time to its peer (README, "Speed").
+loses time to its peer (docs/speed.md, "Where the CPU time goes").
 """
 
 import sys

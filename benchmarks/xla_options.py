@@ -9,8 +9,8 @@ sampler that `benchmarks.speed --rows=unet` times) once per option
 set, then times them in alternation, `--rounds` times, the order reversed
 every other round: each setting meets the machine's drift alike, which
 separate processes (minutes apart) do not give on a shared 2-core machine.
-This is how `ctfjax.compiler.CPU_CONVOLUTIONS_IN_XLA` was chosen (README,
-"Speed").
+This is how `ctfjax.compiler.CPU_CONVOLUTIONS_IN_XLA` was chosen
+(docs/speed.md, "Compiler options on the CPU").
 
 A set is `default` (XLA's defaults), `diffusion` (the diffusion
 mechanisms' `COMPILER_OPTIONS`, as `ctfjax.compiler.for_backend`

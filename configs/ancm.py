@@ -26,9 +26,9 @@ from ctfjax.train import base_train_config
 # 2 x 20 DDIM levels: 128 test images per intervention family, and the
 # composition's 10 cycles and the 3 families' 10 reversibility rounds
 # (70 edits in a row) on 32, in calls of 32 (a call pads its images to
-# `edit_chunk`). At the base sizes (500 and 200) `launch.evaluate` of the
-# diffusion NCM had not finished its reversibility rounds after 31
-# minutes on 2 cores. On an accelerator: the base sizes.
+# `edit_chunk`). At the base sizes (500 and 200) the diffusion NCM's
+# reversibility rounds alone run for over half an hour on 2 cores. On an
+# accelerator: the base sizes.
 SAMPLER_EVAL = {"test_size": 128, "composition_size": 32, "edit_chunk": 32}
 
 
@@ -63,9 +63,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.steps = 1500
   config.train.batch_size = 64
   # 16 images per forward/backward pass: on a CPU the activations of 16
-  # 32x32 images stay in cache. Measured with benchmarks.speed
-  # (README "Speed"), against one pass over the batch: the ANCM step
-  # 1.2-1.4x, the seed-004 cVAE 1.5x, the U-Net 1.3x faster.
+  # 32x32 images stay in cache, so the step runs faster than in one pass
+  # over the batch (benchmarks.speed; docs/training.md, "Microbatches").
   config.train.microbatch = 16
   config.train.learning_rate = 1e-3
   config.train.log_every = 50

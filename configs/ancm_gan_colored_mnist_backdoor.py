@@ -10,7 +10,8 @@ fine-tuning of the encoder (<workdir>/stages/cyclic/).
 
 CPU-sized (bundled MNIST digits, batch 64, 1,500 + 1,500 steps at Adam 5e-4
 and 1e-3, latent 32).
-On an accelerator, the seed's sizes (see configs/deepscm_gan_morpho_mnist.py)
+On an accelerator, the sizes of Melistas et al. (2024; see
+configs/deepscm_gan_morpho_mnist.py)
 and --config.train.batch_size=128 --config.train.steps=50000
 --config.model.image.gan.finetune_steps=10000
 --config.model.image.gan.learning_rate=1e-4

@@ -17,10 +17,9 @@ The ANCM's label-faithfulness term is on (the family's default): on
 Colored MNIST it makes this HVAE follow do(D), but by drawing every edit in
 blocks of 4x4 pixels; --config.model.faithful_weight=0 trains the ELBO
 alone, whose edits are sharp and ignore do(D)
-(configs/compare_hvae_colored_mnist_backdoor.py, README "The HVAE-ANCM beside
-the VAE-ANCM").
+(configs/compare_hvae_colored_mnist_backdoor.py; docs/results/hvae.md).
 
-On an accelerator, the seed-004 network (see
+On an accelerator, the network of Melistas et al. (2024; see
 configs/deepscm_hvae_morpho_mnist.py) and --config.train.batch_size=256
 --config.train.steps=50000.
 """
@@ -41,8 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.num_particles = 128
   config.model.likelihood_particles = 32
   config.train.batch_size = 32
-  # One pass per batch: at seed size, slices of 16 ran the HVAE step at
-  # 61.5 img/s against 68.2 in one pass and took its compile from 53 s to
-  # 286 s (benchmarks.speed, README "Speed").
+  # One pass per batch: slicing the batch makes the HVAE step no faster
+  # and its compile several times longer (benchmarks.speed; docs/speed.md,
+  # "Where the CPU time goes").
   config.train.microbatch = 0
   return ancm.sized(config, arg)

@@ -2,7 +2,8 @@ r"""Benchmark grid: every Colored MNIST family on both graphs.
 
     python -m launch.benchmark --config=configs/benchmark_colored_mnist.py
 
-Six main-job runs, then tables shaped like seed 004's (composition,
+Six main-job runs, then tables shaped like those of Melistas et al.,
+"Benchmarking Counterfactual Image Generation" (2024) (composition,
 effectiveness, realism) plus the models' budgets, ctf-consistency and
 ground-truth error, as markdown and CSV in benchmark.out:
 
@@ -11,7 +12,8 @@ ground-truth error, as markdown and CSV in benchmark.out:
   configs/quickstart.py settings). The backdoor run is the quickstart's
   own workdir, so after `launch.run --config=configs/quickstart.py` only
   the front-door models train (about 10 minutes on 2 CPU cores);
-* back door: the HVAE-ANCM on its ELBO alone (seed 004's pre-training),
+* back door: the HVAE-ANCM on its ELBO alone (Melistas et al.'s
+  pre-training),
   with the label-faithfulness term, and then with counterfactual
   fine-tuning: `ancm_hvae_elbo`, `ancm_hvae` and `ancm_hvae_cf` of
   configs/compare_hvae_colored_mnist_backdoor.py (1,500 steps, then 1,000
@@ -22,18 +24,17 @@ ground-truth error, as markdown and CSV in benchmark.out:
 * back door: the two-stage VAE + DDPM ANCM, `vae_ddpm` of
   configs/compare_vae_ddpm_colored_mnist_backdoor.py (its VAE stage, then
   4,000 refiner steps);
-* front door: seed 003's diffusion NCM, `diffusion_ncm` of
-  configs/compare_ddpm_colored_mnist_frontdoor.py, at the 3,000 U-Net steps with
-  which every training passed all ctf-consistency rows (README,
-  "Evaluated in full at 3,000 steps"; at the config's 1,000 steps a
-  rerun at a64b6d2 failed 4 of 82 rows and kept the digit under do(C) in
-  only 0.86 of the edits).
+* front door: Sardesai's diffusion NCM ("Ctf-editing using a diffusion
+  NCM"), `diffusion_ncm` of configs/compare_ddpm_colored_mnist_frontdoor.py,
+  at the 3,000 U-Net steps with which every training passed all
+  ctf-consistency rows; at the config's 1,000 steps the result depends on
+  the training's draw (docs/results/diffusion.md).
 
 The last four runs train only their new models (`benchmark.models`; the
 VAE-ANCM row of each dataset is the quickstart's); the two sampler-based
 ones evaluate at their configs' smaller sizes (configs/ancm.py
-`SAMPLER_EVAL`). From nothing the grid takes about 105 minutes on 2 CPU
-cores (README, "The benchmark grid"); reruns reuse every current report.
+`SAMPLER_EVAL`). From nothing the grid takes well over an hour on 2 CPU
+cores (docs/results/grid.md); reruns reuse every current report.
 Overrides on the command line (e.g. `--config.train.steps=...`) change
 the runs of this config, not those of another config file. Overriding
 `benchmark.datasets`, `workdirs`, `configs`, `overrides` and `models`

@@ -1,11 +1,12 @@
-r"""Seed 004's MorphoMNIST benchmark: our Deep-SCM rows beside its numbers.
+r"""MorphoMNIST: our Deep-SCM rows beside Melistas et al.'s published numbers.
 
     python -m launch.benchmark --config=configs/benchmark_morpho_mnist.py
 
-One main-job run on MorphoMNIST (configs/deepscm.py) with one
-model per row of `ROWS`, then tables shaped like seed 004's Tables 1
-(composition), 3 (effectiveness) and 5 (realism and minimality), each
-model's row beside the paper's published numbers for the same model, a
+One main-job run on MorphoMNIST (configs/deepscm.py) with one model per
+row of `ROWS`, then tables shaped like Tables 1 (composition), 3
+(effectiveness) and 5 (realism and minimality) of Melistas et al.,
+"Benchmarking Counterfactual Image Generation" (2024), each model's row
+beside the paper's published numbers for the same model, a
 ground-truth table (ours only) and both sides' training budgets:
 markdown, CSV and JSON in benchmark.out
 (`ctfjax.experiment.published`). Reruns reuse the trained models and, when
@@ -36,37 +37,33 @@ from configs import ancm
 from configs import deepscm
 from ctfjax.train import base_eval_config
 
-# CPU training steps of each VAE row (batch 64): on an idle 2-core machine
-# 1,500 took 97-100 s and the HVAE row's 500 steps 190 s, so the VAEs get
-# twice that, for about equal CPU seconds (the issue's comparison).
+# CPU training steps of each VAE row (batch 64): six times the HVAE row's,
+# as an HVAE step costs about six VAE steps, so that every row trains for
+# about the same CPU seconds.
 STEPS = 3000
 HVAE_STEPS = 500  # The HVAE's (configs/deepscm_hvae_morpho_mnist.py).
-# The HVAE's optimisation at this budget. Seed 004 warms the rate up over
-# 100 steps and clips gradients (A.3); the rate and the KL warm-up are ours.
-# Training reconstruction L1 (0-255) after 600 steps, fixed sigma, batch
-# 64, measured on 2 cores: 17.0 at AdamW 1e-3 (with a 300-step KL warm-up;
-# 17.4 without), 11.0 at 3e-3 with the rate warm-up and clipping at 100,
-# 8.1 with the KL warm-up added. Without the KL warm-up the KL prunes the
-# latents to 6-8 nats around step 150-300, before the decoder uses them.
-# The VAE rows keep the plain AdamW 1e-3 they reach 5.2 with.
+# The HVAE's optimisation at this budget. Melistas et al. warm the rate up
+# over 100 steps and clip gradients (A.3); the rate and the KL warm-up are
+# ours. A rate of 3e-3 with the warm-up and clipping reconstructs far
+# better after a few hundred steps than AdamW 1e-3, and the KL warm-up
+# keeps the KL from pruning the latents before the decoder uses them. The
+# VAE rows keep the plain AdamW 1e-3.
 HVAE_TRAIN = {"learning_rate": 3e-3, "warmup_steps": 100, "grad_clip": 100.0}
 HVAE_KL_WARMUP = 300
-# Inner width of the residual blocks = width / HVAE_BOTTLENECK. The seed's
-# 4 leaves the CPU network's 32x32 blocks 2 channels wide; 2 doubles that.
-# Measured (composition L1 after one null edit, 1,024 test images, one
-# standalone run each, 2 cores): bottleneck 4, 750 steps: 5.63 (186 s of
-# training); bottleneck 2, 750 steps: 3.65 (269 s); bottleneck 2, 500
-# steps: 3.29 (188 s). Cosine decay (7.31), a rate of 5e-3 (7.91) and a
-# 150-step KL warm-up (6.01) were worse at bottleneck 4 and 750 steps.
+# Inner width of the residual blocks = width / HVAE_BOTTLENECK. The paper's
+# 4 leaves the CPU network's 32x32 blocks 2 channels wide; 2 doubles that,
+# and in the same CPU seconds leaves a smaller null edit. Cosine decay, a
+# rate of 5e-3 and a shorter KL warm-up did worse.
 HVAE_BOTTLENECK = 2
 HVAE_CF_STEPS = 300  # Counterfactual fine-tuning steps of "hvae_cf".
 GAN_STEPS = 1500  # Adversarial steps of both GAN rows.
 CYCLIC_STEPS = 1500  # Cyclic fine-tuning steps of "GAN fine-tuned".
-# As configs/deepscm_gan_morpho_mnist.py: Adam 5e-4 (seed: 1e-4), then the
+# As configs/deepscm_gan_morpho_mnist.py: Adam 5e-4 (paper: 1e-4), then the
 # cyclic stage at 1e-3.
 GAN = {"finetune_steps": 0, "learning_rate": 5e-4}
 
-# Seed 004's published numbers on MorphoMNIST, by the paper's row label.
+# Melistas et al.'s published numbers on MorphoMNIST, by the paper's row
+# label.
 # composition (Table 1): (1 cycle, 10 cycles) of l1 in image space, l1 of
 # embeddings and LPIPS. effectiveness (Table 3): (do(t), do(i), do(y)) of
 # thickness MAE, intensity MAE and digit accuracy. realism (Table 5): FID.
@@ -149,18 +146,17 @@ ROWS = {
     "vae_learned": row("VAE (learned sigma)",
                        {"model": {"image": {"vae": {"learned_sigma": True}}}}),
     # Fixed sigma: at this budget the learned-sigma HVAE explains the digits
-    # by variance first and reconstructs near-black images (measured: null
-    # edit L1 43.9 after 400 steps, fixed sigma 25.6 after 300). About 6x
-    # a VAE step on 2 cores, hence fewer steps. `HVAE_TRAIN`,
-    # `HVAE_BOTTLENECK`: see there.
+    # by variance first and reconstructs near-black images. About 6x a VAE
+    # step on 2 cores, hence fewer steps. `HVAE_TRAIN`, `HVAE_BOTTLENECK`:
+    # see there.
     "hvae": row("HVAE", {"model": {"image": {
         "kind": "hvae", "hvae": {"learned_sigma": False,
                                  "kl_warmup_steps": HVAE_KL_WARMUP,
                                  "bottleneck": HVAE_BOTTLENECK}}},
                          "train": {"steps": HVAE_STEPS, **HVAE_TRAIN}}),
     # The same HVAE (same settings and seed), then `HVAE_CF_STEPS` steps of
-    # seed 004's counterfactual fine-tuning (A.3; the seed tunes its CelebA
-    # HVAE only, so the paper has no such MorphoMNIST row).
+    # Melistas et al.'s counterfactual fine-tuning (A.3; the paper tunes its
+    # CelebA HVAE only, so it has no such MorphoMNIST row).
     "hvae_cf": row("HVAE + cf fine-tuning", {"model": {"image": {
         "kind": "hvae", "hvae": {"learned_sigma": False,
                                  "kl_warmup_steps": HVAE_KL_WARMUP,
@@ -201,7 +197,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     b.rows[name] = ml_collections.ConfigDict(
         {"label": spec["label"], "published": spec["published"],
          "budget": spec["budget"]})
-  b.reference = "seed 004 (Melistas et al., MorphoMNIST, GPU)"
+  b.reference = "Melistas et al. 2024 (MorphoMNIST, GPU)"
   # The run's workdir (models, report).
   b.workdir = "runs/benchmark_morpho_mnist"
   # Folder of benchmark.md / .csv / .json.

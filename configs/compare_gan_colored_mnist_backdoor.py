@@ -18,8 +18,8 @@ data and training settings (configs/quickstart.py: bundled digits, batch
 
 report.md compares ctf-consistency, effectiveness, the null edit, the L1
 to the true counterfactual image and FD[latent_vae]; edits.png shows the
-two side by side. On an accelerator: the seed's sizes and schedule
-(configs/ancm_gan_colored_mnist_backdoor.py's docstring).
+two side by side. On an accelerator: the sizes and schedule of Melistas
+et al. (2024) (configs/ancm_gan_colored_mnist_backdoor.py's docstring).
 """
 
 import ml_collections

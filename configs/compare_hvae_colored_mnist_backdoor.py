@@ -16,10 +16,10 @@ data and training settings (configs/quickstart.py: bundled digits, batch
   likelihood scale of configs/ancm_hvae_colored_mnist_backdoor.py) for as many
   steps, with the ANCM's label-faithfulness term [ours] as every ANCM;
 * "ancm_hvae_elbo": the same HVAE without that term
-  (`model.faithful_weight = 0`): its ELBO alone, seed 004's pre-training.
-  The term is what makes the HVAE follow do(D), and also what makes it
-  draw its edits in blocks of 4x4 pixels (README, "The HVAE-ANCM beside
-  the VAE-ANCM");
+  (`model.faithful_weight = 0`): its ELBO alone, Melistas et al.'s (2024)
+  pre-training. The term is what makes the HVAE follow do(D), and also
+  what makes it draw its edits in blocks of 4x4 pixels
+  (docs/results/hvae.md);
 * "ancm_hvae_cf": the same HVAE (same seed, so the same first stage) and
   then `CF_STEPS` steps of counterfactual fine-tuning (stage "cf": the
   frozen label reader must read the intervened features off the edits,
@@ -29,7 +29,7 @@ data and training settings (configs/quickstart.py: bundled digits, batch
 report.md compares ctf-consistency, effectiveness, the null edit
 (composition L1 after one cycle), the L1 to the true counterfactual image
 and FD[latent_vae]; edits.png shows the four side by side. On an
-accelerator: the seed-004 network (HVAE.accelerator_config(), see
+accelerator: Melistas et al.'s network (HVAE.accelerator_config(), see
 configs/deepscm_hvae_morpho_mnist.py) and --config.train.batch_size=256
 --config.train.steps=50000.
 """
@@ -41,19 +41,18 @@ from configs import quickstart
 
 CF_STEPS = 1000  # Counterfactual fine-tuning steps of "ancm_hvae_cf".
 # The fine-tuning's ELBO margin (nats per pixel value) and network rate.
-# Measured on the same pre-trained HVAE (README): the family's defaults
-# (margin 0.05, AdamW 1e-4) keep the constraint violated throughout and
-# reach 69/74 ctf-consistent rows (do(D) accuracy 0.57 after 500 steps,
-# 0.67 after 1,500); margin 0.3 at 3e-4 satisfies it from step 200 on and
-# reaches 74/74 (0.956) after 1,000 steps, with blockier images.
+# On one pre-trained HVAE the family's defaults (margin 0.05, AdamW 1e-4)
+# kept the constraint violated throughout and failed ctf-consistency rows;
+# margin 0.3 at 3e-4 satisfies it early and passes every row, with
+# blockier images (docs/results/hvae.md).
 CF = {"cf_steps": CF_STEPS, "cf_margin": 0.3, "cf_learning_rate": 3e-4}
 # configs/ancm_hvae_colored_mnist_backdoor.py's image mechanism: the fixed
 # scale (a learned one explains the thin bar by variance).
 HVAE = {"learned_sigma": False}
-# Seed 004's HVAE objective: the ELBO, no label-faithfulness term.
+# Melistas et al.'s HVAE objective: the ELBO, no label-faithfulness term.
 ELBO_ONLY = {"faithful_weight": 0.0}
 # One pass per batch, as configs/ancm_hvae_colored_mnist_backdoor.py: slicing
-# the HVAE step multiplies its compile time (README "Speed").
+# the HVAE step multiplies its compile time (docs/speed.md).
 TRAIN = {"microbatch": 0}
 
 

@@ -24,10 +24,10 @@ import ml_collections
 from configs import ancm
 from configs import quickstart
 
-# Refiner training steps (batch 32) after the VAE: 1,134 s on 2 cores
-# (the issue's budget is 30 minutes). At 1,500 steps some green digits
-# turned red came out thin or broken (L1 to the true do(C) image 9.42,
-# against 8.51 now; README, "The two-stage ANCM").
+# Refiner training steps (batch 32) after the VAE, within a 30-minute
+# budget on 2 cores. At 1,500 steps some green digits turned red came out
+# thin or broken (docs/results/two_stage.md, "Why the refiner is set this
+# way").
 REFINER_STEPS = 4000
 VAE_WIDTHS = ((24, 3), (24, 3), (16, 3))  # The quickstart's VAE decoder.
 
@@ -43,13 +43,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           "refiner": {"channels": (32, 64), "attention": (False, False),
                       "mid_attention": False, "groups": 8,
                       # The strokes in one channel whatever the colour:
-                      # FD[latent_vae] do(D) / do(C) / do(B) 0.71 / 0.59 /
-                      # 1.23, against 1.01 / 1.01 / 1.87 diffusing RGB
-                      # (README, "The two-stage ANCM").
+                      # lower Frechet distances than diffusing RGB
+                      # (docs/results/two_stage.md).
                       "basis": "luma_chroma"},
-          # eps-prediction (the default): with "v" (1,500 steps) the
-          # refiner kept the factual digit under do(D) (the new D read on
-          # 0.41 of the edits) and failed 2 of 68 rows (README).
+          # eps-prediction (the default): with "v" the refiner kept the
+          # factual digit under do(D) and failed preservation rows
+          # (docs/results/two_stage.md).
           "refiner_fraction": refiner_fraction,
           "sampler": {"steps": 20}}}}}})
   config.run.models = ("ancm_vae", "vae_ddpm")

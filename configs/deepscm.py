@@ -3,7 +3,8 @@ r"""Base config of Deep-SCM on MorphoMNIST (thickness -> intensity; digit).
 The same ANCM as Colored MNIST: the dataset's feature model (spline flows
 for thickness and intensity, a categorical digit) comes from
 `ctfjax.data.morpho_mnist.FEATURES`, the image is a child of all three.
-The image mechanism is seed 004's conditional VAE (Appendix A.2, Tables
+The image mechanism is the conditional VAE of Melistas et al.,
+"Benchmarking Counterfactual Image Generation" (2024; Appendix A.2, Tables
 7-8: latent 16, decoder convs (32, 3), (32, 3), (16, 5), AdamW 1e-3 with
 weight decay 0.01); each variant file picks its likelihood scale:
 
@@ -11,10 +12,9 @@ weight decay 0.01); each variant file picks its likelihood scale:
         --config=configs/deepscm_vae_learned_morpho_mnist.py \
         --workdir=runs/deepscm_morpho_learned
 
-CPU-sized: the 4,000 bundled training digits, each rendered once (about
-30 s to generate on 2 cores, 8-18 ms per image, then cached by
-`ctfjax.data`), 500 test images, batch 64, 1,500 steps. On an accelerator:
---config.data.source=<MNIST IDX folder> (60,000 digits)
+CPU-sized: the 4,000 bundled training digits, each rendered once (then
+cached by `ctfjax.data`), 500 test images, batch 64, 1,500 steps. On an
+accelerator: --config.data.source=<MNIST IDX folder> (60,000 digits)
 --config.train.batch_size=128 --config.train.steps=100000.
 """
 
@@ -32,14 +32,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   vae.latent_dim = 16
   vae.decoder_convs = ((32, 3), (32, 3), (16, 5))
 
-  # Seed 004's Deep-SCM has no label-faithfulness term, and on MorphoMNIST
-  # it makes the VAE leave its latent unused: after 400 steps KL 1.0 nats
-  # with it, 13.0 without (learned sigma; fixed sigma: 0.4), so a null edit
-  # is the features' average digit, not the image's own.
+  # Melistas et al.'s Deep-SCM has no label-faithfulness term, and on
+  # MorphoMNIST it makes the VAE leave its latent unused (its KL falls
+  # near 0), so a null edit is the features' average digit, not the
+  # image's own.
   config.model.faithful_weight = 0.0
-  # Linear pixel means, as seed 004: with a sigmoid the fixed-sigma VAE's
-  # decoder saturated into all-black images (KL 0 from step 500 on; the
-  # same run with linear means: L1 8.1 and KL 45 nats at step 400).
+  # Linear pixel means, as Melistas et al.: with a sigmoid the fixed-sigma
+  # VAE's decoder saturates into all-black images, its latent unused.
   config.model.image.vae.mean = "linear"
   config.model.image.hvae.mean = "linear"
 

@@ -1,4 +1,7 @@
-r"""Deep-SCM on MorphoMNIST, VAE with sigma fixed at sqrt(e^-5) (seed 004).
+r"""Deep-SCM on MorphoMNIST, VAE with sigma fixed at sqrt(e^-5).
+
+The fixed-sigma VAE of Melistas et al., "Benchmarking Counterfactual Image
+Generation" (2024).
 
     python -m launch.train \
         --config=configs/deepscm_vae_fixed_morpho_mnist.py \

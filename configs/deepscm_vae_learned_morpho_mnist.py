@@ -1,4 +1,7 @@
-r"""Deep-SCM on MorphoMNIST, VAE with a learned per-pixel sigma (seed 004).
+r"""Deep-SCM on MorphoMNIST, VAE with a learned per-pixel sigma.
+
+The learned-sigma VAE of Melistas et al., "Benchmarking Counterfactual
+Image Generation" (2024).
 
     python -m launch.train \
         --config=configs/deepscm_vae_learned_morpho_mnist.py \

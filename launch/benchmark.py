@@ -14,8 +14,8 @@ markdown.
     python -m launch.benchmark --config=configs/benchmark_morpho_mnist.py
 
 A config with `benchmark.rows` instead trains one run whose models are the
-rows and prints them beside a paper's published numbers (seed 004's
-MorphoMNIST Tables 1, 3 and 5; `ctfjax.experiment.published`).
+rows and prints them beside a paper's published numbers (Melistas et
+al.'s (2024) MorphoMNIST Tables 1, 3 and 5; `ctfjax.experiment.published`).
 """
 
 import sys

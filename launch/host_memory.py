@@ -1,13 +1,13 @@
 """Keep freed host memory, so XLA's CPU buffers stop page-faulting.
 
 XLA's CPU runtime allocates every execution's temporary buffer with
-``malloc`` and frees it afterwards. A train step's buffer is large (1.96 GB
-for the seed-size HVAE at batch 128, 6.48 GB for the diffusers-size U-Net
-at batch 64), so glibc serves it by ``mmap`` and returns it by ``munmap``
-(or, from its heap, gives it back by trimming): each step touches fresh
-pages, about 480,000 for the HVAE and 1.6 million for the U-Net, each a page
-fault and a page of zeroes, and in a virtual machine the host may have
-reclaimed the memory in between.
+``malloc`` and frees it afterwards. A train step's buffer is large
+(gigabytes for the paper-size HVAE at batch 128 and for the diffusers-size
+U-Net at batch 64), so glibc serves it by ``mmap`` and returns it by
+``munmap`` (or, from its heap, gives it back by trimming): each step
+touches hundreds of thousands of fresh pages, each a page fault and a page
+of zeroes, and in a virtual machine the host may have reclaimed the memory
+in between.
 
 :func:`keep_freed_memory` does two things:
 
@@ -33,10 +33,8 @@ computations over several devices (JAX dispatches those asynchronously
 anyway), and the malloc half does nothing where the C library is not glibc.
 The costs: the process keeps its peak host memory until it exits, and the
 host no longer runs ahead of a CPU computation (it waits for each one).
-Not every call is free of faults: now and then one still gets fresh pages
-(the HVAE and U-Net steps: 0 to 4,000 faults a step, against 480,000 and
-1.6 million without; a 256 MB test buffer: one call in a few, in about one
-process in four).
+Not every call is free of faults: now and then one still gets fresh pages,
+far fewer than without it.
 """
 
 import ctypes

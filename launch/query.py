@@ -1,4 +1,4 @@
-r"""Exact queries on a discrete SCM given as a JSON spec (design.md).
+r"""Exact queries on a discrete SCM given as a JSON spec (docs/causal.md).
 
     python -m launch.query --scm=spec.json --query="P(Y_{X=1}=1 | X=0, Y=0)"
     python -m launch.query --scm=spec.json --distribution="I_{X=1}" \

@@ -1,6 +1,6 @@
 """The speed benchmark's bookkeeping: medians, ranges and peer ratios over
-alternating rounds, the README table (`benchmarks.speed_rows`, which defines no
-flags), and the launcher's one-line errors (in a subprocess, so that its
+alternating rounds, the Markdown table (`benchmarks.speed_rows`, which defines
+no flags), and the launcher's one-line errors (in a subprocess, so that its
 flags never meet another launcher's in one test process)."""
 
 import subprocess

@@ -1,6 +1,6 @@
 """Optimal bounds (causal.optimal_bounds) vs closed forms and brute force.
 
-Independent checks: the Frechet closed form of science.md section 3, the
+Independent checks: the Frechet closed form (docs/concepts.md), the
 natural (Manski) bounds, witness pair B, a brute-force LP over the full joint
 of response functions for single-c-component graphs, and the exact query value
 of random models compatible with each graph (it must lie inside the bounds);
@@ -29,7 +29,7 @@ FRONTDOOR = "D -> C; C -> B; D <-> B"
 def frechet(p, p_prime, b_obs):
   """Closed-form bounds of P(B_{x'} = 1 - b_obs | x, rest, B = b_obs).
 
-  p = P(B=1 | x, rest), p_prime = P(B=1 | x', rest) (science.md section 3).
+  p = P(B=1 | x, rest), p_prime = P(B=1 | x', rest).
   """
   if b_obs == 0:
     return (max(0.0, p_prime - p) / (1 - p), min(p_prime, 1 - p) / (1 - p))
@@ -37,7 +37,7 @@ def frechet(p, p_prime, b_obs):
 
 
 def backdoor_scm():
-  """The Colored-MNIST-bars backdoor feature SCM (science.md section 6)."""
+  """The Colored-MNIST-bars backdoor feature SCM (docs/datasets.md)."""
   return cc.DiscreteSCM.from_functions(
       {"u_dc": [0.5, 0.5], "u_d": [0.2] * 5, "u_c": [0.8, 0.2],
        "u_b": [0.05] * 20},
@@ -48,7 +48,7 @@ def backdoor_scm():
 
 
 def frontdoor_scm():
-  """The Colored-MNIST-bars front-door feature SCM (science.md section 6)."""
+  """The Colored-MNIST-bars front-door feature SCM (docs/datasets.md)."""
   return cc.DiscreteSCM.from_functions(
       {"u_db": [0.5, 0.5], "u_d": [0.2] * 5, "u_c": [0.02] * 50,
        "u_b": [0.05] * 20},

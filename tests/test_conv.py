@@ -16,7 +16,8 @@ def count(module):
 
 
 def test_seed004_morphomnist_vae_shapes_and_sizes():
-  # Tables 7-8 of seed 004: 32x32x1 images, 12-dim parents, latent 16.
+  # Melistas et al. (2024), Tables 7-8: 32x32x1 images, 12-dim parents,
+  # latent 16.
   enc = ConvEncoder((32, 32, 1), 12, 16, rngs=nnx.Rngs(0))
   dec = ConvDecoder((32, 32, 1), 12, 16, rngs=nnx.Rngs(1))
   mean, logvar = enc(jnp.zeros((3, 32, 32, 1)), jnp.zeros((3, 12)))

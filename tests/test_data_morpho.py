@@ -196,9 +196,10 @@ def test_registry_generates_and_counterfactuals():
 
 
 def test_measured_effectiveness_of_true_counterfactuals(sample, digits):
-  # MorphoMNIST's measured effectiveness (seed 004 Table 3): the measures as
-  # predictors in metrics.effectiveness. The true counterfactuals score near
-  # the measures' own error; the unedited images miss by the edit's size.
+  # MorphoMNIST's measured effectiveness (Melistas et al. 2024, Table 3):
+  # the measures as predictors in metrics.effectiveness. The true
+  # counterfactuals score near the measures' own error; the unedited images
+  # miss by the edit's size.
   rows = take(sample, np.arange(24))
   target = np.full(24, 4.5, np.float32)
   cf = mm.counterfactual(rows, digits[0], do={"thickness": target})

@@ -38,7 +38,7 @@ def test_reference_rows_have_exact_bounds_and_truth():
   assert ref.graph == "D <-> C; D -> B; C -> B"
   assert [len(ref.queries[f]) for f in ("do(D)", "do(C)", "do(B)")] == \
       [60, 8, 6]
-  # Closed form (science.md section 3): per digit d, p = P(B=1 | d, C=0),
+  # Closed form (Frechet bounds): per digit d, p = P(B=1 | d, C=0),
   # p' = P(B=1 | d, C=1), Frechet bounds [max(0, p - p') / p,
   # min(1 - p', p) / p], averaged over P(d | C=0, B=1) (B's response
   # function is free per (d, c), so the LP separates over digits). The

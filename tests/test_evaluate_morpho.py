@@ -1,4 +1,5 @@
-"""The MorphoMNIST evaluator, run variants and the benchmark beside seed 004.
+"""The MorphoMNIST evaluator, run variants and the benchmark beside Melistas
+et al. (2024).
 """
 
 import json
@@ -329,7 +330,7 @@ def test_tiny_run_end_to_end(tmp_path):
                               again.evaluators}
 
 
-# The benchmark beside seed 004 ------------------------------------------------
+# The benchmark beside Melistas et al. (2024) ----------------------------------
 
 
 def fake_entry(name, offset):

@@ -1,4 +1,4 @@
-"""The impossibility witnesses and the seed's 4-pixel ASCM, exactly."""
+"""The impossibility witnesses and Sardesai's 4-pixel ASCM, exactly."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from ctfjax import causal as cc
 from ctfjax.causal import examples as ex
 
-# Seed 003's table, typed from the document: u_I, u_x, u_y, u_xy, X, Y, I, P.
+# Sardesai's table, typed from the paper: u_I, u_x, u_y, u_xy, X, Y, I, P.
 SEED_TABLE = [
     (0, 0, 0, 0, 0, 0, 0, 0.06), (0, 0, 0, 1, 1, 1, 6, 0.06),
     (0, 0, 1, 0, 0, 1, 5, 0.04), (0, 0, 1, 1, 1, 0, 3, 0.04),
@@ -42,7 +42,7 @@ def test_four_pixel_table_matches_the_seed():
 def test_four_pixel_edit_is_a_distribution():
   scm = ex.four_pixel_ascm()
   # I = 5 = 0101 comes from three exogenous states (P .04, .09, .06); do(X=1)
-  # sends them to 0110 = 6, 1110 = 14 and 0101 = 5 (seed 003, section 3).
+  # sends them to 0110 = 6, 1110 = 14 and 0101 = 5 (Sardesai, section 3).
   got = cc.distribution(scm, "I_{X=1}", given="I=5")
   assert got == pytest.approx({5: 6 / 19, 6: 4 / 19, 14: 9 / 19}, abs=1e-12)
   assert ex.int_to_bits(14, 4) == (1, 1, 1, 0)

@@ -205,7 +205,7 @@ def test_protocol_end_to_end_with_a_faithful_editor():
   """Rows of a model that edits features exactly like the true SCM."""
   rng = np.random.default_rng(0)
   n = 4000
-  # Backdoor generator of science.md section 6.
+  # Backdoor generator of Colored MNIST with bars (docs/datasets.md).
   u_dc, u_d = rng.integers(0, 2, n), rng.integers(0, 5, n)
   u_c, u_b = (rng.random(n) < 0.2).astype(int), rng.integers(0, 20, n)
   d = u_d + 5 * u_dc

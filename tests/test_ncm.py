@@ -265,7 +265,7 @@ def test_train_step_compiles_once(backdoor):
 
 def test_min_max_bounds_separate_on_witness_b():
   # X -> Y, P(Y=1|X=0)=0.2, P(Y=1|X=1)=0.6: the query's optimal bounds are
-  # [1/2, 3/4] (science.md section 2, witness B). A short run must move
+  # [1/2, 3/4] (witness B, `ctfjax.causal.examples`). A short run must move
   # the two models apart around that interval; the benchmark checks the
   # full agreement on Colored-MNIST-bars.
   scm, _ = examples.witness_b()

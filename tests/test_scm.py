@@ -227,7 +227,7 @@ PIXEL_PRIOR = {"u_x": [0.4, 0.6], "u_y": [0.6, 0.4], "u_xy": [0.5, 0.5],
 
 
 def _pixels(x, y, u_x, u_i):
-  """The 4-pixel image of science.md section 2, read as a 4-bit number."""
+  """The 4-pixel image of Sardesai's ASCM, read as a 4-bit number."""
   return 8 * (u_x & x) + 4 * y + 2 * (x ^ u_i) + (x ^ y ^ u_i)
 
 

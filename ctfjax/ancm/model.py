@@ -1,6 +1,6 @@
 """The augmented neural causal model (ANCM): NCM over V plus an image mechanism.
 
-An ANCM (science.md section 4) is a G-constrained NCM over the generative
+An ANCM (docs/models.md) is a G-constrained NCM over the generative
 factors V (`ctfjax.ncm`, categorical and continuous features alike) and a
 neural image mechanism I := f_I(V, U_I) (`ctfjax.mechanisms`: any registered
 family) whose exogenous U_I is independent of the feature latents. Editing

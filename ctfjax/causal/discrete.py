@@ -1,9 +1,10 @@
 """Discrete SCMs given by mechanism tables (or vectorised functions).
 
-The JSON-able spec (design.md): independent exogenous variables with their
-probability vectors, and endogenous variables each with a domain size, a list
-of inputs (exogenous or endogenous) and a table indexed by the input values in
-the listed order whose leaves are the variable's value.
+The JSON-able spec (docs/causal.md, "A JSON spec"): independent exogenous
+variables with their probability vectors, and endogenous variables each with
+a domain size, a list of inputs (exogenous or endogenous) and a table indexed
+by the input values in the listed order whose leaves are the variable's
+value.
 
     {"exogenous": {"u_x": [0.4, 0.6], "u_xy": [0.5, 0.5], "u_y": [0.7, 0.3]},
      "endogenous": {
@@ -117,7 +118,7 @@ class DiscreteSCM:
 
   @classmethod
   def from_dict(cls, spec: Mapping) -> DiscreteSCM:
-    """Builds from the JSON-able spec of design.md."""
+    """Builds from the JSON-able spec (docs/causal.md, "A JSON spec")."""
     if not isinstance(spec, Mapping):
       raise SCMError("an SCM spec must be a mapping with 'exogenous' and "
                      "'endogenous'")

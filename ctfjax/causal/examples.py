@@ -1,4 +1,4 @@
-"""The theory's witness models (science.md §2), as exact `DiscreteSCM`s.
+"""The theory's witness models (docs/concepts.md), as exact `DiscreteSCM`s.
 
 Images are small tuples of bits, stored as one endogenous variable `I` whose
 value is the tuple read as a binary number, first element most significant
@@ -9,8 +9,9 @@ value is the tuple read as a binary number, first element most significant
 * Witness B (diagram X -> Y known): same P(X, Y), different layer-3 values
   P(Y_{X=1}=1 | X=0, Y=0) = 1/2 and 3/4, the optimal bounds (impossibility 2a).
 * Witness C (image level): same P(X, I), different edits (impossibility 2b).
-* The 4-pixel ASCM of seed 003: one observed image arises from three exogenous
-  states that do(X=1) sends to three different images.
+* The 4-pixel ASCM of Sardesai ("Ctf-editing using a diffusion NCM"): one
+  observed image arises from three exogenous states that do(X=1) sends to
+  three different images.
 
 Witness B and the 4-pixel ASCM are also written as NumPyro models
 (`witness_b_model`, `four_pixel_model`) for `DiscreteSCM.from_numpyro`.
@@ -99,7 +100,7 @@ def witness_c() -> tuple[DiscreteSCM, DiscreteSCM]:
 
 
 def four_pixel_ascm() -> DiscreteSCM:
-  """The 4-pixel ASCM of seed 003 (Sardesai), exactly as the seed states it.
+  """The 4-pixel ASCM of Sardesai, exactly as the paper states it.
 
   X = u_x xor u_xy, Y = u_y xor u_xy; pixels I1 = u_x and X, I2 = Y,
   I3 = X xor u_I, I4 = X xor Y xor u_I; I is I1 I2 I3 I4 read as a 4-bit

@@ -21,7 +21,7 @@ posterior therefore caps each other class a few ulps below the observed
 class's value as the forward pass computes it, so that `gumbel_max(logits,
 posterior_noise(rng, logits, v)) == v` holds for every draw; the cap moves a
 sample only when it is within rounding error of a tie, which does not change
-the distribution. (The peer implementation of science.md section 5 flips the
+the distribution. (The Deep-SCM code of Melistas et al. (2024) flips the
 observed class in 22-37% of draws when a logit is negative; this one never
 does.)
 

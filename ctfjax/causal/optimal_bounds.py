@@ -2,7 +2,7 @@
 
 `bounds(graph, table, query)` returns the smallest and largest value of a
 counterfactual query over the discrete SCMs compatible with a causal diagram
-and an observational distribution (science.md section 3, "Optimal bounds").
+and an observational distribution (docs/concepts.md, "Optimal bounds").
 
 Method: the canonical (response-function) model of Balke & Pearl and Zhang,
 Tian & Bareinboim (2022).

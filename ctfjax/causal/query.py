@@ -1,6 +1,6 @@
 """Counterfactual query objects and their text grammar.
 
-Grammar (design.md):
+Grammar (docs/causal.md, "Queries"):
 
     query = "P(" terms [ "|" terms ] ")"
     terms = term { "," term }

@@ -1,8 +1,8 @@
 """A conditional rational-quadratic spline flow for continuous features.
 
 `Spline` is the feature kind of a real value whose law given its parents is
-a one-dimensional conditional normalizing flow, as seed 004 (Melistas et
-al., Appendix A.1, Table 6) models MorphoMNIST thickness and intensity:
+a one-dimensional conditional normalizing flow, as Melistas et al. (2024,
+Appendix A.1, Table 6) model MorphoMNIST thickness and intensity:
 
   value = loc + scale * (shift + exp(log_s) * s(eps)),   eps ~ N(0, 1),
 

@@ -5,10 +5,11 @@ Factors: D the digit 0-9; C the colour, the channel holding the digit strokes
 Images are 32x32x3 uint8: a real MNIST digit padded 28 -> 32 in the red or
 green channel, the bar in the blue channel, so the bar never covers a stroke.
 
-Two diagrams (science.md section 6):
+Two diagrams (docs/datasets.md):
 
 * backdoor (the paper's Fig. 6): D <-> C, D -> B, C -> B.
-* frontdoor (seed 003, Fig. 4): D -> C -> B, D <-> B.
+* frontdoor (Sardesai, "Ctf-editing using a diffusion NCM", Fig. 4):
+  D -> C -> B, D <-> B.
 
 The feature level is an exact `cc.DiscreteSCM` (`feature_scm`). Its default
 probabilities are **[ours]**: the paper does not publish them; they follow the
@@ -31,7 +32,8 @@ Image mechanism f_I(D, C, B, U_I), **[ours]**: U_I ~ Unif[0, 1) is a style
 slot r; the image of digit d uses exemplar floor(r n_d) of the n_d digits of
 class d in the source split (source order). The same r thus picks "the same
 relative exemplar" in every class, which makes do(D) a defined ground truth
-(one member of the compatible set, not the only one: science.md section 2b).
+(one member of the compatible set, not the only one: docs/concepts.md,
+"What is not identifiable").
 
 Every sample stores its exogenous values under "exogenous" (u_* of the feature
 SCM plus the style slot "u_i"), and `Generator.from_exogenous` is the one code

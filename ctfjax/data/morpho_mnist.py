@@ -67,7 +67,8 @@ INTERVENABLE = ("thickness", "intensity")
 # loc/scale standardise with the generator's own law, not the sample's:
 # thickness = 0.5 + Gamma(10, rate 5) has mean 2.5 and sd sqrt(10) / 5 =
 # 0.632; intensity in [64, 255] has mean 157.8 and sd 48.4 (2M draws of the
-# mechanisms below). The splines are seed 004's flows (Appendix A.1).
+# mechanisms below). The splines are the flows of Melistas et al. (2024,
+# Appendix A.1).
 FEATURES = {
     "thickness": {"kind": "spline", "loc": 2.5, "scale": 0.632},
     "intensity": {"kind": "spline", "loc": 157.8, "scale": 48.4},

@@ -1,27 +1,28 @@
-"""MorphoMNIST's anti-causal predictors (seed 004 Appendix A.5, Table 17).
+"""MorphoMNIST's anti-causal predictors (Melistas et al. 2024, A.5, Table 17).
 
-Three convolutional networks read the parents back from an image, as seed
-004 does for effectiveness and composition on MorphoMNIST:
+Three convolutional networks read the parents back from an image, as
+Melistas et al., "Benchmarking Counterfactual Image Generation" (2024) do
+for effectiveness and composition on MorphoMNIST:
 
 * q(t | x, i): thickness regressor, conditioned on the intensity (thickness
   causes intensity, so the anti-causal thickness predictor sees it);
 * q(i | x): intensity regressor;
 * q(y | x): digit classifier (10 classes).
 
-Each is the seed's Table 17 network: Conv2D (F, K, S) = (16, 7, 1),
+Each is the paper's Table 17 network: Conv2D (F, K, S) = (16, 7, 1),
 (32, 3, 2), (32, 3, 1), (64, 3, 2), (64, 3, 1), (128, 3, 2) (padding K // 2,
 LeakyReLU 0.1 after the first, 0.01 after the others), Linear 512 with
 LeakyReLU 0.01, then Linear `num_outputs` (1 for a regressor, 10 for the
 classifier); the thickness regressor's intensity enters beside the
-flattened convolution features [ours: where it enters]. The seed trains
+flattened convolution features [ours: where it enters]. The paper trains
 each for 10K iterations of batch 256 with AdamW 1e-3 and a 100-step linear
 warm-up.
 
 CPU-sized here: every width divided by `width_divisor` (default 2: 8, 16,
 16, 32, 32, 64 filters, Linear 256) and `eval.reader_steps` steps of batch
 64 (AdamW 1e-3, 100-step warm-up, cosine decay), all three in about a
-minute on 2 CPU cores. The seed's sizes are `width_divisor=1`,
-`steps=10_000`, `batch_size=256`. Seed 004 puts BatchNorm after every layer
+minute on 2 CPU cores. The paper's sizes are `width_divisor=1`,
+`steps=10_000`, `batch_size=256`. The paper puts BatchNorm after every layer
 but the last; these networks have no normalisation [ours]: the training
 library's pure modules keep no running statistics, and a per-example
 normalisation (LayerNorm, GroupNorm) would divide out the global brightness
@@ -37,7 +38,7 @@ on what a model claims it drew.
 The networks train once per run on its training images and are cached in
 `<workdir>/evaluators/morpho_<name>/` (`networks.train_cached`); their
 penultimate activations, concatenated, are the embedding of the
-composition L1 and of the Frechet distance (seed 004 Table 1: "we
+composition L1 and of the Frechet distance (Melistas et al. Table 1: "we
 concatenate the last layer activations across all predictors").
 """
 
@@ -62,7 +63,7 @@ from ctfjax.evaluate import networks
 NAME = "morpho_predictors"
 DATASET = data.MORPHO
 IMAGE_SHAPE = (32, 32, 1)
-# Seed 004 Table 17: (filters, kernel, stride) of each convolution, the
+# Melistas et al. Table 17: (filters, kernel, stride) of each convolution, the
 # hidden Linear width, and the LeakyReLU slope after each layer.
 SEED_CONVS = ((16, 7, 1), (32, 3, 2), (32, 3, 1), (64, 3, 2), (64, 3, 1),
               (128, 3, 2))
@@ -70,7 +71,7 @@ SEED_HIDDEN = 512
 SLOPES = (0.1, 0.01, 0.01, 0.01, 0.01, 0.01)
 HIDDEN_SLOPE = 0.01
 WIDTH_DIVISOR = 2  # CPU-sized: every width halved.
-BATCH_SIZE = 64  # CPU-sized (the seed: 256).
+BATCH_SIZE = 64  # CPU-sized (the paper: 256).
 WARMUP_STEPS = 100
 
 # Predictor name -> (parent it reads, outputs, conditioned on intensity).
@@ -166,7 +167,7 @@ def _apply(module, params, x, cond, method=None):
 
 def predictor_config(steps: int, batch_size: int = BATCH_SIZE, seed: int = 0):
   """A predictor's training config: AdamW 1e-3, 100-step linear warm-up,
-  then cosine decay (seed 004 A.5 with a decay added)."""
+  then cosine decay (Melistas et al. A.5 with a decay added)."""
   config = networks.network_config(steps, batch_size=batch_size, seed=seed)
   config.train.optimizer = "adamw"
   config.train.learning_rate = 1e-3
@@ -242,10 +243,10 @@ def predictors(workdir: str | pathlib.Path, *, source: str | None = None,
     source: the digits' source, as `data.load`.
     size: training images (None = the dataset's default), as `data.load`.
     data_seed: the dataset's seed.
-    steps: training steps of each network (the seed: 10,000).
+    steps: training steps of each network (the paper: 10,000).
     seed: training seed.
-    width_divisor: widths of Table 17 divided by this (the seed: 1).
-    batch_size: examples per step (the seed: 256).
+    width_divisor: widths of Table 17 divided by this (the paper: 1).
+    batch_size: examples per step (the paper: 256).
 
   Returns:
     The predictors, each with its error on 500 held-out test images.
@@ -296,8 +297,9 @@ def predictors(workdir: str | pathlib.Path, *, source: str | None = None,
 
 
 _NOTES = {
-    "thickness": "q(t | x, i), seed 004 Table 17 regressor; at reading time "
-                 "conditioned on the intensity q(i | x) reads.",
-    "intensity": "q(i | x), seed 004 Table 17 regressor.",
-    "digit": "q(y | x), seed 004 Table 17 classifier.",
+    "thickness": "q(t | x, i), Melistas et al. (2024) Table 17 regressor; "
+                 "at reading time conditioned on the intensity q(i | x) "
+                 "reads.",
+    "intensity": "q(i | x), Melistas et al. (2024) Table 17 regressor.",
+    "digit": "q(y | x), Melistas et al. (2024) Table 17 classifier.",
 }

@@ -2,18 +2,18 @@
 
 CLD (`metrics.cld`) compares images by the KL divergence between their
 latent Gaussians q(z | x) under a VAE that knows nothing about the features
-(seed 004 section 3.3): how far an edit moved the image, against how far
+(Melistas et al. 2024, 3.3): how far an edit moved the image, against how far
 real images of the old and of the new parent value lie. This module trains
 that VAE on the run's training images, once, and caches it like the feature
 readers under `<workdir>/evaluators/latent_vae/` (`networks`).
 
-The encoder and decoder are the models' seed-004 convolutional networks
-(`ctfjax.nn.conv`) with no features to condition on. The likelihood is
-Bernoulli on pixel intensities in [0, 1] (binary cross-entropy on logits),
-not the image mechanism's fixed-scale Gaussian on a sigmoid mean: trained
-unconditionally, that one settled on drawing the blue bar and no digit at
-all (its sigmoid saturates, so the strokes' gradient vanishes), and a
-latent that ignores the digit and its colour measures nothing useful.
+The encoder and decoder are the models' convolutional networks after Melistas
+et al. (`ctfjax.nn.conv`) with no features to condition on. The likelihood is
+Bernoulli on pixel intensities in [0, 1] (binary cross-entropy on logits), not
+the image mechanism's fixed-scale Gaussian on a sigmoid mean: trained
+unconditionally, that one settled on drawing the blue bar and no digit at all
+(its sigmoid saturates, so the strokes' gradient vanishes), and a latent that
+ignores the digit and its colour measures nothing useful.
 """
 
 from __future__ import annotations

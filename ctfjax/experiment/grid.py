@@ -12,10 +12,11 @@ the models it trains and reports (its `run.models`), so that a run of a
 comparison config adds only its new rows. A (dataset, model) row comes
 from one run only.
 
-The tables follow seed 004's layout (one row per model and dataset):
-composition (its Table 1), effectiveness (Table 3), realism and minimality
-(Table 5), reversibility, plus the models' budgets (steps, seconds),
-ctf-consistency and ground-truth error, which the seed does not have.
+The tables follow the layout of Melistas et al. (2024) (one row per model
+and dataset): composition (its Table 1), effectiveness (Table 3), realism
+and minimality (Table 5), reversibility, plus the models' budgets (steps,
+seconds), ctf-consistency and ground-truth error, which the paper does not
+have.
 Outputs, in `config.benchmark.out`: benchmark.md (the runs that gave the
 rows, then the tables), benchmark.csv (every cell in long form) and
 benchmark.json (the reports).

@@ -1,6 +1,6 @@
 """A benchmark beside published numbers: one run, rows named after a paper's.
 
-    from ctfjax import evaluate, train
+    from ctfjax import experiment, train
     config = train.load_config("configs/benchmark_morpho_mnist.py")
     result = experiment.benchmark(config)
 
@@ -11,7 +11,7 @@ the paper's training budget for it. The run trains every row's model in
 `config.benchmark.workdir` (resuming, or taking its report as it is when
 it matches the config and this evaluation version), then writes
 benchmark.md, benchmark.csv and benchmark.json in `config.benchmark.out`,
-with tables shaped like seed 004's Tables 1 (composition), 3
+with tables shaped like Melistas et al.'s (2024) Tables 1 (composition), 3
 (effectiveness) and 5 (realism and minimality), each with two rows per
 model: ours, and the paper's published numbers for the same model, column
 by column; a column only one side has is empty on the other (e.g. LPIPS,
@@ -142,8 +142,8 @@ def _pairs(rows: Mapping[str, Any], entries: Mapping[str, Mapping],
 
 
 def composition_table(rows, entries) -> tuple[list[str], list[list[Any]]]:
-  """Seed 004 Table 1: l1 image space, l1 embeddings, LPIPS; 1 and 10
-  cycles."""
+  """Melistas et al. Table 1: l1 image space, l1 embeddings, LPIPS; 1 and
+  10 cycles."""
   header = ["model", "source", "l1 image 1 cycle", "l1 image 10 cycles",
             "l1 embeddings 1 cycle", "l1 embeddings 10 cycles",
             "LPIPS 1 cycle", "LPIPS 10 cycles"]
@@ -158,7 +158,7 @@ def composition_table(rows, entries) -> tuple[list[str], list[list[Any]]]:
 
 def effectiveness_table(rows, entries) -> tuple[list[str],
                                                 list[list[Any]]]:
-  """Seed 004 Table 3 (thickness MAE, intensity MAE, digit accuracy under
+  """Melistas et al. Table 3 (thickness MAE, intensity MAE, digit accuracy under
   do(t), do(i), do(y)), then our measured MAE columns."""
   short = {"do(thickness)": "do(t)", "do(intensity)": "do(i)",
            "do(digit)": "do(y)"}
@@ -215,7 +215,7 @@ def ground_truth_table(rows, entries) -> tuple[list[str],
 
 
 def realism_table(rows, entries) -> tuple[list[str], list[list[Any]]]:
-  """Seed 004 Table 5 (MorphoMNIST): FID and minimality (CLD, P1, P2),
+  """Melistas et al. Table 5 (MorphoMNIST): FID and minimality (CLD, P1, P2),
   ours averaged over the intervention families."""
   header = ["model", "source", "FID (seed) / FD (ours)", "CLD",
             "P(S_x* <= div)", "P(S_x >= div)", "FD real test (floor)",

@@ -1,7 +1,7 @@
 """The image-mechanism interface: what the ANCM stages call, and nothing else.
 
 An image mechanism is the image node's structural equation I := f_I(v, u_I)
-of an ANCM (science.md section 4) together with the abduction of its
+of an ANCM (docs/models.md) together with the abduction of its
 exogenous U_I from an image. Every family (VAE, HVAE, GAN with an encoder,
 DDPM with DDIM inversion, VAE + DDPM) implements `ImageMechanism` as an nnx
 module; the ANCM merges it with its parameters at the boundary, so each

@@ -1,8 +1,8 @@
 """The conditional diffusion image mechanism: DDPM training, DDIM inversion.
 
-The image mechanism of the diffusion NCM (seed 003): a U-Net
-eps_theta(x_t, t, v) (`ctfjax.nn.unet`) trained with the epsilon-prediction
-loss of DDPM (Ho et al. 2020),
+The image mechanism of the diffusion NCM (Sardesai, "Ctf-editing using a
+diffusion NCM"): a U-Net eps_theta(x_t, t, v) (`ctfjax.nn.unet`) trained
+with the epsilon-prediction loss of DDPM (Ho et al. 2020),
 
     x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,   loss = |eps - eps_theta|^2,
 
@@ -219,7 +219,7 @@ def in_slices(fn: Callable[..., Array], size: int,
   Every array is sliced along axis 0 (None passes through), so fn must
   treat examples independently, as a network pass at inference does. On a
   CPU a pass over slices whose activations fit the caches is faster than
-  one pass over the whole batch (README, "Speed").
+  one pass over the whole batch (docs/speed.md, "Where the CPU time goes").
   """
   if size < 0:
     raise MechanismError(f"examples per U-Net pass (sampler 'microbatch') "

@@ -1,7 +1,8 @@
 """The conditional GAN image mechanism with an encoder (BiGAN / ALI style).
 
-Seed 004's third Deep-SCM family (section 3.2, Appendix A.4, Tables 11-13
-for MorphoMNIST): a generator G(z, pa) -> image, an encoder E(x, pa) -> z
+The third Deep-SCM family of Melistas et al., "Benchmarking Counterfactual
+Image Generation" (2024; section 3.2, Appendix A.4, Tables 11-13 for
+MorphoMNIST): a generator G(z, pa) -> image, an encoder E(x, pa) -> z
 and a joint discriminator D(x, z, pa) that tells real pairs (x, E(x, pa))
 from generated pairs (G(z, pa), z), z ~ N(0, I). U_I = z.
 
@@ -9,7 +10,7 @@ from generated pairs (G(z, pa), z), z ~ N(0, I). U_I = z.
 * prediction: G(z, pa') (one pass, no sampler settings, rng unused);
 * prior: N(0, I) of width `latent_dim`;
 * relabel (the ANCM's label-faithfulness decode): G(E(x, pa), pa'), which
-  is exactly the counterfactual decode of the seed's eq. (6), so the frozen
+  is exactly the counterfactual decode of the paper's eq. (6), so the frozen
   reader checks the images an edit would produce; the term is a
   class-consistency loss on G (as in an auxiliary-classifier GAN) and also
   pushes E to leave the features out of z.
@@ -17,8 +18,8 @@ from generated pairs (G(z, pa), z), z ~ N(0, I). U_I = z.
 Training stages:
 
 1. "gan": two parameter groups with their own Adam(1e-4, b1 = 0.5) (the
-   seed's): "generator" (G and E) and "discriminator" (D), each descending
-   its own loss from the same forward pass (seed eq. (5), the
+   paper's): "generator" (G and E) and "discriminator" (D), each descending
+   its own loss from the same forward pass (paper eq. (5), the
    non-saturating form that the peer code uses: G and E minimise the
    cross-entropy with the labels swapped). Losses are written with
    softplus, -log sigmoid(l) = softplus(-l), so no probability is ever
@@ -26,16 +27,16 @@ Training stages:
    feature NCM and the reader in a group of their own with the run's
    optimizer.
 2. "cyclic" (only when `finetune_steps` > 0): cyclic cost minimisation of
-   the encoder alone, G and D frozen (seed section 3.2, after Dogan and
+   the encoder alone, G and D frozen (paper section 3.2, after Dogan and
    Keles), Adam with a cosine decay: the image L1 between x and
    G(E(x, pa), pa), plus `embed_weight` times the L1 between the frozen
    reader's embeddings of x and of G(E(x, pa), pa) (the embedding distance
-   the seed monitors this fine-tuning with; always logged) and
+   the paper monitors this fine-tuning with; always logged) and
    `latent_weight` times the squared error between z and E(G(z, pa), pa)
    (the peer code's latent term). The defaults weight the image term
    (0.1 and 0): each extra term raised the composition L1 measured.
 
-Differences from the seed's tables, on purpose:
+Differences from the paper's tables, on purpose:
 
 * a pixel norm after each hidden layer of G (`pixel_norm`, Karras et al.
   2018). Without it G falls to an all-black image within a few hundred
@@ -43,7 +44,7 @@ Differences from the seed's tables, on purpose:
   Adam 2e-4 and 5e-4, with and without dropout in D, even with D blind to
   z); with it the same config draws digits by step 1,000;
 * dropout on the input of every layer of D while training, one rate
-  (`discriminator_dropout`, 0.2) where the seed's tables use 0.2-0.5, and
+  (`discriminator_dropout`, 0.2) where the paper's tables use 0.2-0.5, and
   no batch norm in D (batch statistics would make D's logit for one pair
   depend on the rest of the batch);
 * dense layers where the tables use 1x1 convolutions on 1x1 maps (the
@@ -92,7 +93,7 @@ def _down(in_channels, convs, rngs):
 
 class Encoder(nnx.Module):
   """E(x, pa) -> z [B, Z]: strided convs on the image with the parents as
-  channels (seed Table 11), LReLU(0.2), a hidden dense layer of width
+  channels (paper Table 11), LReLU(0.2), a hidden dense layer of width
   `hidden` with LReLU(0.2) (the table's first 1x1 conv on the 1x1 map;
   0 = none), then a linear head."""
 
@@ -121,7 +122,7 @@ def pixel_norm(x, eps: float = 1e-8):
 
 class Generator(nnx.Module):
   """G(z, pa) -> image in [0, 1]: [z, pa] to a base map (a transposed conv
-  of a 1x1 map), 2x transposed convs with LReLU(0.2) (seed Table 12), each
+  of a 1x1 map), 2x transposed convs with LReLU(0.2) (paper Table 12), each
   followed by a pixel norm when `pixel_norm`, a 3x3 conv to the image
   channels and a sigmoid."""
 
@@ -164,10 +165,10 @@ def dropout(x, rate: float, rng):
 
 
 class Discriminator(nnx.Module):
-  """D(x, z, pa) -> logit [B] (seed Table 13): D_x (strided convs on the
+  """D(x, z, pa) -> logit [B] (paper Table 13): D_x (strided convs on the
   image with the parents as channels), D_z (an MLP on z) and D_xz (an MLP
   on both), all LReLU(0.1), with dropout of rate `dropout` on the input of
-  every layer when called with an `rng` (the seed's D drops 0.2-0.5 of its
+  every layer when called with an `rng` (the paper's D drops 0.2-0.5 of its
   inputs). Dropout alone did not stop D from winning at CPU budgets; the
   generator's pixel norm did (see the module doc)."""
 
@@ -208,7 +209,7 @@ def bce_with_logits(logits, label: float):
 
 def discriminator_loss(real_logits, fake_logits):
   """D's loss per example: real pairs (x, E(x)) labelled 1, generated pairs
-  (G(z), z) labelled 0 (the negated value of the seed's eq. (5))."""
+  (G(z), z) labelled 0 (the negated value of the paper's eq. (5))."""
   return bce_with_logits(real_logits, 1) + bce_with_logits(fake_logits, 0)
 
 
@@ -234,7 +235,8 @@ def collapse_guard(threshold: float):
 
 
 class GAN(nnx.Module):
-  """Conditional GAN with an encoder (seed 004, A.4); see the module doc."""
+  """Conditional GAN with an encoder (Melistas et al. 2024, A.4); see the
+  module doc."""
 
   SAMPLER = {}
 
@@ -265,36 +267,34 @@ class GAN(nnx.Module):
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.latent_dim = 32  # Width of z = U_I (seed: 512).
-    # Encoder conv widths, each a 4x4 stride-2 conv (seed Table 11:
+    c.latent_dim = 32  # Width of z = U_I (paper: 512).
+    # Encoder conv widths, each a 4x4 stride-2 conv (paper Table 11:
     # 64, 128, 256), then a hidden dense layer (the table's 1x1 conv to 512
     # on the 1x1 map; 0 = none) and the linear head to z. The cyclic stage
-    # fits E to G's inverse far better with wider convs and the hidden
-    # layer: measured on a trained MorphoMNIST G, test L1 of G(E(x)) after
-    # 1,500 image-L1 steps 8.10 at (32, 64, 64) without the layer, 7.95
-    # with 256, 7.77 at (64, 128, 128) with 512.
+    # fits E to G's inverse better with wider convs and the hidden layer
+    # (a lower test L1 of G(E(x)) on a trained MorphoMNIST G).
     c.encoder_convs = (64, 128, 128)
     c.encoder_hidden = 512
     # Generator: channels of its first map (side / 2^len(convs)), then the
-    # widths of its 2x transposed convs (seed Table 12: 256, 512, 256, 128,
-    # 64).
+    # widths of its 2x transposed convs (paper Table 12: 256, 512, 256,
+    # 128, 64).
     c.generator_base = 64
     c.generator_convs = (64, 32, 16)
     # Pixel norm after every hidden layer of G (each position's feature
-    # vector scaled to unit RMS; Karras et al. 2018). Not in the seed, which
-    # trains ~1M GPU steps; without it G falls to an all-black image within
-    # 200 steps at CPU budgets (measured on MorphoMNIST: even with D blind
-    # to z, at Adam 2e-4 and 5e-4) and never leaves it.
+    # vector scaled to unit RMS; Karras et al. 2018). Not in the paper,
+    # which trains ~1M GPU steps; without it G falls to an all-black image
+    # within a few hundred steps at CPU budgets (on MorphoMNIST, even with D
+    # blind to z) and never leaves it.
     c.pixel_norm = True
-    # Discriminator: D_x conv widths (seed Table 13: 32 ... 512), D_z and
-    # D_xz hidden widths (seed: 512 and 1024).
+    # Discriminator: D_x conv widths (paper Table 13: 32 ... 512), D_z and
+    # D_xz hidden widths (paper: 512 and 1024).
     c.discriminator_convs = (32, 64, 64)
     c.z_hidden = 128
     c.joint_hidden = 256
-    # Dropout rate on the input of every layer of D while training (seed
+    # Dropout rate on the input of every layer of D while training (paper
     # Table 13: 0.2 on its inputs, 0.2-0.5 inside).
     c.discriminator_dropout = 0.2
-    # Adam of both adversarial groups and of the cyclic stage (seed: 1e-4,
+    # Adam of both adversarial groups and of the cyclic stage (paper: 1e-4,
     # b1 = 0.5, b2 = 0.999).
     c.learning_rate = 1e-4
     c.b1 = 0.5
@@ -307,11 +307,8 @@ class GAN(nnx.Module):
     c.finetune_learning_rate = 1e-4
     # Cyclic loss = image L1 + latent_weight * |z - E(G(z))|^2 (mean over z)
     # + embed_weight * L1 of the reader's embeddings (always logged, as the
-    # seed monitors it). Both extra terms cost composition: measured on a
-    # trained MorphoMNIST G at 750 steps, training L1 of G(E(x)) 7.9 with
-    # the image term alone, 8.1 with embed_weight 0.1, 9.2 with embed_weight
-    # 1 (latent 0) and 9.2 with latent_weight 1 (embed 1); on test images
-    # after 1,500 steps the latent term alone raises it from 8.1 to 9.2.
+    # paper monitors it). Both extra terms cost composition (each raised the
+    # L1 of G(E(x)) on a trained MorphoMNIST G), so the image term leads.
     c.latent_weight = 0.0
     c.embed_weight = 0.1
     # Stop training when the discriminator's mean loss over a logging window
@@ -322,7 +319,7 @@ class GAN(nnx.Module):
 
   @classmethod
   def accelerator_config(cls) -> ml_collections.ConfigDict:
-    """Seed 004's MorphoMNIST widths (Tables 11-13) in this architecture:
+    """The paper's MorphoMNIST widths (Tables 11-13) in this architecture:
     latent 512, encoder 64-128-256, generator from a 4x4x512 map through
     256-128-64, D_x 32 ... 512 down to 1x1, D_z 512, D_xz 1024."""
     c = cls.default_config()
@@ -438,5 +435,5 @@ class GAN(nnx.Module):
     return {"z": jax.random.normal(rng, (batch, self.latent_dim))}
 
   def relabel(self, images, cond, new_cond, rng):
-    """G(E(x, pa), pa'): the counterfactual decode (seed eq. (6))."""
+    """G(E(x, pa), pa'): the counterfactual decode (paper eq. (6))."""
     return self.predict(new_cond, self.abduct(images, cond, rng), rng)

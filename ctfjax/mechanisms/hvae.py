@@ -1,7 +1,8 @@
 """The conditional hierarchical VAE image mechanism, with counterfactual
 fine-tuning.
 
-Seed 004's best Deep-SCM image mechanism (section 3.2, Appendix A.3), the
+The best Deep-SCM image mechanism of Melistas et al., "Benchmarking
+Counterfactual Image Generation" (2024; section 3.2, Appendix A.3), the
 conditional HVAE of De Sousa Ribeiro et al. (ICML 2023): a bottom-up
 encoder and a top-down decoder with latents z_1..z_L at several resolutions
 (`ctfjax.nn.hierarchical`). The prior p(z_{1:L}) never sees the parents, so
@@ -13,13 +14,12 @@ U_I = ({"z": (z_1, ..., z_L)}, and "eps" when `pixel_noise` is on):
 * abduction runs the posterior top-down pass under the factual features
   and draws each level's latent from its posterior, given the draws above
   it, at temperature `abduct_temperature`: z_i = loc + t * scale * eps
-  (seed 004's peer abducts z ~ q(z | x, pa) at t = 1). Temperature 0 keeps
-  the posterior means, a deterministic edit, but the top-down network never
-  sees them in training: levels whose posterior stays at the prior carry
-  unit-variance noise there, and zeroing it takes the decoder off its
-  training distribution (measured on the Colored MNIST HVAE-ANCM after
-  1,500 steps: null-edit L1 24.6 with the means, 1.8 with draws, whose
-  reconstructions are blocks of 4x4 pixels);
+  (the paper's code abducts z ~ q(z | x, pa) at t = 1). Temperature 0
+  keeps the posterior means, a deterministic edit, but the top-down network
+  never sees them in training: levels whose posterior stays at the prior
+  carry unit-variance noise there, and zeroing it takes the decoder off its
+  training distribution (the Colored MNIST HVAE-ANCM's null edits are far
+  worse with the means than with draws);
 * eps = (i - mu) / sigma is the standardised pixel residual of that
   reconstruction (kept with `pixel_noise`: exact null edits, but the old
   features' residual detail is copied into every edit; temperature 1);
@@ -34,10 +34,9 @@ on by default and `relabel = False` switches the term off.
 Stages: "hvae" (the negative ELBO; with `kl_warmup_steps` its KL weight
 ramps linearly up to beta over the first steps, as NVAE's KL warm-up: in
 short runs the KL otherwise prunes the latents before the decoder uses
-them - on MorphoMNIST it fell to 6-8 nats around steps 150-300 and the
-reconstruction L1 after 600 steps was 11.0, against 8.1 with a 300-step
-warm-up) and, when `cf_steps > 0`, "cf": the counterfactual fine-tuning of
-seed 004 A.3 (De Sousa Ribeiro et al., Lagrangian form):
+them, and a short MorphoMNIST run reconstructs worse without it) and, when
+`cf_steps > 0`, "cf": the counterfactual fine-tuning of the paper's A.3
+(De Sousa Ribeiro et al., Lagrangian form):
 
     min_theta max_{lambda >= 0}  E[-log h(v' | i')]
                                  + lambda (nelbo(i | v) / dims - bound),
@@ -116,7 +115,8 @@ def lagrangian(cf_nll, nelbo, dims, bound, multiplier):
 
 
 class HVAE(nnx.Module):
-  """Conditional hierarchical VAE image mechanism (seed 004, A.3)."""
+  """Conditional hierarchical VAE image mechanism (Melistas et al. 2024,
+  A.3)."""
 
   SAMPLER = {}
 
@@ -174,7 +174,7 @@ class HVAE(nnx.Module):
   def default_config(cls) -> ml_collections.ConfigDict:
     """CPU-sized defaults (about 0.13M parameters).
 
-    Seed 004's MorphoMNIST HVAE (Appendix A.3, causal-gen's "morphomnist"
+    Melistas et al.'s MorphoMNIST HVAE (Appendix A.3, causal-gen's "morphomnist"
     hyper-parameters; about 2.0M parameters, for an accelerator):
     resolutions (32, 16, 8, 4, 1), widths (16, 32, 64, 128, 256),
     enc_blocks (3, 3, 3, 3, 4), dec_blocks (4, 4, 4, 4, 4), z_dim 16,
@@ -191,7 +191,7 @@ class HVAE(nnx.Module):
     c.dec_blocks = (1, 1, 2, 2, 1)
     c.z_dim = 8  # Channels of every latent z_i.
     c.bottleneck = 4  # Inner width of each residual block = width / this.
-    # True: a learned per-pixel likelihood scale (the seed's diagonal
+    # True: a learned per-pixel likelihood scale (the paper's diagonal
     # Gaussian); False: the fixed sqrt(e^-5) of the Deep-SCM VAEs.
     c.learned_sigma = True
     # The pixel mean: "sigmoid" or "linear" (clipped to [0, 1] in
@@ -201,10 +201,10 @@ class HVAE(nnx.Module):
     # Keep the standardised pixel residual in U_I (exact null edits).
     c.pixel_noise = False
     # Abduction draws z_i = loc + t * scale * eps from each posterior
-    # (seed 004's peer: t = 1); 0 keeps the means, which the decoder never
+    # (the paper's code: t = 1); 0 keeps the means, which the decoder never
     # sees in training (module docstring).
     c.abduct_temperature = 1.0
-    c.beta = 1.0  # KL weight of the ELBO (seed 004: 1 on MorphoMNIST).
+    c.beta = 1.0  # KL weight of the ELBO (the paper: 1 on MorphoMNIST).
     # KL warm-up (NVAE; Vahdat & Kautz, 2020): the "hvae" stage weighs the
     # KL by beta * min(1, (step + 1) / kl_warmup_steps), the ELBO itself
     # from then on; 0 = none. Short CPU runs need it: without it the KL
@@ -216,8 +216,8 @@ class HVAE(nnx.Module):
     c.relabel = True
     # Counterfactual fine-tuning (stage "cf"); 0 = no such stage.
     c.cf_steps = 0
-    c.cf_learning_rate = 1e-4  # AdamW rate of the network in "cf" (seed).
-    c.cf_multiplier_lr = 0.1  # Adam rate of the multiplier's rho (seed).
+    c.cf_learning_rate = 1e-4  # AdamW rate of the network in "cf" (paper).
+    c.cf_multiplier_lr = 0.1  # Adam rate of the multiplier's rho (paper).
     c.cf_multiplier_init = 0.01  # lambda at the start of "cf"; > 0.
     # Allowed rise of the negative ELBO per pixel value over its
     # pre-trained value (nats); the constraint is nelbo/dims <= ref + margin.
@@ -229,7 +229,7 @@ class HVAE(nnx.Module):
 
   @classmethod
   def accelerator_config(cls) -> ml_collections.ConfigDict:
-    """Seed 004's MorphoMNIST configuration (about 2.0M parameters)."""
+    """Melistas et al.'s MorphoMNIST configuration (about 2.0M parameters)."""
     c = cls.default_config()
     c.resolutions = (32, 16, 8, 4, 1)
     c.widths = (16, 32, 64, 128, 256)

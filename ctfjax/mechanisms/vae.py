@@ -1,15 +1,16 @@
 """The conditional VAE image mechanism f_I(v, u_I) with q(u_I | i, v).
 
-The Deep-SCM VAE of seed 004 (Appendix A.2, Tables 7-8) and the image half
-of the VAE-ANCM (science.md section 4). U_I = (z, eps): z is the VAE latent,
-abducted as the posterior mean of q(z | i, v) (so an edit is deterministic
-given its features), and eps the standardised pixel residual
+The Deep-SCM VAE of Melistas et al., "Benchmarking Counterfactual Image
+Generation" (2024; Appendix A.2, Tables 7-8) and the image half of the
+VAE-ANCM (docs/models.md). U_I = (z, eps): z is the VAE latent, abducted as
+the posterior mean of q(z | i, v) (so an edit is deterministic given its
+features), and eps the standardised pixel residual
 eps = (i - mu(z, v)) / sigma(z, v), kept when `pixel_noise` is on. With it
 the mechanism is invertible in U_I and a null intervention returns the input
 exactly; without it (the default) the edit is the decoder mean, which drops
 residual detail of the old features instead of copying it into the new
-image. The residual temperature is 1, never the peers' 0.1 (science.md
-section 5).
+image. The residual temperature is 1, never the 0.1 of the paper's code,
+which breaks composition by construction.
 
 One training stage, one loss (the negative ELBO); `predict` is one decoder
 pass, so it has no sampler settings, ignores its rng and serves as the
@@ -29,7 +30,8 @@ from ctfjax.mechanisms.base import MechanismError, Stage
 from ctfjax.nn import gaussian
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder
 
-# sqrt(e^-5): the fixed likelihood scale used by the Deep-SCM VAEs (seed 004).
+# sqrt(e^-5): the fixed likelihood scale of the Deep-SCM VAEs (Melistas et
+# al. 2024).
 FIXED_LOG_STD = -2.5
 # Learned scales are bounded below so the likelihood cannot collapse.
 MIN_LOG_STD = -6.0
@@ -39,7 +41,7 @@ LIKELIHOODS = {"gaussian": gaussian.gaussian_nll,
 
 
 class VAE(nnx.Module):
-  """Conditional VAE image mechanism (science.md section 4, VAE-ANCM)."""
+  """Conditional VAE image mechanism (the VAE-ANCM's; docs/models.md)."""
 
   SAMPLER = {}
 
@@ -73,25 +75,24 @@ class VAE(nnx.Module):
     c = ml_collections.ConfigDict()
     c.latent_dim = 16  # Dimension of the VAE latent z (part of U_I).
     # False: the fixed scale sqrt(e^-5) of the Deep-SCM VAEs. A learned
-    # per-pixel scale let the model explain the bar by variance instead of
-    # its mean (measured: bars read back from 46% of reconstructions, vs
-    # 100%).
+    # per-pixel scale lets the model explain the bar by variance instead of
+    # its mean, and the bar goes missing from its reconstructions.
     c.learned_sigma = False
     # Keep the standardised pixel residual in U_I: exact null edits, but the
     # old features' residual detail is copied into every edit.
     c.pixel_noise = False
     c.beta = 1.0  # KL weight of the ELBO.
     # "gaussian": a density on [0, 1]; "discretized": the probability of the
-    # pixel's 8-bit bin (seed 004's DGaussNet). With a learned scale the
-    # density rewards shrinking sigma on flat background without bound and
-    # the latent goes unused (measured on MorphoMNIST: KL 0.7 nats, L1 16.8
-    # after 400 steps); the bin probability is at most 1.
+    # pixel's 8-bit bin (Melistas et al.'s DGaussNet). With a learned scale
+    # the density rewards shrinking sigma on flat background without bound
+    # and the latent goes unused (as on MorphoMNIST); the bin probability is
+    # at most 1.
     c.likelihood = "gaussian"
     # The decoder's pixel mean: "sigmoid" (in [0, 1] by construction) or
-    # "linear" (seed 004's; predictions are clipped to [0, 1]). A sigmoid
-    # that saturates passes no gradient: with the fixed scale on
-    # MorphoMNIST the decoder fell into all-black images (KL 0 from step
-    # 500 on, 1,500 steps).
+    # "linear" (Melistas et al.'s; predictions are clipped to [0, 1]). A
+    # sigmoid that saturates passes no gradient: with the fixed scale on
+    # MorphoMNIST the decoder fell into all-black images, its latent
+    # unused.
     c.mean = "sigmoid"
     # Decoder (features, kernel) blocks after each 2x upsampling from 4x4.
     c.decoder_convs = ((32, 3), (32, 3), (16, 3))

@@ -1,4 +1,4 @@
-"""Metrics of counterfactual image edits (science.md section 7).
+"""Metrics of counterfactual image edits (docs/evaluation.md, "Metrics").
 
 Every metric is a pure function of arrays; models enter as callables
 (`edit_fn`, `embed_fn`, `feature_fn`, predictors' outputs), so nothing here

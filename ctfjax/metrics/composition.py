@@ -1,7 +1,7 @@
 """Composition and reversibility: distances after repeated edits.
 
-Both metrics come from the axioms of counterfactuals (Galles & Pearl; seed 004
-section 3.3, after Monteiro et al. 2023):
+Both metrics come from the axioms of counterfactuals (Galles & Pearl;
+Melistas et al. 2024, section 3.3, after Monteiro et al. 2023):
 
 * composition^m: the null intervention applied m times should return the
   image unchanged;
@@ -57,8 +57,9 @@ def composition(edit_fn: EditFn, images, labels: Mapping[str, object],
     pixel_range: (lo, hi) of the pixel values; see `pixel_l1`.
     clip: clip to `pixel_range` before the pixel distance; see `pixel_l1`.
     factual_do: the null intervention is do() with nothing set (abduct, skip
-      the action: seed 004's protocol) when False; every parent set to its
-      own factual value (the composition axiom read literally) when True.
+      the action: Melistas et al.'s protocol) when False; every parent set
+      to its own factual value (the composition axiom read literally) when
+      True.
 
   Returns:
     {"l1": [cycles, N], and "embedding_l1" / "perceptual" when their

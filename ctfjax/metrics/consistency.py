@@ -1,9 +1,9 @@
 """Ctf-consistency: feature counterfactuals of generated pairs vs. bounds.
 
-science.md sections 3 and 7: the (factual, counterfactual) image pairs a
-model generates induce feature counterfactual probabilities; the model is
-ctf-consistent when each lies within the optimal bounds [l_Q, u_Q] that the
-diagram and P(V) allow.
+The (factual, counterfactual) image pairs a model generates induce feature
+counterfactual probabilities; the model is ctf-consistent when each lies
+within the optimal bounds [l_Q, u_Q] that the diagram and P(V) allow
+(docs/concepts.md, "Ctf-consistency").
 
 The features of an edit are known twice: the values the model drew for it
 (exact) and what the readers see in the image (noisy: the digit reader errs
@@ -599,7 +599,7 @@ def protocol_interventions(factual: Mapping[str, object],
 
 def protocol_queries(graph: Graph | str, domains: Mapping[str, int],
                      max_split: int = MAX_SPLIT) -> dict[str, list[str]]:
-  """The ctf-consistency table's queries (science.md section 6), per family.
+  """The ctf-consistency table's queries (docs/evaluation.md), per family.
 
   For the edit x -> x' = (x + |X| // 2) mod |X| of each variable X (see
   `protocol_interventions`), and each x' with its source value x:

@@ -3,9 +3,9 @@
 Anti-causal predictors g_k (trained on real data) read every parent from the
 counterfactual images; each reading is compared with the value the parent
 should take: the intervened value for the intervened parent, the propagated
-value for its descendants, the factual value for the rest (seed 004 eq. 8).
-Categorical parents get accuracy and F1, continuous ones the mean absolute
-error.
+value for its descendants, the factual value for the rest (Melistas et al.
+2024, eq. 8). Categorical parents get accuracy and F1, continuous ones the
+mean absolute error.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def classification_scores(y_true, y_pred) -> dict:
   Returns:
     {"accuracy": float, "f1": float (macro), "f1_per_class": {"k": float},
     "n": int}; for a two-class parent "f1_per_class"["1"] is the binary F1
-    of the positive class that seed 004 reports for CelebA.
+    of the positive class that Melistas et al. (2024) report for CelebA.
   """
   y_pred = np.asarray(y_pred)
   if y_pred.ndim == 2:

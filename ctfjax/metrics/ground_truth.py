@@ -2,7 +2,7 @@
 
 Only synthetic data has it: its generator is an explicit ASCM that stores the
 exogenous values of every sample, so the true counterfactual image and
-features of any do() can be computed (science.md section 6). No peer reports
+features of any do() can be computed (docs/datasets.md). No peer reports
 it. Note the true image is one member of the set of ctf-consistent answers
 (unlabelled content is not identifiable), so a large pixel error with
 matching features is not by itself a failure.

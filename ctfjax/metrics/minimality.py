@@ -1,7 +1,8 @@
 """Minimality: the Counterfactual Latent Divergence (CLD).
 
-From Sanchez & Tsaftaris, as modified in seed 004 (eq. 9). For a factual x
-whose intervened parent has value a, and its counterfactual x* with a*:
+From Sanchez & Tsaftaris, as modified by Melistas et al., "Benchmarking
+Counterfactual Image Generation" (2024, eq. 9). For a factual x whose
+intervened parent has value a, and its counterfactual x* with a*:
 
     div  = d(x, x*)
     S_x  = {d(x, x') : x' in the reference data with parent value a}
@@ -13,13 +14,13 @@ whose intervened parent has value a, and its counterfactual x* with a*:
 Low is good: the edit moved x far enough to leave its class but not as far
 as other real members of the new class are. d(x_i, x_j) is
 KL(N(mu_i, diag s_i^2) || N(mu_j, diag s_j^2)) between the latent posteriors
-of an unconditional VAE, using both means and variances (the benchmark code
-of seed 004 reads the mean twice, as mean and as log-scale), always with the
-factual x as the first argument, as the paper's definition writes it.
+of an unconditional VAE, using both means and variances (the paper's
+benchmark code reads the mean twice, as mean and as log-scale), always with
+the factual x as the first argument, as the paper's definition writes it.
 
-Continuous parents must be discretised by the caller (seed 004 uses 10 bins).
-The reference data should not contain the factual images (seed 004 uses the
-training set for reference and the test set for factuals).
+Continuous parents must be discretised by the caller (the paper uses 10
+bins). The reference data should not contain the factual images (the paper
+uses the training set for reference and the test set for factuals).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def cld(factual_mean, factual_logvar, counterfactual_mean,
       (memory: batch_size * M * D floats).
 
   Returns:
-    {"cld", "p1", "p2": float means over the samples (seed 004 Table 5
+    {"cld", "p1", "p2": float means over the samples (the paper's Table 5
     averages per-sample CLD, which by convexity is at least the CLD of the
     mean probabilities), "per_sample": {"cld", "p1", "p2": [N] arrays, NaN
     where a reference class is empty}, "n": samples averaged, "skipped":

@@ -93,7 +93,7 @@ def fid(real_images, generated_images, feature_fn: Callable[[object], object],
   """Frechet distance of generated to real images on a named feature network.
 
   Args:
-    real_images: [N_r, ...] real images (seed 004: the training set).
+    real_images: [N_r, ...] real images (Melistas et al.: the training set).
     generated_images: [N_g, ...] generated images (the test counterfactuals).
     feature_fn: images [B, ...] -> features [B, D].
     feature_network: the name of the network behind `feature_fn`, recorded

@@ -1,7 +1,7 @@
 """G-constrained neural causal models over mixed features (MLE-NCM).
 
-An `NCM` is an SCM whose mechanisms are MLPs (science.md section 4; Xia et
-al. 2021, 2023), run by the world engine `ctfjax.causal.scm`. Built from a
+An `NCM` is an SCM whose mechanisms are MLPs (docs/models.md; Xia et al.
+2021, 2023), run by the world engine `ctfjax.causal.scm`. Built from a
 causal diagram G and the variables' feature kinds (`ctfjax.causal.kinds`),
 it has
 
@@ -44,7 +44,7 @@ every row of a batch and marginalised in log space with logsumexp. With
 shared draws the estimated table sums to one over all v (sum out the nodes
 in reverse topological order), and a node in no C^2-component has its own
 latent averaged on its own rather than multiplied into a product of noisy
-terms (the variance of the plain MLE-NCM estimator; science.md section 4).
+terms (the variance of the plain MLE-NCM estimator).
 Continuous features contribute log-densities.
 
 Every method is a pure function of (params, inputs, rng): the `NCM` object

@@ -24,8 +24,8 @@ sequence of small kernels, and `jax.nn.dot_product_attention` (XLA's fused
 attention, or cuDNN's where it applies) is the right tool, so `attention`
 uses it there (`implementation=None`): on an H200, one 16x16 layer of
 the diffusers-size U-Net (batch 16, 16 heads of 8) took 0.4 ms forward and
-backward against the chunked 1.7 ms (`benchmarks/unet_parts.py jax`,
-README "On an accelerator").
+backward against the chunked 1.7 ms (`benchmarks/unet_parts.py jax`;
+docs/speed.md, "On an NVIDIA H200").
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ import jax.numpy as jnp
 Array = jax.Array
 
 # (batch, head) pairs per chunk: 8 pairs of 256 x 256 scores are 2 MB, a
-# core's L2. For the U-Net's attention on a 2-core CPU the backward pass
-# ran fastest at 2-8 pairs of the 1-256 measured, the forward at 4-16; in
-# paired train steps 8 ran 1.06x faster than 16 (README, "Speed").
+# core's L2, where the U-Net's attention ran fastest forward and backward
+# on a 2-core CPU (docs/speed.md, "Where the CPU time goes").
 CHUNK = 8
 # `attention`'s implementations: this module's, and jax.nn's.
 IMPLEMENTATIONS = ("chunked", "jax")

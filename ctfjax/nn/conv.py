@@ -1,7 +1,8 @@
 """Conditional convolutional encoder and decoder for image mechanisms.
 
-The default shapes follow the Deep-SCM VAE of seed 004 (Appendix A.2,
-Tables 7-8, MorphoMNIST 32x32): three stride-2 convolutions down to 4x4, two
+The default shapes follow the Deep-SCM VAE of Melistas et al.,
+"Benchmarking Counterfactual Image Generation" (2024; Appendix A.2, Tables
+7-8, MorphoMNIST 32x32): three stride-2 convolutions down to 4x4, two
 dense layers with the parents concatenated after the first, and a decoder of
 dense layers then (2x upsample, conv) blocks back to full size, ending in a
 Gaussian head that outputs a per-pixel mean and log standard deviation.
@@ -68,8 +69,9 @@ def pointwise(conv: nnx.Conv, *xs: jax.Array,
   The same function and parameters as `conv(jnp.concatenate(xs, -1))`, up
   to summation order. XLA's CPU backend runs a 1x1 convolution, and above
   all its weight gradient, through layout transposes of the activations;
-  as products the seed-size HVAE's train step ran 1.25x faster
-  (README, "Speed"), and the concatenation is never built.
+  as products the paper-size HVAE's train step runs faster
+  (docs/speed.md, "Where the CPU time goes"), and the concatenation is
+  never built.
   """
   kernel = conv.kernel[..., columns]
   if kernel.shape[:2] != (1, 1):
@@ -103,7 +105,7 @@ def upsample_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
   2j + a + d - k // 2, that is input column j + (a + d - k // 2) // 2.
   Same parameters and same result as upsampling first, up to float
   summation order; for a 5x5 kernel it costs 36% of the multiply-adds, and
-  on XLA's CPU backend the 3x3 case is faster too (README, "Speed").
+  on XLA's CPU backend the 3x3 case is faster too (docs/speed.md).
   """
   k = _square_kernel(conv)
   p = k // 2
@@ -127,9 +129,9 @@ def transpose_conv2x(conv: nnx.ConvTranspose, x: jax.Array) -> jax.Array:
   (x at even positions) padded by pad = ceil(k / 2) (lax's SAME rule for
   k >= 3): output column 2j + a reads dilated column 2j + a + d - pad, an input
   column only when a + d - pad is even. XLA's CPU backend runs the dilated
-  form and, much worse, its gradient on a slow path (3 s per layer of the
-  seed-004 GAN generator at batch 128, README "Speed"); this form is plain
-  convolutions.
+  form and, much worse, its gradient on a slow path (seconds per layer of
+  Melistas et al.'s (2024) GAN generator at batch 128; docs/speed.md,
+  "Where the CPU time goes"); this form is plain convolutions.
   """
   k = _square_kernel(conv)
   if (k < 3 or conv.padding != "SAME" or tuple(conv.strides) != (2, 2)
@@ -184,7 +186,7 @@ class ConvEncoder(nnx.Module):
 
   def __call__(self, image: jax.Array, cond: jax.Array):
     x = jax.nn.relu(self.dense1(_apply_trunk(self.convs, image)))
-    # Parents join after the first dense layer (seed 004, A.2).
+    # Parents join after the first dense layer (Melistas et al. 2024, A.2).
     x = jax.nn.relu(self.dense2(jnp.concatenate([x, cond], axis=-1)))
     mean, logvar = jnp.split(self.head(x), 2, axis=-1)
     return mean, logvar

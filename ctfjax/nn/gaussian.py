@@ -39,11 +39,11 @@ def discretized_gaussian_nll(x: Array, mean: Array, log_std: Array,
 
   Pixels in [0, 1] take `levels` values k / (levels - 1); pixel x owns the
   bin [x - h, x + h] with h = 0.5 / (levels - 1), the two edge bins reach
-  to -inf and +inf, so the probabilities of all levels sum to one (seed
-  004's `DGaussNet`, with the exact normal CDF instead of its tanh
-  approximation). Unlike a density, P(x) <= 1: a learned scale cannot buy
-  unbounded likelihood by shrinking on a flat background (with a density
-  it can, and the latent then goes unused).
+  to -inf and +inf, so the probabilities of all levels sum to one
+  (Melistas et al.'s (2024) `DGaussNet`, with the exact normal CDF instead
+  of its tanh approximation). Unlike a density, P(x) <= 1: a learned scale
+  cannot buy unbounded likelihood by shrinking on a flat background (with a
+  density it can, and the latent then goes unused).
 
   Args:
     x: values on the grid k / (levels - 1) (off-grid values are scored by

@@ -1,12 +1,12 @@
 """Conditional hierarchical VAE networks: bottom-up encoder, top-down decoder.
 
 The very deep VAE of Child (2021) with the conditioning of De Sousa Ribeiro
-et al. (ICML 2023, biomedia-mira/causal-gen), as seed 004 uses it for
-MorphoMNIST (Appendix A.3): latents z_1..z_L of `z_dim` channels at several
-spatial resolutions, the prior p(z_i | z_{>i}) computed on a path that never
-sees the parents (the exogenous noise stays independent of the features),
-and the parents entering every top-down block through a learned projection
-of (z_i, pa) (seed 004, eq. 2):
+et al. (ICML 2023, biomedia-mira/causal-gen), as Melistas et al. (2024) use
+it for MorphoMNIST (Appendix A.3): latents z_1..z_L of `z_dim` channels at
+several spatial resolutions, the prior p(z_i | z_{>i}) computed on a path
+that never sees the parents (the exogenous noise stays independent of the
+features), and the parents entering every top-down block through a learned
+projection of (z_i, pa) (Melistas et al. 2024, eq. 2):
 
     h_i = block_i(h_{i+1} + prior_features_i + f_i(z_i, pa)).
 

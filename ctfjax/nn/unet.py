@@ -40,7 +40,8 @@ from ctfjax.nn.attention import attention
 from ctfjax.nn.conv import pointwise
 from ctfjax.nn.conv import upsample_conv
 
-# diffusers' UNet2DModel of the seed-003 peer's speed benchmark (32x32x3).
+# diffusers' UNet2DModel at the size of the speed benchmark of Sardesai's
+# diffusion NCM (32x32x3).
 DIFFUSERS_BENCHMARK = {"channels": (64, 128, 128), "layers_per_block": 2,
                        "attention": (False, True, False), "head_dim": 8,
                        "groups": 32, "num_class_embeds": 40}
@@ -82,9 +83,9 @@ def group_norm(norm: nnx.GroupNorm, x: jax.Array) -> jax.Array:
   over each example's positions and its group's channels, floored at 0),
   but the per-channel sums come from one reduction over the positions and
   a product of x with itself (a batched dot), and the normalisation is one
-  multiply-add with a per-(example, channel) scale and shift: it took a
-  U-Net forward pass over slices of 16 from 1.04 to 0.96 s (README,
-  "Speed"). Equal to `norm(x)` up to rounding (tests/test_unet.py).
+  multiply-add with a per-(example, channel) scale and shift: a faster
+  U-Net forward pass on the CPU (docs/speed.md, "Where the CPU time goes").
+  Equal to `norm(x)` up to rounding (tests/test_unet.py).
   """
   b, h, w, c = x.shape
   g = norm.num_groups

@@ -1,7 +1,7 @@
 """report.json: the schema, its validation, and reading / writing it.
 
-A report is `{"models": [entry, ...]}` plus free extra keys (design.md, "The
-main job and its outputs"). Each entry must carry
+A report is `{"models": [entry, ...]}` plus free extra keys
+(docs/evaluation.md, "report.json"). Each entry must carry
 
     {"dataset": str, "model": str, "graph": str,
      "train": {"steps": int, "seconds": float},

@@ -2,9 +2,10 @@
 
 One set of column definitions (`TABLES`) serves every output: report.md
 puts a run's models side by side, the benchmark stacks (dataset, model) rows
-from many runs in tables shaped like seed 004's (composition, reversibility,
-effectiveness, realism, minimality) plus this project's own (ctf-consistency,
-ground-truth error), and the CSV holds the same cells in long form.
+from many runs in tables shaped like those of Melistas et al. (2024)
+(composition, reversibility, effectiveness, realism, minimality) plus this
+project's own (ctf-consistency, ground-truth error), and the CSV holds the
+same cells in long form.
 """
 
 from __future__ import annotations
@@ -140,8 +141,9 @@ def _family_columns(entries, section: str, label: str) -> list[Column]:
 
 
 def _effectiveness_columns(entries):
-  # Seed 004 Table 3's layout: the continuous features' MAE first, then the
-  # categorical ones' accuracy; measured features (no predictor) last.
+  # Melistas et al.'s Table 3 layout: the continuous features' MAE first,
+  # then the categorical ones' accuracy; measured features (no predictor)
+  # last.
   mae = _family_columns(entries, "effectiveness_mae", "{var} MAE: {do}")
   acc = _family_columns(entries, "effectiveness",
                         "{var} acc: {do}" if mae else "{var}: {do}")
@@ -267,12 +269,12 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         _reversibility_columns),
     "minimality": (
         "Minimality",
-        "Counterfactual Latent Divergence (seed 004 eq. 9; lower is better, "
-        "range [0, 1]): log(0.8 e^P1 + 0.2 e^P2) with P1 = P(real images of "
-        "the new value lie within the edit's distance of the factual) and "
-        "P2 = P(real images of the old value lie at least that far), "
-        "distances being KL between latent Gaussians of an unconditional "
-        "VAE.",
+        "Counterfactual Latent Divergence (Melistas et al. 2024, eq. 9; "
+        "lower is better, range [0, 1]): log(0.8 e^P1 + 0.2 e^P2) with "
+        "P1 = P(real images of the new value lie within the edit's distance "
+        "of the factual) and P2 = P(real images of the old value lie at "
+        "least that far), distances being KL between latent Gaussians of "
+        "an unconditional VAE.",
         _minimality_columns),
     "realism": (
         "Realism",

@@ -76,7 +76,8 @@ def base_train_config() -> ml_collections.ConfigDict:
   # gradients of batch_size / (microbatch x data devices) interleaved slices
   # (`ctfjax.train.step.accumulate`); 0 = the whole batch in one pass. On a
   # CPU, slices whose activations fit the caches are faster (the image
-  # configs set 16; README "Speed"); on an accelerator keep 0.
+  # configs set 16; docs/training.md, "Microbatches"); on an accelerator
+  # keep 0.
   train.microbatch = 0
   train.learning_rate = 1e-3  # Peak learning rate; float > 0.
   train.optimizer = "adam"  # "adam" | "adamw" | "sgd" (with momentum 0.9).

@@ -67,7 +67,8 @@ def make_train_step(
       interleaved slices of the batch (`accumulate`); 1 = the whole batch
       in one pass. For losses that are means over examples it is the same
       objective with other random draws; on a CPU it is faster when the
-      activations of a slice fit the caches (README, "Speed").
+      activations of a slice fit the caches (docs/training.md,
+      "Microbatches").
     compiler_options: XLA options to compile the step with (`jax.jit`'s;
       see `ctfjax.compiler.for_backend`); None for XLA's defaults.
 
@@ -124,7 +125,7 @@ def accumulate(grads_fn: GradsFn, microbatches: int) -> GradsFn:
   the mean of the slices' gradients is the gradient of the batch's loss.
 
   The slices are unrolled, not a `lax.scan`: XLA's CPU backend runs a
-  convolution inside a loop body on a slow path (measured 20x slower), and
+  convolution inside a loop body on a slow path (many times slower), and
   the unrolled slices also let it schedule one slice's work beside another's.
   """
   if microbatches == 1:

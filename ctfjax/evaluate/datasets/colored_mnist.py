@@ -1,4 +1,4 @@
-"""The evaluator of Colored MNIST with bars (science.md section 6).
+"""The evaluator of Colored MNIST with bars (docs/evaluation.md).
 
 Features D (digit), C (colour), B (bar), all categorical.
 
@@ -12,7 +12,7 @@ Features D (digit), C (colour), B (bar), all categorical.
   every family from the test sample's stored exogenous values.
 * Scores per family: effectiveness (per factor, the accuracy of the value
   read from the edit against the value the model drew for it: intervened,
-  propagated to a descendant, or preserved; seed 004 eq. 8);
+  propagated to a descendant, or preserved; Melistas et al. 2024, eq. 8);
   ctf-consistency (the protocol's feature counterfactual probabilities,
   against the exact bounds and truth of `reference`, decided by
   `metrics.decide`: the features the model drew, i.e. its NCM alone,

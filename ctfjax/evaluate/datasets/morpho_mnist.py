@@ -1,17 +1,18 @@
-"""The evaluator of MorphoMNIST (science.md section 6; seed 004 section 4).
+"""The evaluator of MorphoMNIST (Melistas et al. 2024, section 4).
 
 Features thickness (pixels) and intensity (0-255 grey levels), both
 continuous, with thickness -> intensity, and the digit (categorical); the
-image is a child of all three.
+image is a child of all three. docs/evaluation.md ("MorphoMNIST") describes
+the protocol and the scores.
 
-* Readers: seed 004's anti-causal predictors (`morpho_predictors`: q(t | x,
-  i), q(i | x), q(y | x), Table 17), trained once per run on its training
-  images; their concatenated penultimate activations embed images for the
-  composition embedding L1 and the Frechet distance. Beside them, the
+* Readers: Melistas et al.'s anti-causal predictors (`morpho_predictors`:
+  q(t | x, i), q(i | x), q(y | x), Table 17), trained once per run on its
+  training images; their concatenated penultimate activations embed images
+  for the composition embedding L1 and the Frechet distance. Beside them, the
   *measured* features: `morpho_mnist.measure_thickness` (Morpho-MNIST's
   medial-axis measure) and `measure_intensity` (the foreground median),
   which no training can bias.
-* Protocol (seed 004 4.2, "random interventions on a single parent"): per
+* Protocol (Melistas et al. 4.2, "random interventions on a single parent"): per
   test image, do(thickness = t') with t' drawn from the generator's
   marginal of thickness, do(intensity = i') with i' from the marginal of
   intensity (a fresh thickness and noise through the intensity
@@ -23,11 +24,11 @@ image is a child of all three.
   and noises: `morpho_mnist.counterfactual`); do(digit) has none (the
   source digit is the image's exogenous noise, so no other digit image is
   "the" counterfactual): its ground-truth cells are None.
-* Scores per family, in seed 004 Table 3's layout: "effectiveness" (digit
+* Scores per family, in Melistas et al.'s Table 3 layout: "effectiveness" (digit
   accuracy of q(y | x) against the digit the model drew for the edit),
   "effectiveness_mae" (MAE of q(t | x, i) and q(i | x) against the drawn
   thickness and intensity: intervened, propagated to intensity under
-  do(thickness), or preserved; seed 004 eq. 8), "effectiveness_measured"
+  do(thickness), or preserved; Melistas et al. eq. 8), "effectiveness_measured"
   (the same MAE with the measured features). Against the ground truth:
   "ground_truth_error" (mean L1, 0-255, to the true counterfactual
   image), "ground_truth_measured" (MAE between the measured thickness and
@@ -39,7 +40,7 @@ image is a child of all three.
   continuous and point-identified for a Markovian diagram, and the ground
   truth columns score them directly.
 * CLD compares parent values by class: the digit itself; thickness and
-  intensity in 10 bins (seed 004 footnote 11), cut at the deciles of the
+  intensity in 10 bins (Melistas et al. footnote 11), cut at the deciles of the
   generator's marginal law (`bin_edges`; [ours: the bin placement]), so
   every bin holds a tenth of the data.
 
@@ -66,7 +67,7 @@ from ctfjax.evaluate import morpho_predictors
 
 CONTINUOUS = ("thickness", "intensity")
 FEATURES = ("thickness", "intensity", "digit")
-BINS = 10  # Seed 004 footnote 11.
+BINS = 10  # Melistas et al. (2024), footnote 11.
 MEASURED = "_measured"  # Suffix of the measured features in a reading.
 SHORT = {"thickness": "t", "intensity": "i", "digit": "y"}
 
@@ -86,20 +87,20 @@ TABLE_NOTES = {
         "The null intervention applied 1 and 10 times: mean L1 to the "
         "original on 0-255 pixels, and L1 of the embeddings (the three "
         "anti-causal predictors' penultimate activations, concatenated; "
-        "seed 004 Table 1)."),
+        "Melistas et al. 2024, Table 1)."),
     "reversibility": (
         "Each intervention and its inverse, do(X = x') then do(X = x), "
         "applied 1 and 10 times: mean L1 to the original on 0-255 "
         "pixels."),
     "minimality": (
-        "Counterfactual Latent Divergence (seed 004 eq. 9; lower is better, "
-        "range [0, 1]): log(0.8 e^P1 + 0.2 e^P2) with P1 = P(real images of "
-        "the new value lie within the edit's distance of the factual) and "
-        "P2 = P(real images of the old value lie at least that far), "
-        "distances being KL between latent Gaussians of an unconditional "
-        "VAE. Thickness and intensity values are compared in 10 bins "
-        "(seed 004 footnote 11) cut at the deciles of the generator's "
-        "marginal law."),
+        "Counterfactual Latent Divergence (Melistas et al. 2024, eq. 9; "
+        "lower is better, range [0, 1]): log(0.8 e^P1 + 0.2 e^P2) with "
+        "P1 = P(real images of the new value lie within the edit's distance "
+        "of the factual) and P2 = P(real images of the old value lie at "
+        "least that far), distances being KL between latent Gaussians of "
+        "an unconditional VAE. Thickness and intensity values are compared "
+        "in 10 bins (Melistas et al. 2024, footnote 11) cut at the deciles "
+        "of the generator's marginal law."),
     "realism": (
         "Frechet distance of the edits to real training images on the "
         "named feature networks (not Inception: not comparable with "
@@ -235,8 +236,8 @@ class MorphoMNIST:
     return {**reader.read(images), **measure(images)}
 
   def score(self, family, images, read, drawn, evalset):
-    """Seed 004 Table 3's effectiveness, measured effectiveness and the
-    ground-truth errors (see the module docstring)."""
+    """Melistas et al.'s Table 3 effectiveness, measured effectiveness and
+    the ground-truth errors (see the module docstring)."""
     true = evalset.truth[family]
     sections = {
         "effectiveness": {"digit": float(np.mean(
@@ -294,10 +295,10 @@ class MorphoMNIST:
     acc = info["digit"].get("test_accuracy", float("nan"))
     return [
         f"Test images: {len(evalset.labels['digit'])} per intervention "
-        "family, one edit each. Random single-parent interventions (seed "
-        "004): thickness and intensity drawn from the generator's "
-        "marginals, the digit uniform over the other nine.",
-        f"Readers: seed 004's anti-causal predictors {reader.name} "
+        "family, one edit each. Random single-parent interventions "
+        "(Melistas et al. 2024): thickness and intensity drawn from the "
+        "generator's marginals, the digit uniform over the other nine.",
+        f"Readers: Melistas et al.'s anti-causal predictors {reader.name} "
         f"(q(t | x, i) test MAE {mae_t:.3f} px, q(i | x) {mae_i:.2f}, "
         f"q(y | x) accuracy {acc:.3f} on real test images) and, without "
         "learning, the measured thickness and intensity. Captions: the "
