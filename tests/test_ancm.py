@@ -37,6 +37,7 @@ def setup():
   return config, model, params, ds
 
 
+@pytest.mark.slow
 def test_loss_parts_and_gradients_reach_every_component(setup):
   _, model, params, ds = setup
   batch = {k: ds[k][:16] for k in ds}
@@ -64,6 +65,7 @@ def test_model_of_is_build_without_parameters(setup):
     fit.model_of(bad)
 
 
+@pytest.mark.slow
 def test_edit_shapes_intervened_value_and_non_descendants(setup):
   _, model, params, ds = setup
   labels = {k: ds[k][:8] for k in model.order}
@@ -124,6 +126,7 @@ def test_library_stages_compile_once(setup, monkeypatch, request):
     model.read_labels(params, ds["image"][s])
 
 
+@pytest.mark.slow
 def test_descendant_follows_and_non_descendant_stays(setup):
   """do(C = 1) on green images with a bar: D never changes, and B must turn
   off in at least the lower bound's share of the draws (the bar mechanism
@@ -164,6 +167,7 @@ def trained(tmp_path_factory):
   return config, workdir, result
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_then_load(trained):
   config, workdir, result = trained
   assert result.steps == 4
@@ -197,6 +201,7 @@ def test_a_setting_added_to_a_family_later_keeps_old_runs_resumable():
   assert same("model", old["model"]) == same("model", new["model"])
 
 
+@pytest.mark.slow
 def test_loss_goes_down():
   config = tiny_config()
   model, params = fit.build(config, 0)
@@ -225,6 +230,7 @@ def run_edit(*args):
                         capture_output=True, text=True, env=ENV, timeout=300)
 
 
+@pytest.mark.slow
 def test_edit_cli(trained, tmp_path):
   _, workdir, _ = trained
   ds = fit.load_split(tiny_config(), "test", 32)
@@ -251,6 +257,7 @@ def test_edit_cli(trained, tmp_path):
     (lambda p: Image.new("RGB", (32, 32)).save(p), ["--do=C"],
      "cannot parse --do item 'C'"),
 ])
+@pytest.mark.slow
 def test_edit_cli_bad_input(trained, tmp_path, make, args, message):
   _, workdir, _ = trained
   path = tmp_path / "in.png"
@@ -264,6 +271,7 @@ def test_edit_cli_bad_input(trained, tmp_path, make, args, message):
   assert not out.exists()
 
 
+@pytest.mark.slow
 def test_edit_cli_missing_run(tmp_path):
   res = run_edit(f"--workdir={tmp_path}", "--image=x.png", "--do=C=1",
                  f"--out={tmp_path / 'o.png'}")
@@ -278,6 +286,7 @@ def test_edit_cli_missing_run(tmp_path):
      "(config key 'model.image.kind'); known: vae, gan, hvae, ddpm, "
      "vae_ddpm"),
 ])
+@pytest.mark.slow
 def test_train_cli_rejects_bad_config(tmp_path, override, message):
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",

@@ -54,6 +54,7 @@ def test_feature_model_comes_from_the_data_module():
   assert tiny_config().model.image.vae.learned_sigma
 
 
+@pytest.mark.slow
 def test_do_thickness_sets_it_keeps_digit_and_moves_intensity(trained):
   model, params, images, labels = trained
   target = labels["thickness"] + np.linspace(-1.0, 1.5, N, dtype=np.float32)
@@ -91,6 +92,7 @@ def test_do_digit_keeps_thickness_and_intensity(trained):
         np.repeat(np.asarray(labels[k], np.float32)[:, None], 2, 1))
 
 
+@pytest.mark.slow
 def test_launch_train_fixed_sigma_runs(tmp_path):
   res = subprocess.run(
       [sys.executable, "-m", "launch.train",

@@ -25,6 +25,7 @@ def qkv(shape, seed=0, dtype=jnp.float32):
   return [2.0 * jax.random.normal(k, shape, dtype) for k in keys]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [1, 4, 16, 100])
 def test_values_and_gradients_equal_the_formula_in_float64(chunk):
   # B * heads = 6 pairs: chunk 4 runs as 3 (the largest divisor), 100 as 6.

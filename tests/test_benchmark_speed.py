@@ -90,6 +90,7 @@ def test_row_gives_work_per_image_and_its_rate():
   assert not any("gflop" in k for k in bare)
 
 
+@pytest.mark.slow
 def test_unet_without_attention_drops_exactly_its_six_attention_layers():
   count = lambda size: unet.count_params(
       lambda: unet.UNet(3, 3, rngs=nnx.Rngs(0), **size))
@@ -117,6 +118,7 @@ def test_unet_without_attention_drops_exactly_its_six_attention_layers():
     ("peer", ["--peer_python=/bin/true", "--row=hvae",
                         "--peer_repo=/tmp"], "--peer_repo: '/tmp'"),
 ])
+@pytest.mark.slow
 def test_bad_flags_are_one_line_errors(launcher, args, message, tmp_path):
   out = tmp_path / "speed.json"
   p = subprocess.run([sys.executable, "-m", f"benchmarks.{launcher}",

@@ -41,6 +41,7 @@ def test_sets_name_their_options(monkeypatch):
     speed_rows.xla_option_set("DOT+CONV")
 
 
+@pytest.mark.slow
 def test_unet_programs_compile_with_the_options_they_are_given(monkeypatch):
   monkeypatch.delenv(compiler.VARIABLE, raising=False)
   inside = {}

@@ -235,6 +235,7 @@ def test_chordal_cover_fills_a_cycle():
     (FRONTDOOR, {"D": 3, "C": 2, "B": 2}, "C", "B"),
     (FRONTDOOR, {"D": 3, "C": 2, "B": 2}, "D", "B"),
 ])
+@pytest.mark.slow
 def test_random_models_truth_inside_bounds(text, domains, x, y):
   for seed in range(3):
     rng = np.random.default_rng(seed)

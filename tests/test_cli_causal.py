@@ -25,6 +25,7 @@ def spec_file(tmp_path_factory):
   return str(path)
 
 
+@pytest.mark.slow
 def test_query_value_and_distribution(spec_file):
   out = run("launch.query", f"--scm={spec_file}",
             "--query=P(Y_{X=1}=1 | X=0, Y=0)")
@@ -37,6 +38,7 @@ def test_query_value_and_distribution(spec_file):
   assert got == pytest.approx({5: 6 / 19, 6: 4 / 19, 14: 9 / 19})
 
 
+@pytest.mark.slow
 def test_bounds(spec_file, tmp_path):
   out = run("launch.bounds", f"--scm={spec_file}", "--json",
             "--query=P(Y_{X=1}=1 | X=0, Y=0)")
@@ -53,6 +55,7 @@ def test_bounds(spec_file, tmp_path):
   assert [float(x) for x in out.stdout.split()] == pytest.approx([0.5, 0.75])
 
 
+@pytest.mark.slow
 def test_bounds_of_a_polynomial_program(tmp_path):
   scm = data.feature_scm("colored_mnist_bars/frontdoor")
   table = tmp_path / "frontdoor.json"
@@ -88,6 +91,7 @@ def test_bounds_of_a_polynomial_program(tmp_path):
     ("launch.bounds", ["--example=witness_b1", "--query=P(Y=1 | X=0"],
      "cannot parse query"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(module, args, message):
   out = run(module, *args)
   assert out.returncode == 2

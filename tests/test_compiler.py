@@ -13,9 +13,10 @@ import re
 import jax
 import jax.numpy as jnp
 import optax
+import pytest
 
-from ctfjax import mechanisms
 from ctfjax import compiler
+from ctfjax import mechanisms
 from ctfjax.ancm import model as ancm_model
 from ctfjax.ancm import fit
 from ctfjax.train import apply_overrides, create_train_state, example, loop
@@ -69,6 +70,7 @@ def test_a_train_step_with_the_options_keeps_its_convolutions_out_of_ynnpack(
   assert _train_step_convolutions(compiler.CPU_CONVOLUTIONS_IN_XLA) == (2, 0)
 
 
+@pytest.mark.slow
 def test_the_diffusion_ancm_abducts_with_its_options_and_the_vae_without(
     monkeypatch):
   monkeypatch.delenv(compiler.VARIABLE, raising=False)

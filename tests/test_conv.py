@@ -68,6 +68,7 @@ def assert_same_layer(layer, fast, reference):
   chex.assert_trees_all_close(grad(fast), grad(reference), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel, padding", [(1, "SAME"), (3, "SAME"),
                                              (5, "SAME"), (7, "SAME"),
                                              (3, ((1, 1), (1, 1)))])
@@ -99,6 +100,7 @@ def test_upsample_conv_rejects_what_it_cannot_rewrite():
       upsample_conv(conv, x)
 
 
+@pytest.mark.slow
 def test_pointwise_is_the_1x1_convolution_of_the_concatenation():
   # Against flax's Conv on the concatenated input: values and gradients.
   conv = nnx.Conv(5, 4, (1, 1), rngs=nnx.Rngs(0))

@@ -30,6 +30,7 @@ def sample(digits):
   return mm.generate(*digits, seed=0, n=N)
 
 
+@pytest.mark.slow
 def test_shapes_dtypes_and_stored_noise(sample, digits):
   images, labels = digits
   assert sample["image"].shape == (N, 32, 32, 1)

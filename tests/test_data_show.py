@@ -22,6 +22,7 @@ def run_cli(*args, data_dir):
                         timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_writes_a_png_grid(tmp_path):
   out = tmp_path / "grids" / "backdoor.png"
   r = run_cli("--dataset=colored_mnist_bars/backdoor", f"--out={out}",
@@ -43,6 +44,7 @@ def test_writes_a_png_grid(tmp_path):
      "num"),
     (["--bogus=1"], "bogus"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2(tmp_path, args, match):
   r = run_cli(*args, data_dir=tmp_path)
   assert r.returncode == 2

@@ -181,6 +181,7 @@ def trained():
   return nnx.merge(graphdef, state), images, cond
 
 
+@pytest.mark.slow
 def test_eta_zero_is_deterministic_and_eta_positive_is_not(trained):
   mech, _, cond = trained
   u = mech.prior(jax.random.key(0), 4)
@@ -195,6 +196,7 @@ def test_eta_zero_is_deterministic_and_eta_positive_is_not(trained):
   assert np.abs(b1 - b2).mean() > 1e-3 and np.abs(b1 - a).mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_round_trip_of_a_trained_network_improves_with_steps(trained):
   mech, images, cond = trained
   err = {}
@@ -223,6 +225,7 @@ def loss_by_hand(mech, basis=np.eye(3)):
   return losses, metrics, (x0, t, eps, a, x_t, out, cond)
 
 
+@pytest.mark.slow
 def test_q_sample_marginal_and_loss_against_direct_computation():
   mech = tiny_mechanism(timesteps=50)
   abar = diffusion.alpha_bars("linear", 50, 1e-4, 0.02)
@@ -240,6 +243,7 @@ def test_q_sample_marginal_and_loss_against_direct_computation():
   np.testing.assert_allclose(metrics["eps_mse"], want / 192, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_v_prediction_loss_and_its_noise_for_the_sampler():
   mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
                              prediction="v", unet_kwargs=TINY_UNET)
@@ -268,6 +272,7 @@ def test_v_prediction_loss_and_its_noise_for_the_sampler():
                         unet_kwargs=TINY_UNET)
 
 
+@pytest.mark.slow
 def test_luma_chroma_basis_keeps_strokes_in_one_channel_whatever_the_colour():
   m = diffusion.LUMA_CHROMA
   np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-12)  # orthonormal
@@ -336,6 +341,7 @@ def test_chroma_scale_shrinks_the_colour_channels_only():
                           unet_kwargs=TINY_UNET, **bad)
 
 
+@pytest.mark.slow
 def test_classifier_free_dropout_and_guidance():
   mech = diffusion.Diffusion((8, 8, 3), 4, rngs=nnx.Rngs(0), timesteps=50,
                              cond_dropout=0.5, unet_kwargs=TINY_UNET)
@@ -357,6 +363,7 @@ def test_classifier_free_dropout_and_guidance():
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sampler_microbatch_slices_the_passes_and_keeps_the_result(trained):
   mech, images, cond = trained
   sizes = []
@@ -427,6 +434,7 @@ def diffusion_config():
   return config
 
 
+@pytest.mark.slow
 def test_trains_through_the_ancm_and_edits(tmp_path):
   config = diffusion_config()
   model, result = fit.train_and_evaluate(config, tmp_path / "run")
@@ -453,6 +461,7 @@ def test_trains_through_the_ancm_and_edits(tmp_path):
                         sampler={"temperature": 1.0})
 
 
+@pytest.mark.slow
 def test_two_stage_vae_ddpm_trains_in_turn_and_shares_both_noises(tmp_path):
   config = tiny_config()
   config.model.image = mechanisms.image_config("vae_ddpm")
@@ -614,6 +623,7 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
       ("ddpm", compare.DIFFUSION_STEPS)]
 
 
+@pytest.mark.slow
 def test_benchmark_diffusion_edits_continuous_features(tmp_path):
   """benchmarks.diffusion on MorphoMNIST (spline and categorical
   features): a continuous feature is edited one data spread up and its

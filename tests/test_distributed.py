@@ -81,6 +81,7 @@ def _run_job(workdir: pathlib.Path, steps: int) -> None:
     assert p.returncode == 0, f"process {i}: {err[-3000:]}"
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_and_share_one_checkpoint_set(tmp_path):
   workdir = tmp_path / "two"
   _run_job(workdir, steps=4)

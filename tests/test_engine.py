@@ -96,6 +96,7 @@ def test_reaching_is_the_one_merge_rule():
 # Engine against closed forms ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("y_kind", [kinds.Continuous(),
                                     kinds.Continuous(loc=5.0, scale=2.0)])
 def test_mixed_counterfactual_and_density_closed_form(y_kind):
@@ -135,6 +136,7 @@ def test_null_and_per_unit_interventions_copy_unchanged_values():
   assert np.all(cf["Y"][~same] != obs["Y"][~same])
 
 
+@pytest.mark.slow
 def test_continuous_parent_categorical_child_closed_form():
   # W = argmax([0, 2 Z] + g): W = 1 iff the logistic L = g1 - g0 > -2 Z.
   scm = engine.SCM({
@@ -174,6 +176,7 @@ def mixed_ncm():
   return model, params, data, history
 
 
+@pytest.mark.slow
 def test_mixed_ncm_structure(mixed_ncm):
   model, params, data, history = mixed_ncm
   assert model.domains == {"X": 2}

@@ -100,6 +100,7 @@ def truth_table(dataset, change=None, seed=0):
   return metrics.decide(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", [BACKDOOR, FRONTDOOR])
 def test_true_counterfactuals_pass_every_row(dataset):
   rows = truth_table(dataset)
@@ -132,6 +133,7 @@ def _flip_digit(share, drawn_too):
   return change
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", [BACKDOOR, FRONTDOOR])
 def test_changing_a_non_descendant_in_5_percent_of_edits_fails(dataset):
   rows = {r["query"]: r for r in truth_table(dataset,
@@ -153,6 +155,7 @@ def test_changing_a_non_descendant_in_5_percent_of_edits_fails(dataset):
     (FRONTDOOR, "P(B_{C=0}=1 | C=1, B=0)", -1),
     (FRONTDOOR, "P(B_{C=0}=1 | C=1, B=0)", 1),
 ])
+@pytest.mark.slow
 def test_a_descendant_0_1_outside_its_bounds_fails(dataset, query, side):
   ref = colored_mnist.reference(dataset)
   lo, hi = ref.bounds[query]
@@ -458,9 +461,9 @@ def _current_reports(config):
 def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "hvae",
                                                "gan", "two", "diff"))
-  hvae = ROOT / "configs" / "compare_hvae.py"
+  hvae = ROOT / "configs" / "compare_hvae_colored_mnist_backdoor.py"
   gan = ROOT / "configs" / "compare_gan_colored_mnist_backdoor.py"
-  two_stage = ROOT / "configs" / "compare_two_stage.py"
+  two_stage = ROOT / "configs" / "compare_vae_ddpm_colored_mnist_backdoor.py"
   diffusion = ROOT / "configs" / "compare_ddpm_colored_mnist_frontdoor.py"
   config = train.load_config(ROOT / "configs" / "benchmark_colored_mnist.py", [
       f"benchmark.workdirs={workdirs}",
@@ -574,6 +577,7 @@ def tiny_eval(config):
   return config
 
 
+@pytest.mark.slow
 def test_tiny_trained_model(tmp_path):
   # One test, not a module fixture shared by several: under pytest-xdist
   # every worker would train and evaluate its own copy.

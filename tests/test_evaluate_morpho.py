@@ -283,6 +283,7 @@ def tiny_run_config():
   return config
 
 
+@pytest.mark.slow
 def test_tiny_run_end_to_end(tmp_path):
   workdir = tmp_path / "run"
   report = experiment.run(tiny_run_config(), workdir)
@@ -355,6 +356,7 @@ def fake_entry(name, offset):
   }
 
 
+@pytest.mark.slow
 def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   workdir, out = tmp_path / "run", tmp_path / "out"
   overrides = [f"benchmark.workdir={workdir}", f"benchmark.out={out}"]

@@ -151,6 +151,7 @@ def test_dropout_keeps_the_mean_and_drops_its_rate():
   np.testing.assert_array_equal(gan.dropout(x, 0.0, jax.random.key(0)), x)
 
 
+@pytest.mark.slow
 def test_discriminator_drops_out_only_when_given_a_key():
   config = tiny_config().model.image.gan
   assert config.discriminator_dropout > 0
@@ -200,6 +201,7 @@ def test_pixel_norm_gives_each_position_unit_rms():
                          g.generator(1000.0 * z, cond), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_mechanism_loss_is_the_cross_entropy_of_its_discriminator():
   config = tiny_config().model.image.gan
   create = lambda: gan.GAN.create((32, 32, 3), 6, config, rngs=nnx.Rngs(0))
@@ -233,6 +235,7 @@ def test_mechanism_loss_is_the_cross_entropy_of_its_discriminator():
   np.testing.assert_allclose(metrics["d_real"], sig(real), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_one_step_moves_each_group_by_its_own_loss_and_optimizer():
   config = tiny_config()
   model, params = _build(config)
@@ -313,6 +316,7 @@ def test_cyclic_stage_decays_its_learning_rate_along_a_cosine():
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_encoder_hidden_layer_from_config():
   config = deepscm_gan_morpho_mnist.get_config().model.image.gan
   with config.unlocked():
@@ -340,6 +344,7 @@ def test_encoder_hidden_layer_from_config():
                              rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fixed_seed_reproduces_the_run(runs):
   config, first, second, _ = runs
   for stage in (0, 1):
@@ -372,6 +377,7 @@ def test_cyclic_stage_trains_only_the_encoder(runs):
           "train/embed_l1"} <= set(logged[-1])
 
 
+@pytest.mark.slow
 def test_cyclic_stage_lowers_reconstruction_l1(runs, tmp_path):
   """On images the trained generator can reproduce, x = G(z*, pa), the
   cyclic stage (all three terms) must teach E to invert G: the image L1
@@ -401,6 +407,7 @@ def test_cyclic_stage_lowers_reconstruction_l1(runs, tmp_path):
   assert l1_after < 0.7 * l1_before, (l1_before, l1_after)
 
 
+@pytest.mark.slow
 def test_trains_and_edits_through_the_ancm(runs):
   config, workdir, *_ = runs
   _, model, params = fit.load(workdir)
@@ -422,6 +429,7 @@ def test_trains_and_edits_through_the_ancm(runs):
   np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     runs, tmp_path):
   config, first, *_ = runs
@@ -448,6 +456,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored))
 
 
+@pytest.mark.slow
 def test_discriminator_collapse_stops_at_the_step_before_checkpointing(
     tmp_path):
   config = tiny_config()

@@ -45,6 +45,7 @@ def test_vae_likelihood_is_a_config_choice_with_a_clear_error():
     fit.build(config, 0)
 
 
+@pytest.mark.slow
 def test_linear_pixel_means_keep_a_gradient_where_a_sigmoid_saturates():
   # A decoder pushed to all-black (head bias -20): with sigmoid means the
   # loss no longer moves the bias; with linear means it does, and the

@@ -28,6 +28,7 @@ HARD_LOGITS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logits", HARD_LOGITS)
 def test_posterior_always_reproduces_observed_class(logits):
   logits = jnp.asarray(logits, jnp.float32)
@@ -93,6 +94,7 @@ def _ctf_probs(logits, g):
   return np.bincount(np.asarray(gumbel.gumbel_max(logits, g)), minlength=k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("observed", [0, 1])
 def test_posterior_matches_rejection(observed):
   logits = jnp.array([0.5, -1.0, 1.2])  # P(V=1) ~ 0.07: a negative logit

@@ -68,6 +68,7 @@ def perturbed(state, scale=0.05):
       state)
 
 
+@pytest.mark.slow
 def test_prior_and_posterior_start_at_the_standard_normal(tiny):
   """At initialisation q(z_i | ...) = p(z_i | ...) = N(0, I) at every
   level, whatever the image and the features: the ELBO's KL starts at 0."""
@@ -88,6 +89,7 @@ def test_prior_and_posterior_start_at_the_standard_normal(tiny):
     np.testing.assert_array_equal(kl, 0.0)
 
 
+@pytest.mark.slow
 def test_block_parts_are_the_output_split_by_channels():
   # The prior's and posterior's statistics come from Block.parts: the same
   # values as slicing the block's output, a product per group.
@@ -106,6 +108,7 @@ def test_block_parts_are_the_output_split_by_channels():
     hierarchical.Block(3, 2, 3, rngs=nnx.Rngs(0)).parts(a, sizes=(3,))
 
 
+@pytest.mark.slow
 def test_latent_shapes_and_kl_of_each_level(tiny):
   graph, state = tiny
   state = perturbed(state)  # q and p away from N(0, I)
@@ -172,6 +175,7 @@ def test_prior_ignores_cond_and_prediction_follows_it(tiny):
   assert float(jnp.abs(out_a - out_b).mean()) > 1e-3
 
 
+@pytest.mark.slow
 def test_abduction_draws_each_level_from_its_posterior_at_a_temperature(tiny):
   """abduct's z_i = loc + t * scale * eps of q(z_i | z_{>i}, x, pa), each
   level given the draws above it: the standardised draws, recomputed from
@@ -219,6 +223,7 @@ def test_abduction_draws_each_level_from_its_posterior_at_a_temperature(tiny):
     hvae.HVAE.create(SHAPE, COND, settings, rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_null_edit_is_exact_with_pixel_residual():
   graph, state = build(tiny_settings(pixel_noise=True))
   images, cond = data()
@@ -236,6 +241,7 @@ def test_null_edit_is_exact_with_pixel_residual():
   assert float(jnp.abs(other - images).mean()) > 1e-3
 
 
+@pytest.mark.slow
 def test_short_training_makes_the_null_edit_close():
   # Eight images, the mechanism alone, 150 Adam steps: abduct-then-predict
   # must approach the input (no pixel residual).
@@ -273,6 +279,7 @@ def test_short_training_makes_the_null_edit_close():
   assert after < 0.05 < before, (before, after)
 
 
+@pytest.mark.slow
 def test_kl_warm_up_weighs_the_kl_by_the_step():
   """The "hvae" stage's loss is nll + w(step) kl, w ramping linearly to beta
   over kl_warmup_steps; without a step (evaluation) it is the ELBO."""
@@ -342,6 +349,7 @@ def flat(tree):
           jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+@pytest.mark.slow
 def test_trains_through_the_ancm_with_both_stages(tmp_path):
   config = hvae_config()
   workdir = tmp_path / "run"
@@ -393,6 +401,7 @@ def test_trains_through_the_ancm_with_both_stages(tmp_path):
   assert lam > float(jax.nn.softplus(first[mult])) > 0
 
 
+@pytest.mark.slow
 def test_accelerator_config_has_the_seeds_two_million_parameters():
   settings = hvae.HVAE.accelerator_config()
   state = jax.eval_shape(lambda: nnx.split(hvae.HVAE.create(
@@ -402,6 +411,7 @@ def test_accelerator_config_has_the_seeds_two_million_parameters():
   assert len(settings.resolutions) == 5 and sum(settings.dec_blocks) == 20
 
 
+@pytest.mark.slow
 def test_bad_architecture_is_one_line():
   with pytest.raises(MechanismError, match="model.image.hvae: resolutions "
                      r"\(32, 12\) must decrease by integer factors"):
@@ -415,6 +425,7 @@ def test_bad_architecture_is_one_line():
     nnx.merge(graph, state).loss(images, cond, jax.random.key(0), "nope")
 
 
+@pytest.mark.slow
 def test_hvae_comparison_is_the_quickstart_model_with_another_mechanism():
   """configs/compare_hvae_colored_mnist_backdoor.py compares like with like:
   its VAE-ANCM is the quickstart's model; the HVAE rows change only the image

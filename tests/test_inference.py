@@ -80,6 +80,7 @@ def test_shared_exogenous_induces_bidirected_edge():
   assert scm.graph == cc.Graph.parse("A <-> B")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20))
 def test_random_models_match_brute_force(seed):
   rng = np.random.default_rng(seed)

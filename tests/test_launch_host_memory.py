@@ -65,6 +65,7 @@ def _probe(code: str, keep: str, size: int) -> tuple[str, int]:
   return out[0], int(out[1])
 
 
+@pytest.mark.slow
 def test_second_large_block_reuses_the_first_blocks_pages():
   # Above 2 GiB, the largest finite trim threshold, as the U-Net step's
   # 6.48 GB buffer is: glibc must not trim it either.
@@ -80,6 +81,7 @@ def test_second_large_block_reuses_the_first_blocks_pages():
   assert faults > size // _PAGE // 2
 
 
+@pytest.mark.slow
 def test_xla_buffers_are_reused_when_kept_and_fault_without():
   # With asynchronous dispatch the buffers come from a worker thread's arena,
   # which maps blocks above 64 MB afresh whatever the malloc settings. Without

@@ -107,6 +107,7 @@ def flat(tree):
           jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+@pytest.mark.slow
 def test_two_stages_train_in_turn_edit_and_evaluate(tmp_path):
   config = tiny_eval(evaluate.with_eval_defaults(tiny_mechanism_config()))
   workdir = tmp_path / "run"
@@ -233,6 +234,7 @@ def test_context_intervenes_on_one_feature_per_row():
   np.testing.assert_allclose(score(ds["image"] / 255.), want, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_first_group_with_its_own_optimizer_leaves_the_features_theirs():
   # The image group trains with SGD(0.5); the NCM and reader keep the run's
   # optimizer in a "features" group, each from its own loss.

@@ -115,6 +115,7 @@ def test_markovian_non_descendants_independent_given_parents():
 # Sampling and do() -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shapes_and_dtypes(backdoor):
   scm, table, model, params = backdoor
   key = jax.random.key(0)
@@ -186,6 +187,7 @@ def test_determinism_under_seed(backdoor):
 # Queries ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_query_estimates_agree_with_sampling(fitted, backdoor):
   _, _, model, _ = backdoor
   params, _ = fitted
@@ -263,6 +265,7 @@ def test_train_step_compiles_once(backdoor):
   assert np.all(np.isfinite(history["loss"])) and len(history["loss"]) == 3
 
 
+@pytest.mark.slow
 def test_min_max_bounds_separate_on_witness_b():
   # X -> Y, P(Y=1|X=0)=0.2, P(Y=1|X=1)=0.6: the query's optimal bounds are
   # [1/2, 3/4] (witness B, `ctfjax.causal.examples`). A short run must move
@@ -283,6 +286,7 @@ def test_min_max_bounds_separate_on_witness_b():
   assert max(r.tv_lower, r.tv_upper) < 0.05
 
 
+@pytest.mark.slow
 def test_marginal_log_likelihood_of_an_ancestral_set():
   # Front door D -> C -> B, D <-> B: P^(d, c) must equal the sum over b of
   # P^(d, c, b) with the same latent draws, exactly (B integrates out).

@@ -24,6 +24,7 @@ def launch(module, *args, timeout=600, env=None):
                         timeout=timeout)
 
 
+@pytest.mark.slow
 def test_run_writes_outputs_and_resumes_without_retraining(tmp_path):
   workdir = tmp_path / "run"
   args = [QUICKSTART_TINY, f"--workdir={workdir}", *TINY]
@@ -100,6 +101,7 @@ def _one_line_error(result, pattern):
     ("launch.benchmark", ["--config=configs/quickstart.py"],
      "has no 'benchmark' section"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(module, args, pattern, tmp_path):
   args = [a.replace("--workdir=x", f"--workdir={tmp_path / 'x'}")
           for a in args]

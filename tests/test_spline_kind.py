@@ -65,6 +65,7 @@ def test_spline_check_names_the_variable(value, match):
     KIND.check("V", value)
 
 
+@pytest.mark.slow
 def test_spline_round_trip_is_exact():
   head = _heads(512)
   # Noise inside the spline's range and in both identity tails.
@@ -81,6 +82,7 @@ def test_spline_round_trip_is_exact():
   assert np.all(np.diff(np.asarray(KIND.apply(head[:16], grid)), axis=0) > 0)
 
 
+@pytest.mark.slow
 def test_spline_log_prob_is_the_change_of_variables():
   head = _heads(64, seed=1)
   eps = jnp.linspace(-4.0, 4.0, 64)
@@ -102,6 +104,7 @@ def test_spline_log_prob_is_the_change_of_variables():
   np.testing.assert_allclose(mass, 1.0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_spline_mode_is_the_median():
   head = _heads(4, seed=2)
   mode = KIND.mode(head)
@@ -152,6 +155,7 @@ def thickness_intensity_scm() -> engine.SCM:
                             lambda pa, ctx: _i_head(pa["t"]))})
 
 
+@pytest.mark.slow
 def test_engine_counterfactual_moves_the_child_through_its_noise():
   scm = thickness_intensity_scm()
   u, obs = engine.sample(scm, jax.random.key(6), 256)
@@ -187,6 +191,7 @@ def _fit_and_score(kind, train, test):
                                     num_latent_samples=64).mean())
 
 
+@pytest.mark.slow
 def test_spline_ncm_fits_a_skewed_law_better_than_the_affine_kind():
   # The affine kind is a Gaussian mixture over the NCM's latent, so it gets
   # close too (0.009 nats short here; 0.006-0.023 over three seeds, against

@@ -288,6 +288,7 @@ def _steps(workdir):
       ckpts.is_dir()) else []
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_ends_with_the_same_params(tmp_path,
                                                        xla_cache_dir):
   workdir = tmp_path / "killed"
