@@ -52,6 +52,7 @@ def test_loss_parts_and_gradients_reach_every_component(setup):
     assert norm > 0, part
 
 
+@pytest.mark.slow
 def test_model_of_is_build_without_parameters(setup):
   config, model, params, ds = setup
   abstract = fit.model_of(config)  # Traced only: no parameters made.

@@ -46,6 +46,7 @@ def test_values_and_gradients_equal_the_formula_in_float64(chunk):
       np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, err_msg=name)
 
 
+@pytest.mark.slow
 def test_matches_jax_dot_product_attention_under_jit_and_grad():
   q, k, v, _ = qkv((4, 64, 4, 8), seed=1)
   f = jax.jit(lambda q, k, v: attn.attention(q, k, v))

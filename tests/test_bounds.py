@@ -455,6 +455,7 @@ def brute_force_frontdoor(graph, table, query):
 
 @pytest.mark.parametrize("domains", [{"D": 2, "C": 2, "B": 2},
                                      {"D": 3, "C": 2, "B": 2}])
+@pytest.mark.slow
 def test_frontdoor_matches_brute_force(domains):
   queries = ["P(B_{D=1}=1 | D=0, B=0)", "P(B_{D=0}=0 | D=1, B=1)",
              "P(B_{D=1}=1, B_{D=0}=0)", "P(B_{D=0}=1 | D=1, C=1, B=0)",

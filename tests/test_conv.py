@@ -15,6 +15,7 @@ def count(module):
   return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
+@pytest.mark.slow
 def test_seed004_morphomnist_vae_shapes_and_sizes():
   # Melistas et al. (2024), Tables 7-8: 32x32x1 images, 12-dim parents,
   # latent 16.
@@ -32,6 +33,7 @@ def test_seed004_morphomnist_vae_shapes_and_sizes():
       9 * 32 * 32 + 32) + (25 * 32 * 16 + 16) + (9 * 16 * 2 + 2)
 
 
+@pytest.mark.slow
 def test_colour_images_and_conditioning_matters():
   enc = ConvEncoder((32, 32, 3), 4, 8, rngs=nnx.Rngs(0))
   dec = ConvDecoder((32, 32, 3), 4, 8, rngs=nnx.Rngs(1))
@@ -78,6 +80,7 @@ def test_upsample_conv_is_conv_of_the_upsampled_input(kernel, padding):
   assert_same_layer(conv, upsample_conv, lambda c, x: c(resize2x(x)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", [3, 4, 5])
 def test_transpose_conv2x_is_the_stride_2_transposed_convolution(kernel):
   # Against flax's own ConvTranspose (lax's dilated form).

@@ -82,6 +82,7 @@ def test_corrupt_idx_files(tmp_path):
     mnist.load(str(tmp_path), "train")
 
 
+@pytest.mark.slow
 def test_bundled_split_is_fixed_and_disjoint():
   train_x, train_y = mnist.load(None, "train")
   test_x, test_y = mnist.load("bundled", "test")

@@ -127,6 +127,7 @@ def test_clipped_step_projects_x0_and_rederives_eps():
   assert np.abs(back - data).max() < 0.05
 
 
+@pytest.mark.slow
 def test_inversion_and_generation_follow_the_probability_flow():
   abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)
   eps = gaussian_eps(abar)

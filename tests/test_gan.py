@@ -179,6 +179,7 @@ def test_a_dropout_rate_outside_0_1_is_a_one_line_config_error():
         f"{rate}")
 
 
+@pytest.mark.slow
 def test_pixel_norm_gives_each_position_unit_rms():
   x = np.random.RandomState(0).normal(size=(2, 3, 3, 5)) * [1, 10, 0.1, 3, 7]
   x = x.astype(np.float32)
@@ -362,6 +363,7 @@ def test_progress_bar_shows_both_losses(runs):
   assert "train/loss_cyclic" in bar
 
 
+@pytest.mark.slow
 def test_cyclic_stage_trains_only_the_encoder(runs):
   config, workdir, *_ = runs
   before = _params_of(workdir, config, 0)

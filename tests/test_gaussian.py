@@ -16,6 +16,7 @@ from test_ancm import tiny_config
 
 @pytest.mark.parametrize("mean,log_std", [(0.3, -2.0), (0.0, -6.0),
                                           (1.0, -4.0), (0.5, 0.5)])
+@pytest.mark.slow
 def test_discretized_gaussian_is_the_bin_probability(mean, log_std):
   x = np.arange(256) / 255.0
   nll = np.asarray(gaussian.discretized_gaussian_nll(

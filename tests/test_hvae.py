@@ -148,6 +148,7 @@ def test_latent_shapes_and_kl_of_each_level(tiny):
   np.testing.assert_allclose(nelbo, parts["nll"] + parts["kl"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_prior_ignores_cond_and_prediction_follows_it(tiny):
   graph, state = tiny
   images, cond = data()

@@ -156,6 +156,7 @@ def test_two_stages_train_in_turn_edit_and_evaluate(tmp_path):
     assert (workdir / name).is_file()
 
 
+@pytest.mark.slow
 def test_each_group_descends_its_own_loss():
   config = tiny_mechanism_config(adversarial=True)
   model, params = fit.build(config, 0)
@@ -200,6 +201,7 @@ def test_abduction_gets_the_predictions_sampler_settings(tmp_path):
     assert diff.max() <= 1
 
 
+@pytest.mark.slow
 def test_context_intervenes_on_one_feature_per_row():
   # Backdoor diagram D <-> C; D -> B; C -> B: a row's intervened feature may
   # move its descendants only, and score() is the frozen reader's NLL.

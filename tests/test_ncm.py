@@ -75,6 +75,7 @@ def test_latents_shared_exactly_per_c2_component():
   assert tri.latents_of("B") == ("U(A,B,C)", "U(B)")
 
 
+@pytest.mark.slow
 def test_mechanism_reads_only_its_latents(backdoor):
   # With its parents fixed by do(), B must ignore the confounder U(D,C) and
   # the other nodes' noise: resampling them cannot change B.

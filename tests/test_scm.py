@@ -292,6 +292,7 @@ def test_agrees_with_discrete_scm():
         scm_lib.do(model, do).graph if do else model.graph)
 
 
+@pytest.mark.slow
 def test_twin_world_counterfactual_matches_exact_inference():
   discrete, model = pixel_models()
   u, prob = _all_exogenous()

@@ -79,6 +79,7 @@ def _crash_after(task, step):
   return dataclasses.replace(task, train_batches=batches)
 
 
+@pytest.mark.slow
 def test_run_writes_metrics_checkpoints_and_compiles_once(tmp_path, capfd):
   config = _config(**{"train.progress": True})
   task = example.make_task(config)
@@ -176,6 +177,7 @@ def test_crash_and_resume_matches_an_uninterrupted_run(tmp_path):
   assert strip(read_metrics(crashed)) == strip(read_metrics(tmp_path / "whole"))
 
 
+@pytest.mark.slow
 def test_init_from_takes_params_of_another_run(tmp_path, capsys,
                                               monkeypatch):
   config = _config(**{"train.steps": 10, "train.eval_every": 0,

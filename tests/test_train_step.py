@@ -41,6 +41,7 @@ def _train(task, config, mesh, steps):
   return state, batch, history
 
 
+@pytest.mark.slow
 def test_two_devices_train_like_one():
   assert jax.device_count() == 2  # Set up by tests/conftest.py.
   config = example.get_config()
@@ -213,6 +214,7 @@ class _Net(nnx.Module):
     return self.layers[0].kernel.shape[1]
 
 
+@pytest.mark.slow
 def test_pure_module_matches_the_module_and_is_pure():
   pm = PureModule(_Net)
   params = pm.init(jax.random.key(1))
