@@ -14,17 +14,25 @@ the permissions the umask gives, as a plain `open` would, so shared outputs
 
 Nothing is fsync'ed: the guarantee is against crashes and concurrent readers,
 not against power loss.
+
+Paths a user names are checked before any work or write, by the three
+`existing_dir`, `writable_dir` and `writable_file`: every command and library
+entry point uses them, so a read-only folder or a file where a folder belongs
+is one clear error up front, not a traceback after a minute of work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
 import shutil
 import uuid
 from typing import Any, Callable, Iterator
+
+from ctfjax.errors import UserError
 
 
 @contextlib.contextmanager
@@ -103,3 +111,87 @@ def write_json(path: str | os.PathLike, obj: Any,
     `path`, as a `pathlib.Path`.
   """
   return write_text(path, json.dumps(obj, indent=indent))
+
+
+def existing_dir(path: str | os.PathLike, what: str) -> pathlib.Path:
+  """`path` as a Path if it is an existing folder, else a UserError naming
+  it as `what` (e.g. "workdir")."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise UserError(f"{what} {path} does not exist")
+  if not path.is_dir():
+    raise UserError(f"{what} {path} is a file, not a folder")
+  return path
+
+
+def _probe(folder: pathlib.Path, what: str, path: pathlib.Path) -> None:
+  """Creates and removes a file in `folder`: the one sure test of write
+  access (permission bits say nothing for root or a read-only mount)."""
+  probe = folder / f".ctfjax-probe-{uuid.uuid4().hex}"
+  try:
+    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+  except OSError as e:
+    denied = e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    raise UserError(f"{what} {path} cannot be written: {folder} is "
+                    f"{'read-only' if denied else e.strerror}") from None
+  probe.unlink()
+
+
+def _nearest_existing(path: pathlib.Path, what: str) -> pathlib.Path:
+  """The deepest existing ancestor of `path` (which will hold what is
+  created); it must be a folder."""
+  parent = path.absolute().parent
+  while not parent.exists():
+    parent = parent.parent
+  if not parent.is_dir():
+    raise UserError(f"{what} {path} cannot be created: {parent} is a file, "
+                    "not a folder")
+  return parent
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> pathlib.Path:
+  """`path` as a Path if it is (or can be created as) a folder this process
+  can write in; else a UserError naming it as `what`. Creates nothing."""
+  path = pathlib.Path(path)
+  if path.exists():
+    if not path.is_dir():
+      raise UserError(f"{what} {path} is a file, not a folder")
+    _probe(path, what, path)
+  else:
+    _probe(_nearest_existing(path, what), what, path)
+  return path
+
+
+def writable_file(path: str | os.PathLike, what: str) -> pathlib.Path:
+  """`path` as a Path if a file can be written there (atomically, so its
+  folder must be writable); else a UserError naming it. Creates nothing."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    raise UserError(f"{what} {path} is a folder, not a file")
+  if path.parent.exists():
+    if not path.parent.is_dir():
+      raise UserError(f"{what} {path} cannot be created: {path.parent} is a "
+                      "file, not a folder")
+    _probe(path.parent, what, path)
+  else:
+    _probe(_nearest_existing(path, what), what, path)
+  return path
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | os.PathLike,
+                       keep: Callable[[pathlib.Path], bool]
+                       ) -> Iterator[pathlib.Path]:
+  """Creates `folder` if missing; removes it again if the block raises,
+  unless it existed before or `keep(folder)` (e.g. it holds a checkpoint
+  to resume from). A rejected or failed first run leaves nothing behind.
+  """
+  folder = pathlib.Path(folder)
+  existed = folder.exists()
+  folder.mkdir(parents=True, exist_ok=True)
+  try:
+    yield folder
+  except BaseException:
+    if not existed and not keep(folder):
+      shutil.rmtree(folder, ignore_errors=True)
+    raise

@@ -18,12 +18,8 @@ rows and prints them beside a paper's published numbers (Melistas et
 al.'s (2024) MorphoMNIST Tables 1, 3 and 5; `ctfjax.experiment.published`).
 """
 
-import sys
-
 from absl import flags
 
-from ctfjax import experiment
-from ctfjax import train
 from launch import cli
 from launch import host_memory
 
@@ -31,16 +27,17 @@ flags.DEFINE_string("config", None, "A benchmark config, e.g. "
                     "configs/benchmark_colored_mnist.py; override fields with "
                     "--config.SECTION.KEY=VALUE.")
 FLAGS = flags.FLAGS
-OVERRIDES: list[str] = []
 
 
 def main():
-  config = train.load_config(cli.require("config"), OVERRIDES)
+  # The library loads JAX; imported here so that --help answers at once.
+  from ctfjax import experiment  # pylint: disable=import-outside-toplevel
+  from ctfjax import train  # pylint: disable=import-outside-toplevel
+  config = train.load_config(cli.require("config"), cli.overrides())
   result = experiment.benchmark(config)
   print(open(result["paths"]["benchmark.md"]).read())
   print("wrote " + ", ".join(result["paths"].values()))
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main, setup=host_memory.apply)
+  cli.run(main, setup=host_memory.apply, config_overrides=True)

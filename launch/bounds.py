@@ -17,13 +17,11 @@ import json
 
 from absl import flags
 
-from ctfjax import causal as cc
-from ctfjax.causal import examples
 from launch import cli
 
 flags.DEFINE_string("scm", None, "Path of a DiscreteSCM JSON spec.")
-flags.DEFINE_enum("example", None, list(examples.BY_NAME),
-                  "A built-in model instead of --scm.")
+flags.DEFINE_string("example", None, "A built-in model instead of --scm: "
+                    "four_pixel, witness_a1, ... (docs/causal.md).")
 flags.DEFINE_string("graph", None, "Diagram text, e.g. 'D <-> C; D -> B'.")
 flags.DEFINE_string("table", None, "Path of a JSON table of P(V).")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0, Y=0)'.")
@@ -34,7 +32,9 @@ flags.DEFINE_bool("json", False, "Print JSON instead of text.")
 FLAGS = flags.FLAGS
 
 
-def load_table(path: str) -> cc.Table:
+def load_table(path: str):
+  """P(V) from a table file."""
+  from ctfjax import causal as cc  # pylint: disable=import-outside-toplevel
   try:
     with open(path) as f:
       spec = json.load(f)
@@ -48,7 +48,13 @@ def load_table(path: str) -> cc.Table:
 
 
 def main():
+  # The library loads JAX; imported here so that --help answers at once.
+  # pylint: disable=import-outside-toplevel
+  from ctfjax import causal as cc
+  from ctfjax.causal import examples
+  # pylint: enable=import-outside-toplevel
   query = cli.require("query")
+
   sources = [bool(FLAGS.scm), bool(FLAGS.example),
              bool(FLAGS.graph or FLAGS.table)]
   if sum(sources) != 1:
@@ -58,7 +64,7 @@ def main():
     graph = cc.Graph.parse(cli.require("graph"))
     table = load_table(cli.require("table"))
   else:
-    scm = (examples.BY_NAME[FLAGS.example]() if FLAGS.example
+    scm = (examples.by_name(FLAGS.example) if FLAGS.example
            else cc.DiscreteSCM.from_json(FLAGS.scm))
     graph, table = scm.graph, scm.observational()
     truth = cc.query(scm, query)

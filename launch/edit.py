@@ -17,13 +17,10 @@ import math
 import pathlib
 from typing import Any
 
-import jax
 import numpy as np
 from absl import flags
 from PIL import Image, UnidentifiedImageError
 
-from ctfjax import files
-from ctfjax.ancm import fit
 from ctfjax.errors import UserError
 from launch import cli
 
@@ -124,34 +121,60 @@ def write_strip(images: np.ndarray, path: str, scale: int):
     strip[:, i * (w + 1):i * (w + 1) + w] = img
   strip = np.repeat(np.repeat(strip, scale, 0), scale, 1)
   out = Image.fromarray(strip[..., 0] if c == 1 else strip)
+  from ctfjax import files  # pylint: disable=import-outside-toplevel
   files.write_with(path, lambda tmp: out.save(tmp, format="PNG"))
 
 
-def model_dir(workdir: str, model: str) -> pathlib.Path:
-  """A launch.train workdir is the model; a launch.run workdir holds several."""
-  root = pathlib.Path(workdir)
-  if not root.is_dir():
-    raise UserError(f"workdir {workdir} does not exist")
+def model_dir(workdir: str, model: str, model_given: bool) -> pathlib.Path:
+  """A launch.train workdir is the model; a launch.run workdir holds several.
+
+  Args:
+    workdir: the --workdir flag.
+    model: the --model flag.
+    model_given: whether --model was on the command line; naming a model of
+      a single-model workdir is an error, not ignored.
+  """
+  from ctfjax import files  # pylint: disable=import-outside-toplevel
+  from ctfjax.ancm import fit  # pylint: disable=import-outside-toplevel
+  root = files.existing_dir(workdir, "workdir")
   if (root / fit.CONFIG_FILE).is_file():
+    if model_given:
+      raise UserError(f"--model={model}: {workdir} is a single trained model "
+                      "(a launch.train workdir); drop --model")
     return root
   sub = root / "models" / model
   if (sub / fit.CONFIG_FILE).is_file():
     return sub
-  raise UserError(f"no trained model {model!r} in {workdir}")
+  known = sorted(p.name for p in (root / "models").glob("*")
+                 if (p / fit.CONFIG_FILE).is_file())
+  if known:
+    raise UserError(f"no trained model {model!r} in {workdir}; it has "
+                    f"{', '.join(known)}")
+  raise UserError(f"{workdir} is not a trained run: it has no "
+                  f"{fit.CONFIG_FILE} and no models/")
 
 
 def main():
+  # The library loads JAX; imported here so that --help answers at once.
+  # pylint: disable=import-outside-toplevel
+  import jax
+  from ctfjax import files
+  from ctfjax.ancm import fit
+  # pylint: enable=import-outside-toplevel
   cli.require("image")
   out = cli.require("out")
+  files.writable_file(out, "--out")
   if FLAGS.num_samples < 1 or FLAGS.scale < 1:
     cli.fail("--num_samples and --scale must be positive")
   do = parse_assignments(cli.require("do"), "--do")
-  run = model_dir(cli.require("workdir"), FLAGS.model)
+  run = model_dir(cli.require("workdir"), FLAGS.model,
+                  FLAGS["model"].present)
   # Check the user's input against the run's config before the (slow)
   # restore and compilation of the model.
   config = fit.read_config(run)
-  _, domains = fit.features(config.data.name)
-  image = read_image(FLAGS.image, fit.image_shape(config.data.name))
+  dataset = fit.dataset_of(config)
+  _, domains = fit.features(dataset)
+  image = read_image(FLAGS.image, dataset.image_shape)
   do = typed(do, domains, "--do")
   labels = None
   if FLAGS.labels:

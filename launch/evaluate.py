@@ -9,28 +9,24 @@ bounds.png there, as `launch.run` does, and prints the summary table; only
 eval.* settings (ctfjax.train.base_eval_config) can be overridden.
 """
 
-import sys
-
 from absl import flags
 
-from ctfjax import experiment
-from ctfjax import train
-from ctfjax.report import tables
 from launch import cli
 from launch import host_memory
 
 flags.DEFINE_string("workdir", None, "A trained run's folder.")
 FLAGS = flags.FLAGS
-OVERRIDES: list[str] = []
 
 
 def main():
+  # The library loads JAX; imported here so that --help answers at once.
+  from ctfjax import experiment  # pylint: disable=import-outside-toplevel
+  from ctfjax.report import tables  # pylint: disable=import-outside-toplevel
   workdir = cli.require("workdir")
-  report = experiment.evaluate_workdir(workdir, OVERRIDES)
+  report = experiment.evaluate_workdir(workdir, cli.overrides())
   print(tables.summary(report))
   print(f"wrote report.json, report.md, edits.png, bounds.png to {workdir}")
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main, setup=host_memory.apply)
+  cli.run(main, setup=host_memory.apply, config_overrides=True)

@@ -41,9 +41,9 @@ import ctypes
 import ctypes.util
 import importlib.metadata
 import importlib.util
+import os
 import pkgutil
 
-import jax
 from absl import flags
 
 flags.DEFINE_bool(
@@ -79,6 +79,7 @@ def keep_freed_memory() -> bool:
   when the client is created, and threads that already allocated keep
   their arenas.
   """
+  import jax  # pylint: disable=import-outside-toplevel  (not for --help)
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   mallopt = _glibc_mallopt()
   if mallopt is None:  # not glibc: nothing more to configure
@@ -108,7 +109,7 @@ def cpu_backend(platforms: str | None = None) -> bool:
   """Whether JAX will compute on the CPU, decided before any backend starts:
   the first of `platforms` (default ``JAX_PLATFORMS``) where that is set,
   else whether no accelerator plugin is installed."""
-  platforms = platforms or jax.config.jax_platforms
+  platforms = platforms or os.environ.get("JAX_PLATFORMS")
   if platforms:
     return platforms.split(",")[0].strip() == "cpu"
   return not _accelerator_plugin()

@@ -13,13 +13,11 @@ import json
 
 from absl import flags
 
-from ctfjax import causal as cc
-from ctfjax.causal import examples
 from launch import cli
 
 flags.DEFINE_string("scm", None, "Path of a DiscreteSCM JSON spec.")
-flags.DEFINE_enum("example", None, list(examples.BY_NAME),
-                  "A built-in model instead of --scm.")
+flags.DEFINE_string("example", None, "A built-in model instead of --scm: "
+                    "four_pixel, witness_a1, ... (docs/causal.md).")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0)'.")
 flags.DEFINE_string("distribution", None,
                     "Variables whose exact distribution to print, "
@@ -29,16 +27,22 @@ flags.DEFINE_bool("json", False, "Print JSON instead of text.")
 FLAGS = flags.FLAGS
 
 
-def load_model() -> cc.DiscreteSCM:
+def load_model():
   """The model named by --scm or --example."""
+  # The library loads JAX; imported here so that --help answers at once.
+  # pylint: disable=import-outside-toplevel
+  from ctfjax import causal as cc
+  from ctfjax.causal import examples
+  # pylint: enable=import-outside-toplevel
   if bool(FLAGS.scm) == bool(FLAGS.example):
     cli.fail("give exactly one of --scm=spec.json or --example=NAME")
   if FLAGS.example:
-    return examples.BY_NAME[FLAGS.example]()
+    return examples.by_name(FLAGS.example)
   return cc.DiscreteSCM.from_json(FLAGS.scm)
 
 
 def main():
+  from ctfjax import causal as cc  # pylint: disable=import-outside-toplevel
   scm = load_model()
   if bool(FLAGS.query) == bool(FLAGS.distribution):
     cli.fail("give exactly one of --query or --distribution")

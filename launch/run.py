@@ -11,14 +11,10 @@ a finished run only re-evaluates and re-reports. Progress bars with an ETA
 are shown when stderr is a terminal.
 """
 
-import sys
 import time
 
 from absl import flags
 
-from ctfjax import experiment
-from ctfjax import train
-from ctfjax.report import tables
 from launch import cli
 from launch import host_memory
 
@@ -27,12 +23,15 @@ flags.DEFINE_string("config", None, "A configs/*.py file, e.g. "
                     "--config.SECTION.KEY=VALUE.")
 flags.DEFINE_string("workdir", None, "The run's folder.")
 FLAGS = flags.FLAGS
-OVERRIDES: list[str] = []
 
 
 def main():
+  # The library loads JAX; imported here so that --help answers at once.
+  from ctfjax import experiment  # pylint: disable=import-outside-toplevel
+  from ctfjax import train  # pylint: disable=import-outside-toplevel
+  from ctfjax.report import tables  # pylint: disable=import-outside-toplevel
   workdir = cli.require("workdir")
-  config = train.load_config(cli.require("config"), OVERRIDES)
+  config = train.load_config(cli.require("config"), cli.overrides())
   t0 = time.perf_counter()
   report = experiment.run(config, workdir)
   print(tables.summary(report))
@@ -44,5 +43,4 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main, setup=host_memory.apply)
+  cli.run(main, setup=host_memory.apply, config_overrides=True)

@@ -9,8 +9,6 @@ stderr and exits with status 2 (`launch.cli`).
 
 from absl import flags
 
-from ctfjax import data
-from ctfjax.data import show
 from launch import cli
 
 flags.DEFINE_string("dataset", None, "Dataset name, e.g. "
@@ -28,6 +26,11 @@ FLAGS = flags.FLAGS
 
 
 def main():
+  # The library loads JAX; imported here so that --help answers at once.
+  # pylint: disable=import-outside-toplevel
+  from ctfjax import data
+  from ctfjax.data import show
+  # pylint: enable=import-outside-toplevel
   if not FLAGS.dataset:
     cli.fail(f"--dataset is required; one of {', '.join(data.NAMES)}")
   out = cli.require("out")

@@ -15,14 +15,8 @@ count and its own id, as flags or from the environment
         --coordinator=node001:12345 --num_processes=2 --process_id=0
 """
 
-import sys
-
-import jax
 from absl import flags
 
-from ctfjax import train
-from ctfjax.ancm import fit
-from ctfjax.train import distributed
 from launch import cli
 from launch import host_memory
 
@@ -31,24 +25,29 @@ flags.DEFINE_string("config", None, "A configs/*.py file; override fields "
 flags.DEFINE_string("workdir", None, "Folder for checkpoints and metrics; "
                     "the same shared folder for every process.")
 flags.DEFINE_string("coordinator", None, "host:port of process 0 in a "
-                    f"multi-process run; default ${distributed.ENV_COORDINATOR}"
-                    "; absent: a single process.")
+                    "multi-process run; default $JAX_COORDINATOR_ADDRESS; "
+                    "absent: a single process.")
 flags.DEFINE_string("num_processes", None, "Processes in the run; default "
-                    f"${distributed.ENV_NUM_PROCESSES}.")
+                    "$JAX_NUM_PROCESSES.")
 flags.DEFINE_string("process_id", None, "This process's id, 0 .. "
-                    "num_processes - 1; default "
-                    f"${distributed.ENV_PROCESS_ID}.")
+                    "num_processes - 1; default $JAX_PROCESS_ID.")
 FLAGS = flags.FLAGS
-OVERRIDES: list[str] = []
 
 
 def main():
+  # The library loads JAX; imported here so that --help answers at once.
+  # pylint: disable=import-outside-toplevel
+  import jax
+  from ctfjax import train
+  from ctfjax.ancm import fit
+  from ctfjax.train import distributed
+  # pylint: enable=import-outside-toplevel
   workdir = cli.require("workdir")
   config_path = cli.require("config")
   # First: a process can only join a job before JAX starts its backends.
   distributed.initialize(distributed.processes_from(
       FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id))
-  config = train.load_config(config_path, OVERRIDES)
+  config = train.load_config(config_path, cli.overrides())
   _, result = fit.train_and_evaluate(config, workdir)
   if jax.process_index() == 0:  # One report per run, not per process.
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
@@ -57,5 +56,4 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.argv, OVERRIDES[:] = train.split_config_args(sys.argv)
-  cli.run(main, setup=host_memory.apply)
+  cli.run(main, setup=host_memory.apply, config_overrides=True)

@@ -222,6 +222,28 @@ def test_chordal_cover_fills_a_cycle():
   assert cb._junction_tree(cliques) == [(0, 1)]
 
 
+def test_component_lp_single_event_range_is_ordered_for_any_sign():
+  # q_{X,Y}(r_X(z=0) = 0, r_Y(x=1) = 1), i.e. P(X=0, Y_{X=1}=1 | Z=0), is
+  # free in the {X, Y} polytope with 0 < lo < hi. Times c < 0 its range is
+  # [c hi, c lo]; the same objective through the general LP path (a second
+  # event with coefficient 0) is the independent check.
+  # pylint: disable=protected-access
+  rng = np.random.default_rng(0)
+  table = cc.Table(("Z", "X", "Y"), rng.dirichlet(np.ones(8)).reshape(2, 2, 2))
+  model = cb._CanonicalModel(cc.Graph.parse("Z -> X; X -> Y; X <-> Y"), table)
+  model.build_lps([model.polynomial(cc.Query.parse("P(Y_{X=1}=1, X=0)").terms)])
+  lp = model.lps[model.component_of["Y"]]
+  event = ((("X", (0,)), 0), (("Y", (1,)), 1))
+  lo, hi = lp.event_range(event)
+  assert 0.1 < lo < hi - 0.1  # both ends matter
+  for coef in (2.0, -2.0, -0.5):
+    got = lp.linear_range({event: coef})
+    assert got[0] <= got[1]
+    assert got == pytest.approx(sorted([coef * lo, coef * hi]), abs=TOL)
+    general = lp.linear_range({event: coef, event[:1]: 0.0})
+    assert got == pytest.approx(general, abs=1e-7)
+
+
 # Random models: the truth lies inside the bounds ------------------------------
 
 

@@ -127,6 +127,45 @@ def test_clipped_step_projects_x0_and_rederives_eps():
   assert np.abs(back - data).max() < 0.05
 
 
+def test_each_ddim_update_calls_the_noise_model_at_its_own_timestep():
+  # T = 10, S = 5: levels tau = 1, 3, 5, 7, 9 ("trailing"), level 0 clean.
+  # The noise model records every t it is called with and returns
+  # x (t + 1) / 10, so an update that reads another level's t also gives
+  # another x_T, off by far more than float32 rounding.
+  abar = jnp.asarray(diffusion.alpha_bars("linear", 10, 0.05, 0.3),
+                     jnp.float32)
+  seen = []
+
+  def eps_fn(x, t):
+    jax.debug.callback(lambda t: seen.append(int(t)), t, ordered=True)
+    return x * (t + 1) / 10.0
+
+  x0 = np.random.default_rng(0).normal(size=(4, 3))
+  got = diffusion.ddim_invert(eps_fn, jnp.asarray(x0, jnp.float32), abar, 5)
+  jax.effects_barrier()
+  assert seen == [1, 3, 5, 7, 9]
+  # By hand in float64: x_i = ddim_step(x_{i-1}, eps(x_{i-1}, tau_i)) from
+  # abar(tau_{i-1}) (1 at the clean level) to abar(tau_i).
+  a = np.concatenate([[1.0], np.float64(abar)[[1, 3, 5, 7, 9]]])
+
+  def invert(ts):
+    x = x0
+    for i, t in enumerate(ts):
+      e = x * (t + 1) / 10.0
+      x = (np.sqrt(a[i + 1]) * (x - np.sqrt(1 - a[i]) * e) / np.sqrt(a[i])
+           + np.sqrt(1 - a[i + 1]) * e)
+    return x
+
+  np.testing.assert_allclose(got, invert([1, 3, 5, 7, 9]), rtol=1e-5)
+  # Each t one level too early (the clean level's 0 first) is far off.
+  assert np.abs(invert([0, 1, 3, 5, 7]) - invert([1, 3, 5, 7, 9])).max() > 0.1
+  # Generation walks the same levels downwards.
+  seen.clear()
+  diffusion.ddim_sample(eps_fn, got, abar, 5)
+  jax.effects_barrier()
+  assert seen == [9, 7, 5, 3, 1]
+
+
 @pytest.mark.slow
 def test_inversion_and_generation_follow_the_probability_flow():
   abar = jnp.asarray(diffusion.alpha_bars("linear", 1000), jnp.float32)

@@ -1,5 +1,6 @@
 """Data parallel over two processes on localhost: the same parameters as one
-process, one checkpoint set, resume; the launcher's process flags."""
+process, one checkpoint set, resume, for the toy task and for the quick
+start's ANCM through the launcher; the launcher's process flags."""
 
 import os
 import pathlib
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from ctfjax.ancm import fit
 from ctfjax.errors import UserError
 from ctfjax.train import Checkpoints, Processes, apply_overrides, example
 from ctfjax.train import processes_from, read_metrics, train_and_evaluate
@@ -20,6 +22,15 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 OVERRIDES = {"train.log_every": 2, "train.eval_every": 3, "ckpt.every": 2,
              "ckpt.max_to_keep": 2, "train.progress": False}
 TIMEOUT_S = 180  # For a whole two-process run; it takes ~10 s on 2 cores.
+# The quick start's model at the `tiny` preset (4 steps of batch 16, logged
+# and checkpointed at steps 2 and 4, evaluated at 4 on 32 test images),
+# trained by the launcher; each run adds its workdir (and process flags).
+QUICKSTART = ["-m", "launch.train", "--config=configs/quickstart.py:tiny"]
+# Both runs of the quick start model together; 1-2 minutes on 2 busy cores,
+# mostly XLA compiling the ANCM's init, train and eval steps.
+QUICKSTART_TIMEOUT_S = 480
+# Logged values that measure the machine, not the training.
+TIMINGS = ("seconds", "steps_per_sec")
 
 # One process of the job: joins it through the environment (as under a
 # scheduler), trains the example task, and process 0 saves the params.
@@ -49,36 +60,50 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_job(workdir: pathlib.Path, steps: int) -> None:
-  """Trains `steps` steps of the example task in two processes."""
-  port = _free_port()
+def _env(devices: int = 1, port: int | None = None) -> dict[str, str]:
+  """The environment of a process with `devices` CPU devices (the pytest
+  process's device settings must not leak), in the job whose coordinator
+  listens on 127.0.0.1:`port` if given."""
   env = {k: v for k, v in os.environ.items()
-         # The pytest process's device settings must not leak: each process
-         # has exactly one CPU device.
          if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
   env.update({
-      "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1",
-      "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-      # Loopback only: JAX's coordinator otherwise binds every interface.
-      "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}",
-      "JAX_NUM_PROCESSES": "2",
+      "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(devices),
       "PYTHONPATH": os.pathsep.join(
           [str(REPO), os.environ.get("PYTHONPATH", "")])})
-  procs = [subprocess.Popen(
-      [sys.executable, "-c", SCRIPT, str(workdir), str(steps)], cwd=REPO,
-      env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
-  deadline = time.monotonic() + TIMEOUT_S
+  if port is not None:
+    # Loopback only: JAX's coordinator otherwise binds every interface.
+    env["JAX_COORDINATOR_BIND_ADDRESS"] = f"127.0.0.1:{port}"
+  return env
+
+
+def _run_all(commands: list[tuple[list[str], dict[str, str]]],
+             timeout_s: float) -> list[str]:
+  """Runs (argv, env) pairs at the same time; their stdouts, each ok."""
+  procs = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for argv, env in commands]
+  deadline = time.monotonic() + timeout_s
   try:
-    errs = [p.communicate(timeout=max(1, deadline - time.monotonic()))[1]
+    outs = [p.communicate(timeout=max(1, deadline - time.monotonic()))
             for p in procs]
   finally:
     for p in procs:  # A failed or hung peer must not outlive the test.
       if p.poll() is None:
         p.kill()
         p.communicate()
-  for i, (p, err) in enumerate(zip(procs, errs, strict=True)):
+  for i, (p, (_, err)) in enumerate(zip(procs, outs, strict=True)):
     assert p.returncode == 0, f"process {i}: {err[-3000:]}"
+  return [out for out, _ in outs]
+
+
+def _run_job(workdir: pathlib.Path, steps: int) -> None:
+  """Trains `steps` steps of the example task in two processes."""
+  port = _free_port()
+  env = {**_env(port=port), "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+         "JAX_NUM_PROCESSES": "2"}
+  argv = [sys.executable, "-c", SCRIPT, str(workdir), str(steps)]
+  _run_all([(argv, {**env, "JAX_PROCESS_ID": str(i)}) for i in range(2)],
+           TIMEOUT_S)
 
 
 @pytest.mark.slow
@@ -113,6 +138,59 @@ def test_two_processes_match_one_and_share_one_checkpoint_set(tmp_path):
   np.testing.assert_allclose(
       [r.get("train/loss", np.nan) for r in records],
       [r.get("train/loss", np.nan) for r in expected_records], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_quick_start_model_on_two_processes_matches_two_devices(tmp_path):
+  """The launcher's ANCM on two processes of one CPU device each equals, bit
+  for bit, the same command in one process with two devices: parameters,
+  logged losses and eval metrics, checkpoint steps and config."""
+  port = _free_port()
+  # XLA's backend optimisation level 0, as for the whole suite, in all three
+  # processes: compiling the ANCM dominates the time. Both runs compile the
+  # same programs at the same level, so they still must agree bit for bit.
+  fast = {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
+  job = [([sys.executable, *QUICKSTART, f"--workdir={tmp_path / 'two'}",
+           f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+           f"--process_id={i}"], {**_env(port=port), **fast})
+         for i in range(2)]
+  one = ([sys.executable, *QUICKSTART, f"--workdir={tmp_path / 'one'}"],
+         {**_env(devices=2), **fast})
+  # The one-process run trains beside the job: the wall time of the longer.
+  outs = _run_all([*job, one], QUICKSTART_TIMEOUT_S)
+
+  _, _, two_params = fit.load(tmp_path / "two")
+  _, _, one_params = fit.load(tmp_path / "one")
+  two_leaves, two_tree = jax.tree.flatten_with_path(two_params)
+  one_leaves, one_tree = jax.tree.flatten_with_path(one_params)
+  assert two_tree == one_tree
+  for (path, got), (_, want) in zip(two_leaves, one_leaves, strict=True):
+    # The same global batches through the same programs on two devices,
+    # whether in one process or two: nothing may differ, not even rounding.
+    np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(
+        path))
+
+  # The metrics log: the same records, but for the timings.
+  def logged(run):
+    return [{k: v for k, v in r.items() if k not in TIMINGS}
+            for r in read_metrics(tmp_path / run)]
+  records = logged("two")
+  assert [r["step"] for r in records] == [2, 4]
+  assert "train/loss" in records[0] and "eval/nll" in records[1]
+  assert records == logged("one")
+  for run in ("two", "one"):  # One checkpoint set, at the same steps.
+    assert sorted(p.name for p in (tmp_path / run / "checkpoints").iterdir(
+        )) == ["2", "4"]
+  assert (tmp_path / "two" / fit.CONFIG_FILE).read_text() == (
+      tmp_path / "one" / fit.CONFIG_FILE).read_text()
+
+  # One report per run (gloo prints too): from process 0 only, with the
+  # single run's last eval.
+  two0, two1, single = [[line for line in out.splitlines()
+                         if line.startswith("trained 4 steps in ")]
+                        for out in outs]
+  assert len(two0) == len(single) == 1 and not two1, outs
+  assert two0[0].split(";")[1] == single[0].split(";")[1]
 
 
 def test_processes_from_flags_and_environment():

@@ -2,6 +2,7 @@
 
 import itertools
 
+import jax
 import numpy as np
 import pytest
 
@@ -171,7 +172,7 @@ def test_posterior_exogenous_and_sampling():
   assert post.variables == ("u_x", "u_xy", "u_y")
   np.testing.assert_allclose(post.probs[:, :, 0], [[0.4, 0], [0, 0.6]])
   assert post.probs[:, :, 1].sum() == 0
-  draws = cc.sample_posterior(scm, "X=0, Y=0", np.random.default_rng(0), 4000)
+  draws = cc.sample_posterior(scm, "X=0, Y=0", jax.random.key(0), 4000)
   v = scm.evaluate(draws)
   assert np.all(v["X"] == 0) and np.all(v["Y"] == 0)
   assert abs(draws["u_x"].mean() - 0.6) < 0.03

@@ -341,6 +341,62 @@ def test_decide_controls_the_whole_table_by_weighted_holm():
       metrics.detectable(200, [0.4, 0.6], 0.05 * 2 / 3))
 
 
+def _holm_rejects(p, w, alpha):
+  """The weighted Holm step-down test at level alpha, straight from its
+  definition: take hypotheses by p / w; reject each while
+  p / w * (weight of those not yet rejected) <= alpha, stop at the first
+  that fails. Returns the set of rejected indices (weight-0 ones: p <= 0)."""
+  rejected = {i for i in range(len(p)) if w[i] == 0 and p[i] <= alpha}
+  left = [i for i in range(len(p)) if w[i] > 0]
+  while left:
+    i = min(left, key=lambda j: p[j] / w[j])
+    if p[i] / w[i] * sum(w[j] for j in left) > alpha:
+      break
+    rejected.add(i)
+    left.remove(i)
+  return rejected
+
+
+def test_weighted_holm_is_monotone_in_the_step_down_order():
+  holm = metrics.consistency._weighted_holm  # pylint: disable=protected-access
+  # Equal weights: the second step's own value 0.04 / 0.5 * 0.5 = 0.04 is
+  # below the first's 0.03 / 0.5 * 1 = 0.06; a hypothesis is rejected only
+  # after every earlier one, so it inherits 0.06.
+  assert holm([0.03, 0.04], [0.5, 0.5]) == pytest.approx([0.06, 0.06])
+  assert holm([0.04, 0.03], [0.5, 0.5]) == pytest.approx([0.06, 0.06])
+  # Unequal weights, by hand. Order by p / w: index 2 (0.02), 1 (0.03),
+  # 0 (0.04). Steps: 0.02 * 1.0 = 0.02; 0.03 * 0.8 = 0.024;
+  # 0.04 * 0.5 = 0.02, raised to 0.024 by the step before it. The
+  # weight-0 (exact) test keeps its own p and takes no share.
+  p, w = [0.02, 0.009, 0.004, 0.0], [0.5, 0.3, 0.2, 0.0]
+  assert holm(p, w) == pytest.approx([0.024, 0.024, 0.02, 0.0])
+  # Capped at 1.
+  assert holm([0.6, 0.9], [0.5, 0.5]) == pytest.approx([1.0, 1.0])
+  # Against the step-down test itself: adjusted p_i <= alpha exactly when
+  # the test at level alpha rejects i, for random p, w and every alpha.
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    m = int(rng.integers(2, 7))
+    p = list(rng.uniform(0, 0.1, m) ** 2)
+    w = list(rng.dirichlet(np.ones(m)))
+    adjusted = holm(p, w)
+    for alpha in np.linspace(0.0005, 0.05, 100):
+      assert {i for i in range(m) if adjusted[i] <= alpha} == _holm_rejects(
+          p, w, alpha)
+
+
+def test_decide_reports_the_monotone_holm_p_value():
+  # Two rows of equal n (weights 1/2): p = 0.0052 and 0.0080. The second
+  # row's adjusted p is max(2 * 0.0052, 0.0080) = 0.0105, not 0.0080.
+  rows = [_decided(n=200, successes_features=62),
+          _decided(n=200, successes_features=63)]
+  p1, p2 = (metrics.bounds_p_value(k, 200, [0.4, 0.6]) for k in (62, 63))
+  assert p2 < 2 * p1  # the case where the running max matters
+  out = metrics.decide(rows)
+  assert out[0]["p_value"] == pytest.approx(2 * p1)
+  assert out[1]["p_value"] == pytest.approx(2 * p1)
+
+
 def test_decide_images_against_the_readers_floor():
   # The readers agree with the truth on 240 of 250 true images; with the
   # model's features on 200 of its 250 edits: failed on images only.

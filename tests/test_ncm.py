@@ -54,7 +54,7 @@ def fitted(backdoor):
 
 
 def _rows(scm, n, seed=0):
-  s = scm.sample(np.random.default_rng(seed), n)
+  s = scm.sample(jax.random.key(seed), n)
   return {k: jnp.asarray(s[k]) for k in scm.endogenous}
 
 

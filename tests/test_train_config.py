@@ -9,6 +9,7 @@ from ctfjax.errors import UserError
 from ctfjax.mechanisms import diffusion
 from ctfjax.mechanisms import hvae
 from ctfjax.train import config as train_config
+from launch import cli
 
 load_config = train_config.load_config
 
@@ -84,7 +85,7 @@ def test_base_eval_config_has_a_minimum_per_field():
 
 
 def test_split_and_load_config(tmp_path):
-  rest, overrides = train_config.split_config_args(
+  rest, overrides = cli.split_overrides(
       ["prog", "--config=c.py", "--config.train.steps=7", "--workdir=w"])
   assert rest == ["prog", "--config=c.py", "--workdir=w"]
   assert overrides == ["train.steps=7"]

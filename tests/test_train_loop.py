@@ -92,7 +92,14 @@ def test_run_writes_metrics_checkpoints_and_compiles_once(tmp_path, capfd):
   assert result.steps == 20 and int(result.state.step) == 20
   assert result.seconds > 0
   assert set(result.eval_metrics) == {"mse"}
-  assert "step/s" not in capfd.readouterr().err  # No bar off a terminal.
+  err = capfd.readouterr().err
+  assert "step/s" not in err  # No bar off a terminal, but a line per log:
+  lines = err.strip().splitlines()
+  assert lines[0] == (f"{tmp_path.name}: compiling the training step "
+                      "(steps 0 -> 20 follow)...")
+  assert [l.split(":")[0] for l in lines[1:]] == [
+      f"{tmp_path.name} step {s}/20" for s in (5, 10, 15, 20)]
+  assert "train/loss=" in lines[1] and "s left" in lines[1]
 
   records = read_metrics(tmp_path)
   assert [r["step"] for r in records] == [5, 10, 15, 20]
@@ -215,6 +222,18 @@ def test_nan_stops_with_the_step_and_metric_named(tmp_path):
   ckpts = Checkpoints(tmp_path / "checkpoints", read_only=True)
   assert ckpts.latest_step() == 5
   ckpts.close()
+
+
+def test_divergence_before_any_checkpoint_leaves_no_checkpoint_folder(
+    tmp_path):
+  config = _config(**{"train.steps": 30, "ckpt.every": 10})
+  task = example.make_task(config)
+  clean = task.train_batches
+  task = dataclasses.replace(task, train_batches=batches_from_fn(
+      lambda i: {k: v * np.nan for k, v in next(clean(i)).items()}))
+  with pytest.raises(TrainingDivergedError):
+    train_and_evaluate(config, tmp_path / "run", task)
+  assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def _one_line_error(fn) -> str:

@@ -109,6 +109,78 @@ def test_microbatch_slices_interleave_and_fold_their_keys():
     accumulate(grads_fn, 3)({"w": jnp.ones(2)}, {"i": np.arange(7)}, rng)
 
 
+def test_microbatch_update_is_the_mean_of_the_slices_gradients():
+  # A loss that is not a mean over examples (the square of the batch's mean
+  # residual), so the slices' mean gradient is not the whole batch's: the
+  # update must be -lr times the mean of the interleaved slices' gradients.
+  def loss_fn(params, batch, rng):
+    del rng
+    r = batch["x"] @ params["w"] - batch["y"]
+    return jnp.mean(r) ** 2, {}
+
+  rng = np.random.default_rng(0)
+  batch = {"x": jnp.asarray(rng.normal(size=(8, 3)), jnp.float32),
+           "y": jnp.asarray(rng.normal(size=8), jnp.float32)}
+  params = {"w": jnp.asarray([0.5, -1.0, 2.0])}
+  lr = 0.1
+  # (loss, grads) of one pass over the examples given.
+  by_hand = jax.jit(lambda p, b: jax.value_and_grad(
+      lambda q: loss_fn(q, b, None)[0])(p))
+  for k in (2, 4):
+    slices = [jax.tree.map(lambda x, i=i, k=k: x[i::k], batch)
+              for i in range(k)]
+    grads = [by_hand(params, s)[1]["w"] for s in slices]
+    want = params["w"] - lr * np.mean(grads, axis=0)
+    step_fn = make_train_step(loss_fn, optax.sgd(lr), microbatches=k)
+    # A copy: the step donates the state's buffers.
+    state = create_train_state(jax.random.key(0), lambda _: jax.tree.map(
+        jnp.array, params), optax.sgd(lr))
+    state, metrics = step_fn(state, batch)
+    np.testing.assert_allclose(state.params["w"], want, rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics["loss"], np.mean([by_hand(params, s)[0] for s in slices]),
+        rtol=1e-6)
+  # The slices really disagree with the whole batch (else the test could
+  # not tell a mean over slices from one pass).
+  whole = by_hand(params, batch)[1]["w"]
+  assert np.abs(np.mean(grads, axis=0) - whole).max() > 0.1
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 0.5])
+def test_sgd_with_or_without_clipping_trains_alike_in_1_2_4_slices(
+    grad_clip):
+  # For a mean-over-examples loss, SGD (with momentum; unlike Adam it does
+  # not rescale the gradient, so a sum of slices would show) and global-norm
+  # clipping of the accumulated gradient give the same parameters whatever
+  # the number of slices.
+  def loss_fn(params, batch, rng):
+    del rng
+    return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2), {}
+
+  rng = np.random.default_rng(1)
+  batch = {"x": jnp.asarray(rng.normal(size=(16, 3)), jnp.float32),
+           "y": jnp.asarray(rng.normal(size=16), jnp.float32)}
+  train = example.get_config().train
+  train.optimizer = "sgd"
+  train.learning_rate = 0.1
+  train.grad_clip = grad_clip
+  optimizer = make_optimizer(train)
+  start = jnp.asarray([1.0, -2.0, 3.0])
+  params = {}
+  for k in (1, 2, 4):
+    state = create_train_state(jax.random.key(0), lambda _: {
+        "w": jnp.array(start)}, optimizer)
+    step_fn = make_train_step(loss_fn, optimizer, microbatches=k)
+    for _ in range(3):
+      state, metrics = step_fn(state, batch)
+      if grad_clip and k == 1:  # the clip binds at every step
+        assert float(metrics["grad_norm"]) > 2 * grad_clip
+    params[k] = np.asarray(state.params["w"])
+  for k in (2, 4):
+    np.testing.assert_allclose(params[k], params[1], rtol=1e-5, atol=1e-6)
+  assert np.abs(params[1] - start).max() > 0.1
+
+
 @pytest.mark.parametrize("batch, devices, micro, want", [
     (64, 1, 0, 1), (64, 1, 16, 4), (64, 2, 16, 2), (16, 2, 16, 1),
     (64, 1, 64, 1), (64, 1, 128, 1)])

@@ -35,7 +35,7 @@ from numpyro import handlers
 from numpyro.primitives import Messenger
 
 from ctfjax.causal.graph import Graph, GraphError
-from ctfjax.causal.inference import joint
+from ctfjax.causal.inference import generator, joint
 from ctfjax.causal.table import PROB_TOL, SCMError, Table
 
 # Most joint values of the sites before one site that `from_numpyro`
@@ -163,7 +163,10 @@ class DiscreteSCM:
     except json.JSONDecodeError as e:
       raise SCMError(f"SCM spec file {str(path)!r} is not valid JSON: "
                      f"{e.msg} at line {e.lineno}") from None
-    return cls.from_dict(spec)
+    try:
+      return cls.from_dict(spec)
+    except SCMError as e:  # Name the file the bad spec came from.
+      raise SCMError(f"SCM spec file {str(path)!r}: {e}") from None
 
   @classmethod
   def from_functions(
@@ -287,7 +290,7 @@ class DiscreteSCM:
     for k, x in do.items():
       if k not in self.endogenous:
         raise SCMError(f"cannot intervene on unknown variable {k!r}")
-      if not 0 <= int(x) < self.endogenous[k].domain:
+      if not _is_value(x, self.endogenous[k].domain):
         raise SCMError(f"do({k}={x}) is outside its domain "
                        f"0..{self.endogenous[k].domain - 1}")
     shape = np.shape(next(iter(u.values()))) if u else ()
@@ -303,20 +306,31 @@ class DiscreteSCM:
         vals[v] = m.table[tuple(vals[i] for i in m.inputs)]
     return {v: vals[v] for v in self.endogenous}
 
-  def sample_exogenous(self, rng: np.random.Generator,
-                       n: int) -> dict[str, np.ndarray]:
+  def sample_exogenous(self, rng, n: int) -> dict[str, np.ndarray]:
+    """n draws of every exogenous variable; `rng` a JAX key
+    (`inference.generator`)."""
+    rng = generator(rng, "sample_exogenous")
     return {k: rng.choice(len(p), size=n, p=p)
             for k, p in self.exogenous.items()}
 
-  def sample(self, rng: np.random.Generator, n: int,
+  def sample(self, rng, n: int,
              do: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Draws n samples of (U, V); the result holds both."""
-    u = self.sample_exogenous(rng, n)
+    """Draws n samples of (U, V); the result holds both. `rng`: a JAX key
+    (`inference.generator`)."""
+    u = self.sample_exogenous(generator(rng, "sample"), n)
     return {**u, **self.evaluate(u, do)}
 
   def observational(self) -> Table:
     """The exact joint P(V) over endogenous variables, in spec order."""
     return joint(self, list(self.endogenous))
+
+
+def _is_value(x, domain: int) -> bool:
+  """Whether `x` is one integer in 0..domain-1 (1.5 or "a" is not)."""
+  try:
+    return np.ndim(x) == 0 and float(x) == int(x) and 0 <= int(x) < domain
+  except (TypeError, ValueError):
+    return False
 
 
 # The NumPyro front end ------------------------------------------------------

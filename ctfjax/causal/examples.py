@@ -27,6 +27,7 @@ import numpyro
 from numpyro import distributions as dist
 
 from ctfjax.causal.discrete import DiscreteSCM
+from ctfjax.errors import UserError
 
 _HALF = [0.5, 0.5]
 
@@ -160,3 +161,10 @@ BY_NAME = {
     "witness_c1": lambda: witness_c()[0],
     "witness_c2": lambda: witness_c()[1],
 }
+
+
+def by_name(name: str):
+  """The built-in model `name` (a key of `BY_NAME`), freshly built."""
+  if name not in BY_NAME:
+    raise UserError(f"unknown example {name!r}; known: {', '.join(BY_NAME)}")
+  return BY_NAME[name]()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
+import jax
 import numpy as np
 import opt_einsum
 
@@ -263,9 +264,44 @@ def posterior_exogenous(scm, evidence: Evidence) -> Table:
   return Table(tuple(rel), table / total)
 
 
-def sample_posterior(scm, evidence: Evidence,
-                     rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-  """n exact draws of every exogenous variable from P(U | evidence)."""
+def generator(rng, what: str) -> np.random.Generator:
+  """The numpy Generator the discrete core draws with, from `rng`.
+
+  Args:
+    rng: a JAX key (`jax.random.key(seed)`, or a raw uint32[2] key): the
+      random-key convention of the whole API; its bits seed the Generator.
+      A numpy Generator is taken as it is (the dataset generators' own
+      streams).
+    what: the caller, for the error message.
+
+  Raises:
+    SCMError: naming the expected type for anything else.
+  """
+  if isinstance(rng, np.random.Generator):
+    return rng
+  if isinstance(rng, jax.Array):
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) and not rng.shape:
+      return np.random.default_rng(
+          np.asarray(jax.random.key_data(rng)).ravel().tolist())
+    if rng.dtype == np.uint32 and rng.shape == (2,):
+      return np.random.default_rng(np.asarray(rng).tolist())
+  raise SCMError(f"{what}: rng must be a JAX key such as jax.random.key(0), "
+                 f"got {type(rng).__name__}"
+                 + (f" {rng.dtype}{list(rng.shape)}"
+                    if isinstance(rng, jax.Array) else ""))
+
+
+def sample_posterior(scm, evidence: Evidence, rng,
+                     n: int) -> dict[str, np.ndarray]:
+  """n exact draws of every exogenous variable from P(U | evidence).
+
+  Args:
+    scm: a `DiscreteSCM`.
+    evidence: e.g. "X=0, Y=0".
+    rng: a JAX key (see `generator`).
+    n: number of draws.
+  """
+  rng = generator(rng, "sample_posterior")
   post = posterior_exogenous(scm, evidence)
   flat = rng.choice(post.probs.size, size=n, p=post.probs.ravel())
   idx = np.unravel_index(flat, post.probs.shape)

@@ -198,6 +198,10 @@ def bounds_certificate(graph: Graph | str, table: Table, query: Query | str,
   if method not in ("auto", "lp", "polynomial"):
     raise BoundsError(f"method must be 'auto', 'lp' or 'polynomial', got "
                       f"{method!r}")
+  if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit)
+          and time_limit >= 0):
+    raise BoundsError(f"time_limit must be a finite number of seconds >= 0, "
+                      f"got {time_limit!r}")
   graph = _as_graph(graph)
   table = _as_table(graph, table)
   q = Query.parse(query)
@@ -500,7 +504,7 @@ class _CanonicalModel:
           coef *= 0.5 * (lo + hi)
         else:
           free.append((c, e))
-      if coef <= ZERO_TOL:
+      if abs(coef) <= ZERO_TOL:  # A negative term is a term, not zero.
         continue
       if not free:
         const += coef
@@ -524,8 +528,9 @@ class _CanonicalModel:
       coef, free = products[0]
       const += sum(0.5 * (lo + hi) for lo, hi in parts.values())
       ranges = self._event_ranges(free)
-      return (const + coef * math.prod(lo for lo, _ in ranges),
-              const + coef * math.prod(hi for _, hi in ranges))
+      ends = (coef * math.prod(lo for lo, _ in ranges),
+              coef * math.prod(hi for _, hi in ranges))
+      return const + min(ends), const + max(ends)  # coef may be negative
     names = sorted({self.lps[c].name for _, free in products for c, _ in free})
     raise _NotLinear(
         f"{q} is not linear in one c-component's response-function masses "
@@ -712,7 +717,8 @@ class _ComponentLP:
     if len(objective) == 1:
       ((event, coef),) = objective.items()
       lo, hi = self.event_range(event)
-      return coef * lo, coef * hi
+      # A negative coefficient turns the event's range around.
+      return min(coef * lo, coef * hi), max(coef * lo, coef * hi)
     vec = np.zeros(self.n)
     for event, coef in objective.items():
       vec[self.columns(event)] += coef

@@ -103,6 +103,11 @@ def additive(parents: Sequence[str], mean: Callable[[dict[str, Array]], Array],
   Returns:
     The mechanism (standard `Continuous` kind; abduction is v - mean(pa)).
   """
+  if not (isinstance(scale, (int, float)) and math.isfinite(scale)
+          and scale > 0):
+    raise SCMError(f"additive(): scale must be a finite number > 0, got "
+                   f"{scale!r}")
+
   def head(pa, ctx):
     del ctx
     mu = jnp.asarray(mean(pa), jnp.float32)
@@ -382,8 +387,10 @@ def do(scm: SCM, values: Mapping[str, object]) -> SCM:
     A new SCM with mutilated graph; `scm` is unchanged.
   """
   _check_names(scm, values, "do()")
+  mechanisms = scm.mechanisms
   return scm._replace_actions(
-      {**scm.actions, **{k: jnp.asarray(v) for k, v in values.items()}})
+      {**scm.actions, **{k: mechanisms[k].kind.check(k, v, "do() value")
+                         for k, v in values.items()}})
 
 
 # The action step of abduction-action-prediction is do().

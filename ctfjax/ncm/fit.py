@@ -119,9 +119,10 @@ def optimise(step: Callable, optimizer: optax.GradientTransformation,
   Returns:
     (params, history): history maps each metric to its [steps] values.
   """
-  # The step donates its state: `params` must survive for the caller.
+  # The step donates its state: `params` and `rng` must survive for the
+  # caller (who may well reuse the key).
   params = jax.tree.map(jnp.copy, params)
-  state = create_train_state(rng, lambda _: params, optimizer)
+  state = create_train_state(jnp.copy(rng), lambda _: params, optimizer)
   history = []
   for _ in range(int(steps)):
     state, metrics = step(state, batch)

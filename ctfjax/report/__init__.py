@@ -9,7 +9,7 @@ Nothing here needs a model: every output is drawn from a report dict (and,
 for edits.png, arrays of images).
 """
 
-from ctfjax.report import figures, files, schema, tables
+from ctfjax.report import figures, schema, tables
 from ctfjax.report.schema import ReportError, validate
 
-__all__ = ["ReportError", "figures", "files", "schema", "tables", "validate"]
+__all__ = ["ReportError", "figures", "schema", "tables", "validate"]

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from ctfjax.metrics.consistency import ALPHA, PairQuery  # noqa: E402
 from ctfjax.metrics.consistency import wilson_interval  # noqa: E402
-from ctfjax.report import files  # noqa: E402
+from ctfjax import files  # noqa: E402
 
 # Model colours (colour-blind safe, Okabe-Ito); cycled past eight models.
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",

@@ -21,7 +21,10 @@ present, and so are the per-family sections of continuous features
 absolute error >= 0}}; "ground_truth_measured", "ground_truth_drawn":
 {"do(X)": {var: error >= 0} | null}, null where a family has no ground
 truth): effectiveness proper holds accuracies in [0, 1], errors in their
-own units go to these. Nulls mean "not available" and are explicit: an
+own units go to these. "usable" ({"ok": bool, "reasons": [str, ...]}:
+whether the model passes its dataset's bars on training, `ok` true exactly
+when `reasons` is empty) is checked when present; a report without it
+(version 1) is still valid. Nulls mean "not available" and are explicit: an
 estimate with no matching sample, bounds the LP cannot give
 (`cc.BoundsError`), a truth on real data; "consistent" is null exactly when
 the estimate or the bounds are. A row decided by the rule of
@@ -44,10 +47,11 @@ import numpy as np
 
 from ctfjax.errors import UserError
 from ctfjax.metrics.consistency import DECISIONS
-from ctfjax.report import files
+from ctfjax import files
 
-# Bumped when a key listed in the module docstring changes meaning.
-VERSION = 1
+# Bumped when a key listed in the module docstring is added or changes
+# meaning; 2 added the entries' optional "usable".
+VERSION = 2
 
 
 class ReportError(UserError):
@@ -188,6 +192,25 @@ def validate_entry(entry: Any, where: str = "entry") -> None:
   # rounding: 0.8 e + 0.2 e exceeds e by an ulp).
   _check_per_intervention(entry, where, "minimality",
                           {"cld": 1.0 + 1e-9, "p1": 1.0, "p2": 1.0})
+  _check_usable(entry, where)
+
+
+def _check_usable(entry, where: str):
+  """{"ok": bool, "reasons": [str, ...]}, ok exactly when no reason,
+  when present."""
+  if "usable" not in entry:
+    return
+  where = f"{where}.usable"
+  usable = entry["usable"]
+  _check_dict(where, usable)
+  reasons = usable.get("reasons")
+  if not isinstance(reasons, list):
+    _fail(f"{where}.reasons", "a list", reasons)
+  for i, reason in enumerate(reasons):
+    _check_str(f"{where}.reasons[{i}]", reason)
+  if usable.get("ok") is not (not reasons):
+    _fail(f"{where}.ok", f"{not reasons} (true exactly when there is no "
+          "reason)", usable.get("ok"))
 
 
 # Optional per-family sections of errors in the features' own units

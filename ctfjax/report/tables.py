@@ -17,12 +17,15 @@ import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
 from ctfjax.metrics.consistency import ALPHA, POWER
-from ctfjax.report import files
+from ctfjax import files
 
 Entry = Mapping[str, Any]
 Column = tuple[str, Callable[[Entry], Any]]
 
 NONE = "—"
+# Beside the name of a model whose entry fails its dataset's bars on
+# training ("usable"), with a footnote saying which (`usability_notes`).
+UNUSABLE = "†"
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -42,6 +45,33 @@ def _get(entry: Entry, *path: str) -> Any:
       return None
     entry = entry[key]
   return entry
+
+
+def unusable(entry: Entry) -> bool:
+  """Whether the entry's "usable" section says its model failed its
+  dataset's bars (an entry without the section is not flagged)."""
+  return _get(entry, "usable", "ok") is False
+
+
+def _name(entry: Entry, mark: bool) -> Any:
+  """The entry's model name, with `UNUSABLE` after it when `mark` and it
+  failed its bars."""
+  name = entry.get("model")
+  return f"{name} {UNUSABLE}" if mark and unusable(entry) else name
+
+
+def usability_notes(entries: Sequence[Entry],
+                    with_dataset: bool = False) -> list[str]:
+  """One footnote line per flagged model: what it failed.
+
+  Args:
+    entries: report entries.
+    with_dataset: name each model with its dataset (entries of several).
+  """
+  return [f"{UNUSABLE} {e['dataset'] + ' ' if with_dataset else ''}"
+          f"{e['model']}: training far from converged, do not read its "
+          f"scores: {'; '.join(e['usable']['reasons'])}."
+          for e in entries if unusable(e)]
 
 
 def _ordered(items) -> list:
@@ -302,20 +332,22 @@ MODEL_ONLY = ("models", "composition", "reversibility")
 
 
 def table(entries: Sequence[Entry], name: str, *,
-          with_dataset: bool = False) -> tuple[list[str], list[list[Any]]]:
+          with_dataset: bool = False, mark: bool = False
+          ) -> tuple[list[str], list[list[Any]]]:
   """(header, rows of raw cell values) of one table over report entries.
 
   Args:
     entries: report entries (one per row).
     name: a key of `TABLES`.
     with_dataset: start each row with the entry's dataset.
+    mark: put `UNUSABLE` after the name of a model that failed its bars.
   """
   columns = TABLES[name][2](entries)
   header = (["dataset"] if with_dataset else []) + ["model"] + [
       c[0] for c in columns]
   rows = []
   for e in entries:
-    row = ([e.get("dataset")] if with_dataset else []) + [e.get("model")]
+    row = ([e.get("dataset")] if with_dataset else []) + [_name(e, mark)]
     rows.append(row + [get(e) for _, get in columns])
   return header, rows
 
@@ -368,7 +400,8 @@ def consistency_rows(entries: Sequence[Entry]) -> tuple[list[str],
   for e in entries:
     for r in e["ctf_consistency"]:
       reference.setdefault((r["intervention"], r["query"]), r)
-  header = ["do", "query", "bounds", "truth", *(e["model"] for e in entries)]
+  header = ["do", "query", "bounds", "truth",
+            *(_name(e, True) for e in entries)]
   rows = []
   for key in queries:
     ref = reference[key]
@@ -410,6 +443,9 @@ def markdown(report: Mapping[str, Any],
   for line in report.get("notes", []):
     out.append(f"{line}")
   out.append("")
+  # Before any table: no headline number is read without its caveat.
+  for line in usability_notes(report["models"]):
+    out += [f"**{line}**", ""]
   for name in ("models", "ctf_consistency", "effectiveness", "composition",
                "reversibility", "minimality", "realism", "ground_truth"):
     if name == "ctf_consistency" and not ctf:
@@ -419,7 +455,7 @@ def markdown(report: Mapping[str, Any],
     if note:
       out += [note, ""]
     rows = report["models"] if name in MODEL_ONLY else entries
-    out += [markdown_table(*table(rows, name)), ""]
+    out += [markdown_table(*table(rows, name, mark=True)), ""]
   if not ctf:
     return "\n".join(out)
   out += ["## Ctf-consistency rows", "",
@@ -435,8 +471,11 @@ def markdown(report: Mapping[str, Any],
 
 
 def summary(report: Mapping[str, Any]) -> str:
-  """A short plain-text table of a run for the terminal."""
-  return text_table(*table(report["models"], "summary"))
+  """A short plain-text table of a run for the terminal; a model that
+  failed its dataset's bars is marked, with a footnote line saying why."""
+  return "\n".join([text_table(*table(report["models"], "summary",
+                                      mark=True)),
+                    *usability_notes(report["models"])])
 
 
 def long_rows(reports: Sequence[Mapping[str, Any]],
@@ -475,10 +514,13 @@ def benchmark_markdown(reports: Sequence[Mapping[str, Any]],
   `notes` as in `markdown`; `intro`: markdown lines under the title."""
   entries = [e for r in reports for e in r["models"]]
   out = [f"# {title}", ""] + ([*intro, ""] if intro else [])
+  for line in usability_notes(entries, with_dataset=True):
+    out += [f"**{line}**", ""]
   for i, name in enumerate(names, 1):
     head, note = TABLES[name][0], _note(name, notes)
     out += [f"## Table {i}: {head}", ""]
     if note:
       out += [note, ""]
-    out += [markdown_table(*table(entries, name, with_dataset=True)), ""]
+    out += [markdown_table(*table(entries, name, with_dataset=True,
+                                  mark=True)), ""]
   return "\n".join(out)

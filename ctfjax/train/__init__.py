@@ -12,7 +12,6 @@ from ctfjax.train.checkpoint import Checkpoints, find_checkpoints
 from ctfjax.train.config import apply_overrides, base_eval_config
 from ctfjax.train.config import base_train_config, check_train_config
 from ctfjax.train.config import PRESETS, load_config, size_preset
-from ctfjax.train.config import split_config_args
 from ctfjax.train.loop import Task, TrainingDivergedError, TrainResult
 from ctfjax.train.loop import batches_from_fn, load_state, train_and_evaluate
 from ctfjax.train.distributed import Processes, processes_from
@@ -32,5 +31,5 @@ __all__ = [
     "PRESETS", "load_config", "load_state", "make_eval_step", "make_mesh",
     "make_optimizer", "make_train_step", "model_params", "process_share",
     "processes_from", "read_metrics", "replicated", "shard_batch",
-    "size_preset", "split_config_args", "stream_key", "train_and_evaluate",
+    "size_preset", "stream_key", "train_and_evaluate",
 ]

@@ -262,24 +262,6 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
                       f"got {value!r}")
 
 
-CONFIG_PREFIX = "--config."
-
-
-def split_config_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-  """Separates `--config.a.b=value` overrides from the other arguments.
-
-  Returns:
-    (the other arguments, ["a.b=value", ...]) for `load_config`.
-  """
-  rest, overrides = [], []
-  for arg in argv:
-    if arg.startswith(CONFIG_PREFIX):
-      overrides.append(arg[len(CONFIG_PREFIX):])
-    else:
-      rest.append(arg)
-  return rest, overrides
-
-
 # Size presets of `get_config(arg)`: `tiny` runs in seconds (tests), `cpu`
 # (the default) in minutes on 2 cores, `accel` at the papers' sizes.
 PRESETS = ("tiny", "cpu", "accel")
@@ -339,16 +321,25 @@ def load_config(path: str | os.PathLike,
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise UserError(f"config file {path} has no get_config()")
-  if arg is None:
-    config = get_config()
-  else:
+  args = ()
+  if arg is not None:
     size_preset(arg)
     if not inspect.signature(get_config).parameters:
       raise UserError(f"config file {path} takes no size preset "
                       f"(':{arg}'): its get_config() has no argument")
-    config = get_config(arg)
+    args = (arg,)
+  try:
+    config = get_config(*args)
+  except UserError:
+    raise
+  except Exception as e:  # The file's code, not ours.
+    raise UserError(f"get_config() of {path} raised {type(e).__name__}: "
+                    f"{e}") from None
   if not isinstance(config, ml_collections.ConfigDict):
-    raise UserError(f"get_config() of {path} must return a ConfigDict")
+    raise UserError(f"get_config() of {path} must return a ConfigDict, got "
+                    f"{type(config).__name__}")
+  if not config:
+    raise UserError(f"get_config() of {path} returned an empty config")
   return apply_overrides(config, overrides)
 
 

@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import itertools
 import pathlib
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,6 +47,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from ctfjax import compiler
+from ctfjax import files
 from ctfjax.errors import UserError
 from ctfjax.train import ema
 from ctfjax.train import sharding
@@ -252,6 +254,50 @@ def _format(record: dict[str, Any]) -> str:
                    for k, v in record.items())
 
 
+class _Progress:
+  """What a person waiting on training sees, on stderr.
+
+  On a terminal: a progress bar with the last logged losses. Elsewhere (a
+  log file, a CI job): one line per logged step with the losses and an
+  estimate of the time left. Either way a first line says that the step is
+  being compiled, which takes tens of seconds on a CPU before step 1.
+  """
+
+  def __init__(self, name: str, total: int, start: int, enabled: bool):
+    self.name, self.total, self.start = name, total, start
+    self.enabled = enabled and start < total
+    self.tty = sys.stderr.isatty()
+    self.bar = None
+    self.t0 = None
+
+  def __enter__(self):
+    if self.enabled:
+      print(f"{self.name}: compiling the training step (steps {self.start} "
+            f"-> {self.total} follow)...", file=sys.stderr, flush=True)
+    self.bar = tqdm.tqdm(total=self.total, initial=self.start, unit="step",
+                         file=sys.stderr, dynamic_ncols=True, desc=self.name,
+                         disable=not (self.enabled and self.tty))
+    return self
+
+  def __exit__(self, *exc):
+    self.bar.close()
+
+  def update(self):
+    if self.t0 is None:  # Timed from the first compiled step on.
+      self.t0 = (time.perf_counter(), self.bar.n)
+    self.bar.update()
+
+  def logged(self, step: int, losses: dict[str, Any]):
+    if self.tty or not self.enabled:
+      self.bar.set_postfix(losses)
+      return
+    t, n = self.t0
+    rate = (step - n - 1) / max(time.perf_counter() - t, 1e-9)
+    left = f", {(self.total - step) / rate:.0f} s left" if rate > 0 else ""
+    print(f"{self.name} step {step}/{self.total}: {_format(losses)}{left}",
+          file=sys.stderr, flush=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, task: Task, *,
                        mesh: Mesh | None = None) -> TrainResult:
@@ -282,10 +328,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise UserError(f"config key 'train.batch_size' ({train_cfg.batch_size}) "
                     f"must be divisible by the {n_data} data-parallel devices")
   microbatches = microbatches_of(train_cfg, n_data)
-  workdir = pathlib.Path(workdir)
-  if workdir.exists() and not workdir.is_dir():
-    raise UserError(f"workdir {workdir} exists and is not a folder")
+  workdir = files.writable_dir(workdir, "workdir")
   workdir.mkdir(parents=True, exist_ok=True)
+  fresh_ckpts = not (workdir / CHECKPOINT_DIR).exists()
   optimizer = task.optimizer or make_optimizer(train_cfg)
   primary = jax.process_index() == 0
   total = train_cfg.steps
@@ -316,14 +361,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         task.eval, mesh=mesh, params_of=task.eval_params,
         compiler_options=options)
     batches = iter(task.train_batches(start) if start < total else ())
-    show_bar = train_cfg.progress and primary and sys.stderr.isatty()
+    progress = _Progress(workdir.name, total, start,
+                         train_cfg.progress and primary)
     t0 = t_log = time.perf_counter()
     seconds = seconds0  # Ends as the final checkpoint's training time.
     step_log = start
     pending, window = [], []
 
-    with tqdm.tqdm(total=total, initial=start, unit="step", file=sys.stderr,
-                   disable=not show_bar, dynamic_ncols=True) as bar:
+    with progress as bar:
       for step in range(start + 1, total + 1):  # Steps done after the update.
         batch = next(batches, None)
         if batch is None:
@@ -366,10 +411,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           record = log.write(step, record)
           logging.info("step %d/%d: %s", step, total, _format(record))
           # "train/loss_<group>": each group's own loss (a GAN's G and D).
-          bar.set_postfix({k: v for k, v in record.items()
-                           if k.startswith(("train/loss", "eval/"))})
+          bar.logged(step, {k: v for k, v in record.items()
+                            if k.startswith(("train/loss", "eval/"))})
         if do_ckpt:
           ckpts.save(step, state, {"seconds": seconds})
+  except BaseException:
+    ckpts.close()
+    if fresh_ckpts and ckpts.latest_step() is None:  # No empty debris.
+      shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
+    raise
   finally:
     ckpts.close()  # Waits for a background save still in flight.
     if log is not None:

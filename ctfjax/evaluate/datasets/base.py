@@ -13,7 +13,10 @@ depends on what the images show comes from the dataset's evaluator:
   ground-truth error, ...), as report sections;
 * the classes CLD compares parent values by (continuous values binned);
 * the figure's rows, captions and column titles, and the report's notes
-  (also the wording of the tables' notes).
+  (also the wording of the tables' notes);
+* the bars a model's scores must pass before its report can be read
+  (`usable_bars`: `Bar`s, judged by `usability`): a model whose training is
+  far from converged is flagged in report.json and in every table.
 
 A new dataset is one module defining a class with these members, plus one
 line in `datasets.EVALUATORS`.
@@ -21,7 +24,9 @@ line in `datasets.EVALUATORS`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import ml_collections
 import numpy as np
@@ -29,6 +34,79 @@ import numpy as np
 # `evalset` arguments are the generic pipeline's `ctfjax.evaluate.core.EvalSet`
 # (core imports this package, so the name is not imported back here).
 EvalSet = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Bar:
+  """A threshold a model's report entry must pass for its scores to be read.
+
+  Attributes:
+    name: what is measured, as the report's reasons print it.
+    value: entry -> the measured number, or None where the entry lacks it.
+    limit: the bar.
+    at_least: True when the value must be >= `limit`, False for <=.
+    why: one line: why the bar sits there (docs/evaluation.md quotes it).
+  """
+
+  name: str
+  value: Callable[[Mapping[str, Any]], float | None]
+  limit: float
+  at_least: bool
+  why: str
+
+  def fails(self, entry: Mapping[str, Any]) -> str | None:
+    """Why `entry` misses this bar (e.g. "composition L1 89.5 > 15 (the
+    dataset's bar)"), or None when it passes."""
+    value = self.value(entry)
+    if value is None or not math.isfinite(value):
+      return f"{self.name} not measured"
+    if (value >= self.limit) if self.at_least else (value <= self.limit):
+      return None
+    op = "<" if self.at_least else ">"
+    return (f"{self.name} {_shown(value, self.limit)} {op} {self.limit:g} "
+            "(the dataset's bar)")
+
+
+def _shown(value: float, limit: float) -> str:
+  """`value` to 3 significant digits, more where it would print as `limit`
+  (0.8996 < 0.9, not 0.9 < 0.9)."""
+  for digits in range(3, 10):
+    text = f"{value:.{digits}g}"
+    if text != f"{limit:g}":
+      return text
+  return repr(value)
+
+
+def usability(entry: Mapping[str, Any], bars: Sequence[Bar]
+              ) -> dict[str, Any]:
+  """A report entry's "usable" section: {"ok": bool, "reasons": [str]}.
+
+  Args:
+    entry: a model's report entry.
+    bars: its dataset's `DatasetEvaluator.usable_bars`.
+
+  Returns:
+    "ok" true exactly when the entry passes every bar; "reasons" names each
+    bar it misses, with the value and the bar.
+  """
+  reasons = [r for r in (bar.fails(entry) for bar in bars) if r is not None]
+  return {"ok": not reasons, "reasons": reasons}
+
+
+def composition_l1(entry: Mapping[str, Any]) -> float | None:
+  """Mean L1 (0-255) of one null edit to the image: reconstruction error."""
+  return (entry.get("composition") or {}).get("l1_1")
+
+
+def reader_agreement(entry: Mapping[str, Any]) -> float | None:
+  """The share of the edits' non-intervened categorical features (kept or
+  propagated) that the readers read back as the model drew them: the mean
+  of the entry's "effectiveness" cells other than each family's own
+  intervened feature (None when there are none)."""
+  cells = [acc for family, scores in (entry.get("effectiveness") or {})
+           .items() if scores for var, acc in scores.items()
+           if var != family[3:-1] and acc is not None]
+  return sum(cells) / len(cells) if cells else None
 
 
 class Reader(Protocol):
@@ -60,11 +138,14 @@ class DatasetEvaluator(Protocol):
       diagrams derive from it (`job.MODELS`).
     features: the features the report scores, in its order; the test
       samples hold one [N] array per feature.
+    usable_bars: what a model's scores must pass to be read (`usability`);
+      trained models pass them, a model trained for a few steps fails.
   """
 
   dataset: str
   graph: str
   features: tuple[str, ...]
+  usable_bars: tuple[Bar, ...]
 
   def reader(self, workdir: Any, config: ml_collections.ConfigDict
              ) -> Reader:
