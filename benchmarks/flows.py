@@ -37,6 +37,7 @@ from scipy import special
 from scipy import stats
 
 from configs import deepscm
+from ctfjax import data as ctfjax_data
 from ctfjax import files
 from ctfjax import ncm
 from ctfjax.ancm import fit
@@ -91,7 +92,7 @@ def model_log_density(model, params, v, rng, m: int) -> np.ndarray:
 
 def train_flows(config, steps: int, seed: int):
   """The feature NCM of `config`, trained on -log P^(v) alone."""
-  graph, features = fit.features("morpho_mnist")
+  graph, features = fit.features(ctfjax_data.dataset("morpho_mnist"))
   m = config.model
   model, params = ncm.NCM.create(graph, features, seed,
                                  latent_dim=m.ncm_latent_dim,

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from ctfjax import data
 from ctfjax.ancm import fit
 from ctfjax.causal import spline
 from configs import deepscm_vae_fixed_morpho_mnist
@@ -42,13 +43,14 @@ def trained(tmp_path_factory):
 
 
 def test_feature_model_comes_from_the_data_module():
-  graph, kinds = fit.features("morpho_mnist")
+  dataset = data.dataset("morpho_mnist")
+  graph, kinds = fit.features(dataset)
   assert set(graph.nodes) == {"thickness", "intensity", "digit"}
   assert graph.parents("intensity") == ("thickness",)
   assert kinds["digit"] == 10
   for k in ("thickness", "intensity"):
     assert isinstance(kinds[k], spline.Spline)
-  assert fit.image_shape("morpho_mnist") == (32, 32, 1)
+  assert dataset.image_shape == (32, 32, 1)
   fixed = deepscm_vae_fixed_morpho_mnist.get_config()
   assert not fixed.model.image.vae.learned_sigma
   assert tiny_config().model.image.vae.learned_sigma

@@ -26,13 +26,18 @@ def test_unknown_name_lists_known_names():
     data.feature_scm("mnist")
 
 
-def test_names_without_scm_or_truth_raise():
+def test_names_without_scm_or_truth_raise(tmp_path):
+  real = data.dataset("celeba/paper", source=str(tmp_path))
   with pytest.raises(data.DataError, match="no exact discrete feature SCM"):
-    data.feature_scm("celeba/simple")
+    real.feature_scm()
   with pytest.raises(data.DataError, match="no ground-truth generator"):
-    data.generator("celeba/paper")
+    real.generator("test")
+  with pytest.raises(data.DataError, match="is real data"):
+    real.counterfactual({}, {"Male": 1})
   with pytest.raises(data.DataError, match="needs source="):
     data.load("celeba/simple")
+  with pytest.raises(data.DataError, match="takes no setting 'seed'"):
+    data.dataset("celeba/simple", source=str(tmp_path), seed=3)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -18,7 +18,6 @@ from ctfjax.ancm import fit
 from ctfjax.data import colored_mnist_bars
 from ctfjax.errors import UserError
 from ctfjax.evaluate import core
-from ctfjax.evaluate import datasets
 from ctfjax.experiment import grid
 from ctfjax.experiment import job
 from ctfjax.evaluate.datasets import colored_mnist
@@ -308,12 +307,13 @@ def test_registry_dispatches_by_dataset_and_rejects_unknown_ones():
   assert isinstance(ev, colored_mnist.ColoredMNIST)
   assert ev.graph == "D -> C; C -> B; D <-> B"
   assert ev.features == ("D", "C", "B")
-  with pytest.raises(UserError) as err:
-    evaluate.evaluator("celeba/simple")
-  assert str(err.value) == (
-      "dataset 'celeba/simple' has no evaluator; known: "
-      "colored_mnist_bars/backdoor, colored_mnist_bars/frontdoor, "
-      "morpho_mnist")
+  # By entry, config section or name; each entry names its evaluator.
+  entry = data.dataset("colored_mnist_bars/backdoor", params={"p_large": 0.4})
+  assert evaluate.evaluator(entry).data is entry
+  assert evaluate.evaluator({"name": "morpho_mnist", "seed": 3}).data.seed == 3
+  with pytest.raises(UserError, match="unknown dataset 'nosuch'; known: "
+                     "colored_mnist_bars/backdoor"):
+    evaluate.evaluator("nosuch")
 
 
 # A second dataset evaluator, defined here, through the generic pipeline ------
@@ -341,7 +341,8 @@ class TinyEvaluator:
   graph = "C -> B"
 
   def __init__(self, dataset):
-    self.dataset = dataset
+    self.data = dataset
+    self.dataset = dataset.name
 
   def reader(self, workdir, config):
     del workdir, config
@@ -353,7 +354,7 @@ class TinyEvaluator:
 
   def truth(self, config, test, interventions):
     do_c = interventions["do(C)"]
-    gen = colored_mnist.ColoredMNIST(self.dataset)
+    gen = colored_mnist.ColoredMNIST(self.data)
     return {"do(C)": gen.truth(config, test, {"do(C)": do_c})["do(C)"],
             "do(B)": None}
 
@@ -405,7 +406,9 @@ class FakeLatent:
 
 
 def test_a_second_dataset_evaluator_plugs_in(tmp_path, monkeypatch):
-  monkeypatch.setitem(datasets.EVALUATORS, BACKDOOR, TinyEvaluator)
+  # The seam: a dataset entry names its evaluator.
+  monkeypatch.setattr(colored_mnist_bars.ColoredMNISTBars, "evaluator",
+                      lambda entry: TinyEvaluator(entry))
   config = evaluate.with_eval_defaults(
       ancm_vae_colored_mnist_backdoor.get_config())
   config.data.size = 64
@@ -431,10 +434,11 @@ def test_a_second_dataset_evaluator_plugs_in(tmp_path, monkeypatch):
   assert set(oracle["effectiveness"]) == {"do(C)"}  # do(B) has no truth
   assert oracle["effectiveness"]["do(C)"] == {"C": 1.0, "B": 1.0}
   report = {"dataset": BACKDOOR, "graph": "C -> B", "models": [entry],
-            "oracle": oracle, "notes": TinyEvaluator(BACKDOOR).notes(
+            "oracle": oracle, "notes": evalset.evaluator.notes(
                 evalset, reader)}
   job.write_outputs(tmp_path, report,
-                    job._edit_blocks(evalset, [("fake", "C; B", fig)]))
+                    job._edit_blocks(evalset, [("fake", "C; B", fig)]),
+                    evalset.evaluator.table_notes())
   for name in ("report.json", "report.md", "edits.png"):
     assert (tmp_path / name).stat().st_size > 0
   assert not (tmp_path / "bounds.png").exists()  # no ctf-consistency rows
@@ -587,7 +591,8 @@ def test_tiny_trained_model(tmp_path):
   reader = colored_mnist.feature_reader(workdir,
                                        steps=config.eval.reader_steps)
   load_latent = lambda: evaluate.latent_vae(
-      workdir, dataset=config.data.name, size=config.data.size or None,
+      workdir, dataset=data.from_config(config.data),
+      size=config.data.size or None,
       steps=config.eval.latent_steps)
   latent, again = load_latent(), load_latent()
   assert again.info == latent.info  # Restored from the cache, not retrained.

@@ -32,7 +32,7 @@ import test_ancm_morpho
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
-EV = morpho_eval.MorphoMNIST(data.MORPHO)
+EV = morpho_eval.MorphoMNIST(data.dataset("morpho_mnist"))
 
 
 def _law_sample(n, seed=1):
@@ -99,7 +99,7 @@ class TruthReader:
 def small_set():
   """16 test samples, do(thickness) and do(intensity), their true
   counterfactuals, and a stand-in of the evaluation set."""
-  test = data.load(data.MORPHO, split="test", size=16, seed=0)
+  test = data.load("morpho_mnist", split="test", size=16, seed=0)
   labels = {k: np.asarray(test[k]) for k in morpho_eval.FEATURES}
   families = EV.interventions(labels, seed=0)
   config = ml_collections.ConfigDict({"data": {"source": ""}})
@@ -337,7 +337,7 @@ def test_tiny_run_end_to_end(tmp_path):
 def fake_entry(name, offset):
   fams = ("do(thickness)", "do(intensity)", "do(digit)")
   return {
-      "dataset": data.MORPHO, "model": name, "graph": morpho_mnist.GRAPH,
+      "dataset": "morpho_mnist", "model": name, "graph": morpho_mnist.GRAPH,
       "train": {"steps": 1500, "seconds": 300.0 + offset},
       "effectiveness": {f: {"digit": 0.9} for f in fams},
       "effectiveness_mae": {f: {"thickness": 0.2 + offset,
@@ -366,7 +366,7 @@ def test_benchmark_writes_tables_beside_the_published_numbers(tmp_path):
   evaluate_config = evaluate.with_eval_defaults(cfg)
   report = {"version": schema.VERSION,
             "evaluation_version": evaluate.core.EVALUATION_VERSION,
-            "dataset": data.MORPHO, "graph": morpho_mnist.GRAPH,
+            "dataset": "morpho_mnist", "graph": morpho_mnist.GRAPH,
             # One entry per row: vae_fixed 0.0, vae_learned 1.0, ...
             "models": [fake_entry(name, float(i))
                        for i, name in enumerate(cfg.run.models)],

@@ -46,6 +46,10 @@ def test_run_writes_outputs_and_resumes_without_retraining(tmp_path):
                                                     "cvae_noncausal"]
   assert report["models"][1]["graph"] == "D; C; B"
   assert all(e["train"]["steps"] == 4 for e in report["models"])
+  # Four steps are far from converged: flagged in report.json and beside
+  # the printed name.
+  assert (report["models"][0]["usable"]["ok"] is False
+          and "ancm_vae †" in first.stdout), first.stdout
   # launch.edit finds the run's models in models/<name>/.
   for name in ("ancm_vae", "cvae_noncausal"):
     assert (workdir / "models" / name / "config.json").is_file()
@@ -90,8 +94,7 @@ def _one_line_error(result, pattern):
     ("launch.run", ["--config=configs/quickstart.py"], "--workdir is required"),
     ("launch.run", ["--config=configs/quickstart.py", "--workdir=x",
                     "--config.data.name=celeba/simple"],
-     "dataset 'celeba/simple' has no evaluator; known: "
-     "colored_mnist_bars/backdoor"),
+     "celeba/simple needs source=<directory of the CelebA manual download>"),
     ("launch.evaluate", ["--workdir=/nonexistent/run"],
      "workdir /nonexistent/run does not exist"),
     ("launch.evaluate", ["--workdir=configs"], "is not a trained run"),

@@ -26,40 +26,29 @@ from ctfjax import train
 from ctfjax.ancm.model import ANCM
 from ctfjax.causal import kinds
 from ctfjax.causal.graph import Graph
+from ctfjax.train.checkpoint import CHECKPOINT_DIR
 from ctfjax.errors import UserError
 
 CONFIG_FILE = "config.json"
 STAGES_DIR = "stages"  # Checkpoints of the stages after the first.
 
 
-def features(name: str) -> tuple[Graph, dict[str, Any]]:
+def dataset_of(config: ml_collections.ConfigDict) -> data.Dataset:
+  """The dataset entry of a config's `data` section."""
+  return data.from_config(config.data)
+
+
+def features(dataset: data.Dataset) -> tuple[Graph, dict[str, Any]]:
   """The causal diagram over a dataset's features, and each feature's kind
   (an int K: categorical with K values, or a kind object such as a spline;
-  see `ctfjax.causal.kinds`). Datasets beyond Colored MNIST and CelebA
-  declare theirs in their data module (`ctfjax.data.feature_spec`)."""
-  if name.startswith("colored_mnist_bars/"):
-    scm = data.feature_scm(name)
-    return scm.graph, scm.domains
-  if name.startswith("celeba/"):
-    from ctfjax.data import celeba  # pylint: disable=g-import-not-at-top
-    graph = name.split("/", 1)[1]
-    return (Graph.parse(celeba.GRAPHS[graph]),
-            {a: 2 for a in celeba.ATTRIBUTES[graph]})
-  if name not in data.NAMES:
-    raise UserError(f"unknown dataset {name!r}; known: "
-                    f"{', '.join(data.NAMES)}")
-  # Any other dataset declares its feature model in its data module.
-  spec = data.feature_spec(name)
-  if spec is None:
-    raise UserError(f"dataset {name!r} has no feature model for the ANCM "
-                    "yet (its data module has no FEATURES hook)")
-  graph, specs = spec
-  return Graph.parse(graph), {k: _kind(k, v) for k, v in specs.items()}
+  see `ctfjax.causal.kinds`)."""
+  return (Graph.parse(dataset.graph),
+          {k: _kind(k, v) for k, v in dataset.kinds.items()})
 
 
 def _kind(name: str, spec: Any) -> Any:
-  """A feature kind from a data module's plain spec (see
-  `ctfjax.data.feature_spec`): an int stays an int (categorical)."""
+  """A feature kind from a dataset's plain spec (`data.Dataset.kinds`): an
+  int stays an int (categorical), a kind object stays itself."""
   if not isinstance(spec, dict):
     return spec
   fields = dict(spec)
@@ -73,22 +62,22 @@ def _kind(name: str, spec: Any) -> Any:
 def load_split(config: ml_collections.ConfigDict, split: str,
                size: int | None = None) -> dict[str, np.ndarray]:
   """The images and feature labels of one split (no exogenous values)."""
-  ds = data.load(config.data.name, split=split, size=size or None,
-                 seed=config.data.seed, source=config.data.source or None)
-  _, domains = features(config.data.name)
-  return {k: ds[k] for k in ("image", *domains)}
+  dataset = dataset_of(config)
+  ds = dataset.load(split, size or None)
+  return {k: ds[k] for k in ("image", *dataset.kinds)}
 
 
 def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
   """The ANCM a config describes, and parameters initialised from `rng`."""
-  graph, features_ = features(config.data.name)
+  dataset = dataset_of(config)
+  graph, features_ = features(dataset)
   m = config.model
   if m.get("graph"):
     graph = Graph.parse(m.graph)
     if set(graph.nodes) != set(features_):
       raise UserError(f"config model.graph {m.graph!r} must have exactly the "
                       f"dataset's features {', '.join(features_)}")
-  shape = image_shape(config.data.name)
+  shape = dataset.image_shape
   return ANCM.create(
       graph, features_, shape, rng, image=m.image,
       train_steps=config.train.steps,
@@ -114,15 +103,6 @@ def model_of(config: ml_collections.ConfigDict) -> ANCM:
 
   jax.eval_shape(params)
   return box[0]
-
-
-def image_shape(name: str) -> tuple[int, int, int]:
-  """(H, W, C) of a dataset's images."""
-  if name.startswith("colored_mnist_bars/"):
-    return (32, 32, 3)
-  if name.startswith("celeba/"):
-    return (64, 64, 3)
-  return (32, 32, 1)
 
 
 def stage_dir(workdir: str | os.PathLike, model: ANCM,
@@ -232,20 +212,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   restores. Returns the final state with steps and seconds summed over
   the stages.
   """
-  workdir = pathlib.Path(workdir)
+  check_config(config)
+  workdir = files.writable_dir(workdir, "workdir")
   model = model_of(config)
   train_ds = load_split(config, "train", config.data.size)
   eval_ds = load_split(config, "test", config.eval.num_examples)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(config, workdir)
   params, steps, seconds, result = None, 0, 0.0, None
-  for stage in range(len(model.stages)):
-    task = make_task(config, model, train_ds, eval_ds, stage, params)
-    result = train.train_and_evaluate(stage_config(config, model, stage),
-                                      stage_dir(workdir, model, stage), task)
-    params = jax.device_get(train.model_params(result.state))
-    steps, seconds = steps + result.steps, seconds + result.seconds
+  # Only process 0 cleans up a shared workdir (one writer, as for config).
+  keep = lambda p: has_checkpoint(p) or jax.process_index() != 0
+  with files.removed_on_failure(workdir, keep=keep):
+    _write_config(config, workdir)
+    for stage in range(len(model.stages)):
+      task = make_task(config, model, train_ds, eval_ds, stage, params)
+      result = train.train_and_evaluate(stage_config(config, model, stage),
+                                        stage_dir(workdir, model, stage), task)
+      params = jax.device_get(train.model_params(result.state))
+      steps, seconds = steps + result.steps, seconds + result.seconds
   return model, dataclasses.replace(result, steps=steps, seconds=seconds)
+
+
+def has_checkpoint(folder: pathlib.Path) -> bool:
+  """Whether any stage under `folder` saved a checkpoint to resume from."""
+  return any(p.name.isdigit() for p in
+             folder.glob(f"**/{CHECKPOINT_DIR}/*"))
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for a config an ANCM cannot train from, raised before
+  any work or write: its sections, the training fields' types and ranges."""
+  for section, key in (("data", "name"), ("model", "image")):
+    part = config.get(section)
+    if not isinstance(part, ml_collections.ConfigDict) or key not in part:
+      raise UserError(f"config has no '{section}.{key}'; build ANCM configs "
+                      "on configs/ancm.py")
+  train.check_train_config(config)
 
 
 def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:

@@ -34,6 +34,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from ctfjax.data import base, storage
 from ctfjax.data.errors import DataError
 
 OFFICIAL_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
@@ -42,6 +43,8 @@ ATTRIBUTE_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}
+# Bump when the same download would load differently (the cache key has it).
+VERSION = 0
 CROP = 150
 IMAGE_SIZE = 64
 
@@ -58,7 +61,7 @@ ATTRIBUTES = {
     "paper": ("Male", "Young", "Gray_Hair"),
 }
 
-# Display hook read by `ctfjax.data.show`: panel titles for values 0 and 1.
+# Panel titles and captions for values 0 and 1.
 VALUE_NAMES = {
     "Smiling": ("Not Smiling", "Smiling"),
     "Eyeglasses": ("No Eyeglasses", "Eyeglasses"),
@@ -264,3 +267,49 @@ def _read_images(folder: pathlib.Path, files: list[str]) -> np.ndarray:
       # list() re-raises the first error of any block.
       list(pool.map(block, starts))
   return out
+
+
+class CelebA(base.Dataset):
+  """The dataset entry of "celeba/<graph>" (`ctfjax.data`).
+
+  Settings: `source`, the folder of the manual download (required). The
+  attributes are those of the graph (`GRAPHS`, `ATTRIBUTES`), binary.
+  """
+
+  EVALUATOR = "ctfjax.evaluate.datasets.attributes:Attributes"
+  SETTINGS = ("source", "params")
+  image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
+  value_names = VALUE_NAMES
+
+  def __init__(self, name: str, *, source: str | None = None, params=None):
+    base.no_params(name, params)
+    if not source:
+      raise DataError(f"{name} needs source=<directory of the CelebA manual "
+                      f"download> (it cannot be downloaded here; see "
+                      f"{OFFICIAL_PAGE})")
+    self.name = name
+    self.variant = name.split("/", 1)[1]
+    self.source = source
+    self.graph = GRAPHS[self.variant]
+    self.kinds = {a: 2 for a in ATTRIBUTES[self.variant]}
+
+  def identity(self, split="train"):
+    root = pathlib.Path(self.source).expanduser().absolute()
+    stats = [f"{f}:{(root / f).stat().st_size}:{(root / f).stat().st_mtime_ns}"
+             for f in (ATTRIBUTE_FILE, PARTITION_FILE) if (root / f).is_file()]
+    return {"source": [str(root), *stats], "version": VERSION}
+
+  def load(self, split="train", size=None, *, data_dir=None, cache=True):
+    base.check_size(size)
+    # Decoding and resizing ~200k JPEGs is slow: the result is cached like
+    # the generated sets, keyed by the download's annotation files.
+    spec = {"name": self.name, "split": split, "size": size,
+            **self.identity(split)}
+
+    def build():
+      return load(data_dir=self.source, split=split, graph=self.variant,
+                  limit=size)
+
+    if not cache:
+      return build()
+    return storage.cached(self.name, split, spec, build, data_dir)

@@ -52,6 +52,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ctfjax import causal as cc
+from ctfjax.data import base, mnist, storage
 from ctfjax.data.errors import DataError
 
 GRAPHS = {
@@ -497,3 +498,59 @@ def read_bar(images: Any, max_value: float = 255.0) -> np.ndarray:
 def read_labels(images: Any, max_value: float = 255.0) -> dict[str, np.ndarray]:
   """{"C", "B"} read from pixels (D needs a trained classifier)."""
   return {"C": read_colour(images), "B": read_bar(images, max_value)}
+
+
+class ColoredMNISTBars(base.Dataset):
+  """The dataset entry of "colored_mnist_bars/<graph>" (`ctfjax.data`).
+
+  Settings: `seed` (the sample of features and styles), `source` (MNIST IDX
+  folder; default the bundled digits), `params` (overrides of
+  `DEFAULT_PARAMS`).
+  """
+
+  EVALUATOR = "ctfjax.evaluate.datasets.colored_mnist:ColoredMNIST"
+  image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
+  value_names = VALUE_NAMES
+
+  def __init__(self, name: str, *, seed: int = 0, source: str | None = None,
+               params: Any = None):
+    self.name = name
+    self.variant = name.split("/", 1)[1]
+    self.seed = base.check_seed(seed)
+    self.source = source
+    self.params = resolve_params(self.variant, params)
+    self.graph = GRAPHS[self.variant]
+    self.kinds = dict(DOMAINS)
+
+  def load(self, split="train", size=None, *, data_dir=None, cache=True):
+    base.check_size(size)
+    spec = {"name": self.name, "split": split, "size": size,
+            "seed": self.seed, "source": mnist.source_id(self.source, split),
+            "params": self.params, "version": VERSION}
+
+    def build():
+      gen = self.generator(split)
+      return gen.sample(base.stream_seed(self.name, split, self.seed),
+                        size or gen.num_exemplars)
+
+    if not cache:
+      return build()
+    return storage.cached(self.name, split, spec, build, data_dir)
+
+  def identity(self, split="train"):
+    return {"data_seed": self.seed,
+            "source": mnist.source_id(self.source, split)}
+
+  def generator(self, split="train") -> Generator:
+    images, labels = mnist.load(self.source, split)
+    return Generator(self.variant, images, labels, self.params)
+
+  def counterfactual(self, batch, do, split="train"):
+    return self.generator(split).counterfactual(batch, do)
+
+  def feature_scm(self) -> cc.DiscreteSCM:
+    return feature_scm(self.variant, self.params)
+
+  def display(self):
+    return {"group_by": GROUP_BY, "sort_by": SORT_BY,
+            "value_names": dict(VALUE_NAMES), "graph": self.graph}

@@ -47,6 +47,7 @@ from scipy import special
 from skimage import morphology
 from skimage import transform
 
+from ctfjax.data import base, mnist, storage
 from ctfjax.data.errors import DataError
 
 try:
@@ -61,9 +62,9 @@ except ImportError:  # pragma: no cover
 GRAPH = "thickness -> intensity; digit"
 VARIABLES = ("thickness", "intensity", "digit")
 INTERVENABLE = ("thickness", "intensity")
-# The feature model hook read by `ctfjax.data.feature_spec` (and so by the
-# ANCM): each variable's kind in plain data, a kind name of
-# `ctfjax.causal.kinds.KINDS` with its fields, or an int K (categorical).
+# Each variable's kind (`MorphoMNIST.kinds`, read by the ANCM) in plain
+# data: a kind name of `ctfjax.causal.kinds.KINDS` with its fields, or an
+# int K (categorical).
 # loc/scale standardise with the generator's own law, not the sample's:
 # thickness = 0.5 + Gamma(10, rate 5) has mean 2.5 and sd sqrt(10) / 5 =
 # 0.632; intensity in [64, 255] has mean 157.8 and sd 48.4 (2M draws of the
@@ -78,7 +79,7 @@ FEATURES = {
 # registry's cache key includes it.
 VERSION = 1
 
-# Display hooks read by `ctfjax.data.show`: one panel, thin to thick.
+# Display (`MorphoMNIST.display`): one panel, thin to thick.
 GROUP_BY = ()
 SORT_BY = "thickness"
 
@@ -543,3 +544,52 @@ def _medial_axis(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                     np.ascontiguousarray(order), keep)
   return result.astype(bool), distance
 
+
+
+class MorphoMNIST(base.Dataset):
+  """The dataset entry of "morpho_mnist" (`ctfjax.data`).
+
+  Settings: `seed` (the exogenous draws), `source` (MNIST IDX folder;
+  default the bundled digits). It takes no generator parameters.
+  """
+
+  EVALUATOR = "ctfjax.evaluate.datasets.morpho_mnist:MorphoMNIST"
+  image_shape = (IMAGE_SIZE, IMAGE_SIZE, 1)
+  graph = GRAPH
+
+  def __init__(self, name: str, *, seed: int = 0, source: str | None = None,
+               params=None):
+    base.no_params(name, params)
+    self.name = name
+    self.seed = base.check_seed(seed)
+    self.source = source
+    self.kinds = {k: (dict(v) if isinstance(v, dict) else v)
+                  for k, v in FEATURES.items()}
+
+  def load(self, split="train", size=None, *, data_dir=None, cache=True):
+    base.check_size(size)
+    spec = {"name": self.name, "split": split, "size": size,
+            "seed": self.seed, "source": mnist.source_id(self.source, split),
+            "params": {}, "version": VERSION}
+
+    def build():
+      images, labels = mnist.load(self.source, split)
+      return generate(images, labels,
+                      seed=base.stream_seed(self.name, split, self.seed),
+                      n=size)
+
+    if not cache:
+      return build()
+    return storage.cached(self.name, split, spec, build, data_dir)
+
+  def identity(self, split="train"):
+    return {"data_seed": self.seed,
+            "source": mnist.source_id(self.source, split)}
+
+  def counterfactual(self, batch, do, split="train"):
+    images, _ = mnist.load(self.source, split)
+    return counterfactual(batch, images, do)
+
+  def display(self):
+    return {"group_by": GROUP_BY, "sort_by": SORT_BY, "value_names": {},
+            "graph": GRAPH}

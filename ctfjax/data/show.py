@@ -189,10 +189,12 @@ def write_grid(name: str, out: str | os.PathLike, *, num: int = 64,
   """
   if isinstance(num, bool) or not isinstance(num, int) or num < 1:
     raise DataError(f"num must be a positive integer, got {num!r}")
+  files.writable_file(out, "output")
   if pathlib.Path(out).suffix.lower() != ".png":
     raise DataError(f"output {str(out)!r} must be a .png file")
-  info = data.display(name)
-  ds = data.load(name, split, seed=seed, source=source, data_dir=data_dir)
+  entry = data.resolve(name, seed=seed, source=source)
+  info = entry.display()
+  ds = entry.load(split, data_dir=data_dir)
   n = num_examples(ds)
   pick = np.sort(np.random.default_rng(seed).choice(n, min(num, n),
                                                     replace=False))

@@ -167,15 +167,13 @@ def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
     The evaluation data of `config.data.name`, scored by its evaluator.
   """
   config = with_eval_defaults(config)
-  name, ev = config.data.name, config.eval
-  dataset = datasets.evaluator(name)
-  source = config.data.source or None
-  test = data.load(name, split="test", size=ev.test_size,
-                   seed=config.data.seed, source=source)
+  ev = config.eval
+  entry = data.from_config(config.data)
+  name, dataset = entry.name, entry.evaluator()
+  test = entry.load("test", ev.test_size)
   labels = {k: np.asarray(test[k]) for k in dataset.features}
   families = dataset.interventions(labels, ev.seed)
-  train_ds = data.load(name, split="train", size=config.data.size or None,
-                       seed=config.data.seed, source=source)
+  train_ds = entry.load("train", config.data.size or None)
   real = np.asarray(train_ds["image"][:ev.real_size])
   real_labels = {k: np.asarray(train_ds[k][:ev.real_size])
                  for k in dataset.features}

@@ -61,7 +61,7 @@ from ctfjax.data import morpho_mnist
 from ctfjax.evaluate import networks
 
 NAME = "morpho_predictors"
-DATASET = data.MORPHO
+DATASET = "morpho_mnist"
 IMAGE_SHAPE = (32, 32, 1)
 # Melistas et al. Table 17: (filters, kernel, stride) of each convolution, the
 # hidden Linear width, and the LeakyReLU slope after each layer.

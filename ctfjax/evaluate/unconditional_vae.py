@@ -130,19 +130,16 @@ class LatentVAE:
             np.concatenate([np.asarray(v) for _, v in parts]))
 
 
-def latent_vae(workdir: str | pathlib.Path, *, dataset: str,
-               source: str | None = None, size: int | None = None,
-               data_seed: int = 0, steps: int = 1000,
+def latent_vae(workdir: str | pathlib.Path, *, dataset: data.Dataset,
+               size: int | None = None, steps: int = 1000,
                seed: int = 0) -> LatentVAE:
   """The run's CLD encoder: trained once on its training images, then cached.
 
   Args:
     workdir: the run's folder; the VAE lives in
       `<workdir>/evaluators/latent_vae/`.
-    dataset: the run's dataset (`data.NAMES`).
-    source: the digits' source, as `data.load`.
-    size: training images (None = the dataset's default), as `data.load`.
-    data_seed: the dataset's seed, as `data.load`.
+    dataset: the run's dataset entry.
+    size: training images (None = the dataset's default).
     steps: training steps (batch 64) when it has to be trained.
     seed: training seed.
 
@@ -151,11 +148,9 @@ def latent_vae(workdir: str | pathlib.Path, *, dataset: str,
   """
   path = networks.folder(workdir, NAME)
   config = vae_config(steps, seed=seed)
-  identity = {"network": NETWORK, "steps": steps, "dataset": dataset,
-              "size": size, "data_seed": data_seed,
-              "source": data.mnist.source_id(source, "train")}
-  ds = data.load(dataset, split="train", size=size, seed=data_seed,
-                 source=source)
+  identity = {"network": NETWORK, "steps": steps, "dataset": dataset.name,
+              "size": size, **dataset.identity("train")}
+  ds = dataset.load("train", size)
   images = {"image": np.asarray(ds["image"])}
   module = _module(tuple(images["image"].shape[1:]))
   task = train.Task(
@@ -165,13 +160,13 @@ def latent_vae(workdir: str | pathlib.Path, *, dataset: str,
   params, info = networks.train_cached(path, identity, config, task)
   if info is not None:
     return LatentVAE(module, params, info)
-  test = np.asarray(data.load(dataset, split="test", size=500, seed=data_seed,
-                              source=source)["image"])
+  test = np.asarray(dataset.load("test", 500)["image"])
   vae = LatentVAE(module, params, {})
   recon = _apply(module, params, jnp.asarray(vae.encode(test)[0]), "decode")
   info = {
       "name": NAME, **identity,
-      "trained_on": f"{len(images['image'])} training images of {dataset}",
+      "trained_on": (f"{len(images['image'])} training images of "
+                     f"{dataset.name}"),
       "test_recon_l1": float(np.mean(np.abs(
           np.asarray(recon) * 255.0 - test.astype(np.float32)))),
       "note": ("Unconditional VAE (the models' conv encoder and decoder, "

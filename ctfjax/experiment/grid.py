@@ -36,7 +36,7 @@ from ctfjax.errors import UserError
 from ctfjax.evaluate import datasets
 from ctfjax.experiment import job
 from ctfjax.experiment import published
-from ctfjax.report import files
+from ctfjax import files
 from ctfjax.report import schema
 from ctfjax.report import tables
 
@@ -108,9 +108,9 @@ def runs(config: ml_collections.ConfigDict) -> list[Run]:
   out, seen = [], {}
   for dataset, workdir, file, changes, names in zip(
       b.datasets, b.workdirs, config_files, overrides, models):
-    datasets.evaluator(dataset)
     try:
       cfg = _run_config(config, dataset, file, changes, names)
+      datasets.evaluator(cfg.data)
     except UserError as e:
       raise UserError(f"benchmark run {workdir}: {e}") from None
     for name in job.run_models(cfg):
@@ -144,6 +144,9 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return published.benchmark(config)
   grid = runs(config)  # Checks the whole grid first.
   b = config.benchmark
+  files.writable_dir(b.out, "config key 'benchmark.out'")
+  for _, workdir, _, _ in grid:
+    files.writable_dir(workdir, "benchmark workdir")
   reports, sources = [], []
   for dataset, workdir, cfg, origin in grid:
     report = job.current_report(cfg, workdir) if b.reuse_reports else None
@@ -159,9 +162,8 @@ def benchmark(config: ml_collections.ConfigDict) -> dict[str, Any]:
   names = list(b.tables)
   rows = tables.long_rows(reports, names)
   notes = {}  # The datasets' own wording of each table's note.
-  for report in reports:
-    for name, note in datasets.evaluator(report["dataset"]).table_notes(
-        ).items():
+  for _, _, cfg, _ in grid:
+    for name, note in datasets.evaluator(cfg.data).table_notes().items():
       notes.setdefault(name, note)
   paths = {
       "benchmark.md": files.write_text(

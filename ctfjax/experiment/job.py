@@ -10,7 +10,7 @@ workdir:
                                      unconditional VAE (each trained once)
     <workdir>/report.json, report.md, edits.png, bounds.png
 
-The dataset's evaluator (`datasets.evaluator(config.data.name)`) supplies
+The dataset's evaluator (`datasets.evaluator(config.data)`) supplies
 its readers, protocol, ground truth, feature scores, figure captions and
 notes; this module is the same for every dataset.
 
@@ -56,6 +56,8 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from ctfjax import data
+from ctfjax import files
 from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm import fit
@@ -65,7 +67,6 @@ from ctfjax.evaluate import core
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate import unconditional_vae
 from ctfjax.report import figures
-from ctfjax.report import files
 from ctfjax.report import schema
 from ctfjax.report import tables
 
@@ -162,7 +163,7 @@ def model_name(config: ml_collections.ConfigDict) -> str:
   diagram it assumes ("ancm_custom" for another), with the image
   mechanism's kind for one other than the VAE ("ancm_ddpm" for the
   diffusion NCM, "ancm_vae_ddpm" for the two-stage ANCM)."""
-  true_graph = Graph.parse(datasets.evaluator(config.data.name).graph)
+  true_graph = Graph.parse(datasets.evaluator(config.data).graph)
   assumed = config.model.get("graph") or ""
   name = "ancm_custom"
   for key in MODELS:
@@ -214,7 +215,7 @@ def model_config(config: ml_collections.ConfigDict,
       raise UserError(f"config key 'run.variants.{name}.overrides': {e}"
                       ) from None
   out.model.graph = model_graph(_diagram(config, name),
-                                datasets.evaluator(config.data.name).graph)
+                                datasets.evaluator(config.data).graph)
   return out
 
 
@@ -232,7 +233,7 @@ def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
   """The diagram model `name` assumes, as the report writes it."""
   if name not in MODELS and name not in variants(config):
     return None  # A single-model run's `model_name`: the model's spelling.
-  true_graph = datasets.evaluator(config.data.name).graph
+  true_graph = datasets.evaluator(config.data).graph
   return model_graph(_diagram(config, name), true_graph) or true_graph
 
 
@@ -284,7 +285,8 @@ def _edit_blocks(evalset: core.EvalSet, per_model
 
 
 def write_outputs(workdir: str | pathlib.Path, report: Mapping[str, Any],
-                  blocks: Sequence[figures.EditBlock]) -> dict[str, str]:
+                  blocks: Sequence[figures.EditBlock],
+                  notes: Mapping[str, str]) -> dict[str, str]:
   """Writes report.json, report.md, edits.png and bounds.png atomically.
 
   The report is validated first, so a schema error writes nothing.
@@ -306,7 +308,6 @@ def write_outputs(workdir: str | pathlib.Path, report: Mapping[str, Any],
     paths["bounds.png"] = figures.bounds_figure(
         clean, workdir / "bounds.png",
         title=f"Ctf-consistency, {title}; rows with bounds [0, 1] left out")
-  notes = datasets.evaluator(clean["dataset"]).table_notes()
   paths["report.md"] = files.write_text(workdir / "report.md",
                                         tables.markdown(clean, notes))
   paths["report.json"] = files.write_text(workdir / "report.json", text)
@@ -328,16 +329,15 @@ def evaluate_models(config: ml_collections.ConfigDict,
     The report.
   """
   config = core.with_eval_defaults(config)
-  dataset = datasets.evaluator(config.data.name)
+  dataset = datasets.evaluator(config.data)
   workdir = pathlib.Path(workdir)
   t0 = time.perf_counter()
   log("evaluation: feature readers")
   reader = dataset.reader(workdir, config)
   log("evaluation: CLD's unconditional VAE")
   latent = unconditional_vae.latent_vae(
-      workdir, dataset=config.data.name, source=config.data.source or None,
-      size=config.data.size or None, data_seed=config.data.seed,
-      steps=config.eval.latent_steps)
+      workdir, dataset=data.from_config(config.data),
+      size=config.data.size or None, steps=config.eval.latent_steps)
   evalset = core.prepare(config, reader, latent)
   # Per model: each family's edits, the composition, and each family's
   # reversibility rounds (`core.evaluate_model`'s progress calls).
@@ -356,6 +356,9 @@ def evaluate_models(config: ml_collections.ConfigDict,
           evalset, reader, model, params, name=name, train_info=info,
           graph=_assumed_graph(config, name),
           seed=config.eval.seed, progress=tick)
+      # The caveat travels with the scores: report.json, report.md and the
+      # printed summary flag a model short of its dataset's bars.
+      entry["usable"] = datasets.usability(entry, dataset.usable_bars)
       entries.append(entry)
       per_model.append((name, entry["graph"], fig))
   oracle = core.evaluate_truth(evalset, reader)
@@ -377,7 +380,7 @@ def evaluate_models(config: ml_collections.ConfigDict,
       "seconds": {"evaluation": time.perf_counter() - t0},
   }
   blocks = _edit_blocks(evalset, per_model)
-  write_outputs(workdir, report, blocks)
+  write_outputs(workdir, report, blocks, dataset.table_notes())
   return json.loads(schema.dumps(report))
 
 
@@ -412,28 +415,29 @@ def run(config: ml_collections.ConfigDict,
   Returns:
     The report (also written to `workdir`, with report.md and figures).
   """
+  fit.check_config(config)
   names = run_models(config)
   config = core.with_eval_defaults(config)
-  datasets.evaluator(config.data.name)  # Fails here, before training.
-  workdir = pathlib.Path(workdir)
-  if workdir.exists() and not workdir.is_dir():
-    raise UserError(f"workdir {workdir} exists and is not a folder")
-  workdir.mkdir(parents=True, exist_ok=True)
+  datasets.evaluator(config.data)  # Fails here, before training.
+  workdir = files.writable_dir(workdir, "workdir")
   # Every model's config (variants' overrides included) is checked before
-  # any training.
+  # any training or write.
   configs = {name: model_config(config, name) for name in names}
-  _save_run_config(config, workdir)
+  for c in configs.values():
+    fit.check_config(c)
   trained = []
-  for i, name in enumerate(names, 1):
-    log(f"[{i}/{len(names)}] {name} ({_assumed_graph(config, name)}): "
-        f"training {training_plan(configs[name])}")
-    model, result = fit.train_and_evaluate(
-        configs[name], workdir / MODELS_DIR / name)
-    log(f"[{i}/{len(names)}] {name}: {result.steps} steps, "
-        f"{result.seconds:.0f} s of training")
-    params = jax.device_get(train.model_params(result.state))
-    trained.append((name, model, params,
-                    {"steps": result.steps, "seconds": result.seconds}))
+  with files.removed_on_failure(workdir, keep=fit.has_checkpoint):
+    _save_run_config(config, workdir)
+    for i, name in enumerate(names, 1):
+      log(f"[{i}/{len(names)}] {name} ({_assumed_graph(config, name)}): "
+          f"training {training_plan(configs[name])}")
+      model, result = fit.train_and_evaluate(
+          configs[name], workdir / MODELS_DIR / name)
+      log(f"[{i}/{len(names)}] {name}: {result.steps} steps, "
+          f"{result.seconds:.0f} s of training")
+      params = jax.device_get(train.model_params(result.state))
+      trained.append((name, model, params,
+                      {"steps": result.steps, "seconds": result.seconds}))
   return evaluate_models(config, workdir, trained)
 
 
@@ -451,9 +455,7 @@ def load_run(workdir: str | pathlib.Path) -> tuple[ml_collections.ConfigDict,
   Raises:
     UserError: the folder is missing or holds no trained model.
   """
-  root = pathlib.Path(workdir)
-  if not root.is_dir():
-    raise UserError(f"workdir {workdir} does not exist")
+  root = files.existing_dir(workdir, "workdir")
   if (root / fit.CONFIG_FILE).is_file():
     config, model, params = fit.load(root)
     return config, [(model_name(config), model, params, _train_info(root))]
@@ -490,14 +492,16 @@ def evaluate_workdir(workdir: str | pathlib.Path,
   Returns:
     The report.
   """
-  config, trained = load_run(workdir)
-  config = core.with_eval_defaults(config)
   items = overrides.items() if isinstance(overrides, Mapping) else [
       tuple(o.split("=", 1)) if "=" in o else (o, None) for o in overrides]
   for key, _ in items:
     if not str(key).startswith("eval."):
       raise UserError(f"only eval.* settings can change at evaluation, got "
                       f"{key!r}")
+  files.existing_dir(workdir, "workdir")
+  files.writable_dir(workdir, "workdir")  # Before a minute of evaluation.
+  config, trained = load_run(workdir)
+  config = core.with_eval_defaults(config)
   config = train.apply_overrides(config, overrides)
   return evaluate_models(config, workdir, trained)
 
@@ -507,7 +511,8 @@ def current_report(config: ml_collections.ConfigDict,
   """The workdir's report if it was written for exactly this config (its
   data, model, train and run sections - a variant's overrides, per-model
   steps included, live in `run` - its eval settings and models) by this
-  version of the evaluation, else None: a benchmark reuses it as it is."""
+  version of the evaluation, else None: a benchmark reuses its scores as
+  they are, each model's "usable" judged again by the dataset's bars."""
   path, saved_path = workdir / "report.json", workdir / RUN_CONFIG
   if not (path.is_file() and saved_path.is_file()):
     return None
@@ -526,4 +531,11 @@ def current_report(config: ml_collections.ConfigDict,
           and [e["model"] for e in report["models"]] ==
           list(config.run.models)
           and report.get("eval") == core.eval_settings(config))
-  return report if same else None
+  if not same:
+    return None
+  # Judged again from the stored scores: the dataset's bars as they are now
+  # (a report written before the bars existed has no "usable").
+  bars = datasets.evaluator(config.data).usable_bars
+  for entry in report["models"]:
+    entry["usable"] = datasets.usability(entry, bars)
+  return report

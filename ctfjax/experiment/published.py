@@ -42,7 +42,7 @@ import ml_collections
 from ctfjax.errors import UserError
 from ctfjax.evaluate import datasets
 from ctfjax.experiment import job
-from ctfjax.report import files
+from ctfjax import files
 from ctfjax.report import schema
 from ctfjax.report import tables
 
@@ -93,7 +93,7 @@ def _check(config: ml_collections.ConfigDict):
       raise UserError(f"config key 'benchmark.rows.{name}.published': "
                       f"unknown key {extra[0]!r}; known: "
                       f"{', '.join(PUBLISHED_KEYS)}")
-  datasets.evaluator(config.data.name)  # Fails before any training.
+  datasets.evaluator(config.data)  # Fails before any training.
   for name in models:
     job.model_config(config, name)  # Bad overrides fail here too.
 
@@ -343,7 +343,8 @@ def benchmark(config: ml_collections.ConfigDict,
   _check(config)
   b = config.benchmark
   cfg = run_config(config)
-  workdir = pathlib.Path(b.workdir)
+  files.writable_dir(b.out, "config key 'benchmark.out'")
+  workdir = files.writable_dir(b.workdir, "config key 'benchmark.workdir'")
   report = job.current_report(cfg, workdir) if b.reuse_reports else None
   if report is None:
     job.log(f"benchmark: {cfg.data.name} in {workdir}")

@@ -4,38 +4,36 @@
     ev = datasets.evaluator("colored_mnist_bars/backdoor")
     ev.graph, ev.features, ev.interventions(labels, seed=0)
 
-`base.DatasetEvaluator` lists what an evaluator supplies. A new dataset is
-one module here defining it, plus one line in `EVALUATORS` mapping the
-dataset names it covers to its constructor (called with the name).
+`base.DatasetEvaluator` lists what an evaluator supplies;
+`usability(entry, ev.usable_bars)` judges a model's report entry against
+its bars. Each dataset entry names its evaluator (`data.Dataset.EVALUATOR`,
+a class here built on the entry), so a new dataset with a new evaluator is
+one module here plus the entry's line; a real dataset with attribute labels
+uses `attributes.Attributes`.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Mapping
 
 from ctfjax import data
-from ctfjax.errors import UserError
-from ctfjax.evaluate.datasets import colored_mnist
-from ctfjax.evaluate.datasets import morpho_mnist
-from ctfjax.evaluate.datasets.base import DatasetEvaluator, Reader
-
-# Dataset name -> constructor of its evaluator.
-EVALUATORS: dict[str, Callable[[str], DatasetEvaluator]] = {
-    **dict.fromkeys(data.COLORED, colored_mnist.ColoredMNIST),
-    data.MORPHO: morpho_mnist.MorphoMNIST,
-}
+from ctfjax.evaluate.datasets.base import Bar, DatasetEvaluator, Reader
+from ctfjax.evaluate.datasets.base import usability
 
 
-def evaluator(dataset: str) -> DatasetEvaluator:
-  """The evaluator of `dataset`.
+def evaluator(dataset: str | Mapping[str, Any] | data.Dataset
+              ) -> DatasetEvaluator:
+  """The evaluator of a dataset: an entry, a config's `data` section, or
+  the name of a dataset that needs no settings.
 
   Raises:
-    UserError: no evaluator is registered for `dataset`.
+    UserError: the dataset cannot be resolved or has no evaluator.
   """
-  if dataset not in EVALUATORS:
-    raise UserError(f"dataset {dataset!r} has no evaluator; known: "
-                    f"{', '.join(EVALUATORS)}")
-  return EVALUATORS[dataset](dataset)
+  if isinstance(dataset, str):
+    dataset = data.dataset(dataset)
+  elif not isinstance(dataset, data.Dataset):
+    dataset = data.from_config(dataset)
+  return dataset.evaluator()
 
 
-__all__ = ["EVALUATORS", "DatasetEvaluator", "Reader", "evaluator"]
+__all__ = ["Bar", "DatasetEvaluator", "Reader", "evaluator", "usability"]
