@@ -12,6 +12,7 @@ from PIL import Image
 from ctfjax import causal as cc
 from ctfjax import data
 from ctfjax.data import celeba
+from ctfjax.data import folder  # noqa: F401 (data.folder in a test)
 from ctfjax.data.errors import DataError
 
 NAMES = (
@@ -171,3 +172,39 @@ def test_malformed_annotation_files(download):
   part.write_text("000001.jpg 3\n")
   with pytest.raises(DataError, match=r"list_eval_partition.txt:1: expected"):
     celeba.load(root, "train")
+
+
+def test_celeba_hq_in_the_celebamask_hq_layout(tmp_path):
+  root, n = tmp_path / "hq", 40
+  (root / celeba.HQ_IMAGE_DIR).mkdir(parents=True)
+  rng = np.random.default_rng(1)
+  files = [f"{k}.jpg" for k in range(n)]
+  pixels = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+  for f, px in zip(files, pixels):
+    Image.fromarray(px).save(root / celeba.HQ_IMAGE_DIR / f, quality=95)
+  signs = rng.choice([-1, 1], size=(n, len(NAMES)))
+  (root / celeba.HQ_ATTRIBUTE_FILE).write_text(
+      f"{n}\n" + " ".join(NAMES) + "\n" + "\n".join(
+          f + " " + " ".join(str(v) for v in s)
+          for f, s in zip(files, signs)) + "\n")
+  entry = data.dataset("celeba_hq/paper", source=str(root), image_size=32)
+  assert entry.image_shape == (32, 32, 3)
+  assert entry.graph == "Male <-> Young; Young -> Gray_Hair"
+  seen = 0
+  for split in celeba.SPLITS:
+    ds = entry.load(split, cache=False)
+    rows = [k for k, f in enumerate(files)
+            if data.folder.split_of(f) == split]
+    seen += len(rows)
+    assert ds["image"].shape == (len(rows), 32, 32, 3)
+    for a in ("Male", "Young", "Gray_Hair"):
+      np.testing.assert_array_equal(
+          ds[a], (signs[rows, NAMES.index(a)] > 0).astype(np.int32))
+    if rows:  # Decoded, then resized with PIL's bilinear filter.
+      with Image.open(root / celeba.HQ_IMAGE_DIR / files[rows[0]]) as img:
+        want = np.asarray(img.convert("RGB").resize((32, 32),
+                                                    Image.BILINEAR))
+      np.testing.assert_array_equal(ds["image"][0], want)
+  assert seen == n
+  with pytest.raises(DataError, match="CelebAMask-HQ layout"):
+    data.dataset("celeba_hq/simple", source=str(tmp_path))

@@ -43,6 +43,9 @@ REGISTRY = {
     "celeba/simple": "ctfjax.data.celeba:CelebA",
     "celeba/complex": "ctfjax.data.celeba:CelebA",
     "celeba/paper": "ctfjax.data.celeba:CelebA",
+    "celeba_hq/simple": "ctfjax.data.celeba:CelebAHQ",
+    "celeba_hq/complex": "ctfjax.data.celeba:CelebAHQ",
+    "celeba_hq/paper": "ctfjax.data.celeba:CelebAHQ",
     "folder": "ctfjax.data.folder:Folder",
     "tfds:": "ctfjax.data.tfds_source:TFDS",
 }

@@ -236,19 +236,22 @@ def _lines(path) -> list[str]:
     raise DataError(f"cannot read {path}: {e}") from None
 
 
-def _read_images(folder: pathlib.Path, files: list[str]) -> np.ndarray:
-  """Decodes and preprocesses `files` in order: uint8 [N, 64, 64, 3]."""
-  out = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+def _read_images(folder: pathlib.Path, files: list[str],
+                 convert=preprocess, size: int = IMAGE_SIZE,
+                 listed_in: str = PARTITION_FILE) -> np.ndarray:
+  """Decodes `files` in order through `convert` (image -> uint8 [size,
+  size, 3]): uint8 [N, size, size, 3]."""
+  out = np.empty((len(files), size, size, 3), np.uint8)
 
   def one(k):
     path = folder / files[k]
     if not path.is_file():
       raise DataError(
-          f"CelebA image {path} (listed in {PARTITION_FILE}) is missing; "
-          f"unpack all of img_align_celeba.zip from {OFFICIAL_PAGE} there")
+          f"CelebA image {path} (listed in {listed_in}) is missing; "
+          f"unpack all of the download from {OFFICIAL_PAGE} there")
     try:
       with Image.open(path) as image:
-        out[k] = preprocess(image)
+        out[k] = convert(image)
     except DataError as e:
       raise DataError(f"{path}: {e}") from None
     except (OSError, ValueError) as e:
@@ -309,6 +312,86 @@ class CelebA(base.Dataset):
     def build():
       return load(data_dir=self.source, split=split, graph=self.variant,
                   limit=size)
+
+    if not cache:
+      return build()
+    return storage.cached(self.name, split, spec, build, data_dir)
+
+
+# CelebA-HQ in the CelebAMask-HQ layout: 30,000 1024 x 1024 JPEGs and an
+# annotation file in the format of list_attr_celeba.txt.
+HQ_IMAGE_DIR = "CelebA-HQ-img"
+HQ_ATTRIBUTE_FILE = "CelebAMask-HQ-attribute-anno.txt"
+
+
+class CelebAHQ(base.Dataset):
+  """The dataset entry of "celeba_hq/<graph>" (`ctfjax.data`).
+
+  Settings: `source`, the folder of the CelebAMask-HQ download
+  (`CelebA-HQ-img/`, `CelebAMask-HQ-attribute-anno.txt`), and `image_size`
+  (default 64: the square images are resized with PIL's bilinear filter).
+  CelebAMask-HQ has no official split: a file is in test, valid or train by
+  `folder.split_of` of its name (crc32 mod 10: 0, 1, the rest).
+  """
+
+  EVALUATOR = "ctfjax.evaluate.datasets.attributes:Attributes"
+  SETTINGS = ("source", "image_size", "params")
+  value_names = VALUE_NAMES
+
+  def __init__(self, name: str, *, source: str | None = None,
+               image_size: int = 64, params=None):
+    base.no_params(name, params)
+    if not source:
+      raise DataError(f"{name} needs source=<directory of the CelebAMask-HQ "
+                      "download>")
+    root = pathlib.Path(source).expanduser()
+    need = [root / HQ_IMAGE_DIR, root / HQ_ATTRIBUTE_FILE]
+    if not need[0].is_dir() or not need[1].is_file():
+      raise DataError(f"CelebA-HQ not found in {str(root)!r}: it needs "
+                      f"{HQ_IMAGE_DIR}/ and {HQ_ATTRIBUTE_FILE} "
+                      "(the CelebAMask-HQ layout)")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or \
+        not 8 <= image_size <= 1024:
+      raise DataError(f"data.image_size must be an integer in 8..1024, got "
+                      f"{image_size!r}")
+    self.name, self.root, self.size = name, root.absolute(), image_size
+    self.variant = name.split("/", 1)[1]
+    if self.variant not in GRAPHS:
+      raise DataError(f"unknown CelebA graph {self.variant!r}; expected one "
+                      f"of {', '.join(GRAPHS)}")
+    self.graph = GRAPHS[self.variant]
+    self.kinds = {a: 2 for a in ATTRIBUTES[self.variant]}
+    self.image_shape = (image_size, image_size, 3)
+
+  def identity(self, split="train"):
+    st = (self.root / HQ_ATTRIBUTE_FILE).stat()
+    return {"source": [str(self.root), st.st_size, st.st_mtime_ns],
+            "image_size": self.size, "version": VERSION}
+
+  def load(self, split="train", size=None, *, data_dir=None, cache=True):
+    from ctfjax.data import folder  # pylint: disable=g-import-not-at-top
+    base.check_size(size)
+    if split not in SPLITS:
+      raise DataError(f"unknown CelebA-HQ split {split!r}; expected one of "
+                      f"{', '.join(SPLITS)}")
+    spec = {"name": self.name, "split": split, "size": size,
+            **self.identity(split)}
+
+    def build():
+      names, files, values = read_attributes(self.root / HQ_ATTRIBUTE_FILE)
+      missing = [a for a in self.kinds if a not in names]
+      if missing:
+        raise DataError(f"{self.root / HQ_ATTRIBUTE_FILE} has no attribute "
+                        f"{missing[0]!r}")
+      rows = [k for k, f in enumerate(files)
+              if folder.split_of(f) == split][:size]
+      convert = lambda img: folder.to_square(img.convert("RGB"), self.size)
+      out = {"image": _read_images(self.root / HQ_IMAGE_DIR,
+                                   [files[k] for k in rows], convert,
+                                   self.size, HQ_ATTRIBUTE_FILE)}
+      for a in self.kinds:
+        out[a] = values[rows, names.index(a)].astype(np.int32)
+      return out
 
     if not cache:
       return build()
