@@ -80,8 +80,9 @@ def test_check_names_a_missing_field():
 
 def test_base_eval_config_has_a_minimum_per_field():
   config = train_config.base_eval_config()
-  assert set(config) == set(train_config.EVAL_MINIMUM)
+  assert set(config) == {*train_config.EVAL_MINIMUM, *train_config.EVAL_FILES}
   assert all(config[k] >= low for k, low in train_config.EVAL_MINIMUM.items())
+  assert all(config[k] == "" for k in train_config.EVAL_FILES)
 
 
 def test_split_and_load_config(tmp_path):

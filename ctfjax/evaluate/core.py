@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 import time
 from typing import Any, Callable, Mapping
 
@@ -40,6 +41,7 @@ from ctfjax import metrics
 from ctfjax.errors import UserError
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate.unconditional_vae import LatentVAE
+from ctfjax.metrics import perceptual
 from ctfjax.train import config as train_config
 
 # Bumped whenever the evaluation adds a report section or changes how one is
@@ -66,17 +68,40 @@ def with_eval_defaults(config: ml_collections.ConfigDict
     for key, default in defaults.items():
       if key not in config.eval:
         config.eval[key] = default
-      value, low = config.eval[key], train_config.EVAL_MINIMUM[key]
+      value = config.eval[key]
+      if key in train_config.EVAL_FILES:
+        if not isinstance(value, str) or (
+            value and not pathlib.Path(value).expanduser().is_file()):
+          raise UserError(f"config key 'eval.{key}': no such file {value!r}")
+        continue
+      low = train_config.EVAL_MINIMUM[key]
       if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UserError(f"config key 'eval.{key}' must be an integer >= "
                         f"{low}, got {value!r}")
+  if config.eval.lpips_weights and not config.eval.vgg16_weights:
+    raise UserError("config key 'eval.lpips_weights' needs "
+                    "'eval.vgg16_weights' too (LPIPS reads VGG-16 features)")
   return config
 
 
 def eval_settings(config: ml_collections.ConfigDict) -> dict[str, int]:
-  """The evaluation fields of a config (after `with_eval_defaults`), as the
-  report records them."""
-  return {k: config.eval[k] for k in train_config.base_eval_config()}
+  """The integer evaluation fields of a config (after `with_eval_defaults`),
+  as the report records them (the weight files go with composition)."""
+  return {k: config.eval[k] for k in train_config.EVAL_MINIMUM}
+
+
+def perceptual_distances(config: ml_collections.ConfigDict
+                         ) -> dict[str, Callable]:
+  """{"vgg16_l1": fn, "lpips": fn} of the weight files `config.eval` names
+  (`ctfjax.metrics.perceptual`); empty when none is given."""
+  ev, out = config.eval, {}
+  if ev.vgg16_weights:
+    vgg = perceptual.load_vgg16(ev.vgg16_weights)
+    out["vgg16_l1"] = functools.partial(perceptual.vgg_l1, vgg)
+    if ev.lpips_weights:
+      lin = perceptual.load_lpips_weights(ev.lpips_weights)
+      out["lpips"] = functools.partial(perceptual.lpips, vgg, lin)
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +158,10 @@ class EvalSet:
     cycles: null interventions in a row.
     chunk: images per edit call.
     figure_index: test indices shown in edits.png.
+    truth_read: see above.
+    perceptual: {name: fn(a, b) -> [N]} distances composition adds
+      (`perceptual_distances`: VGG-16 and LPIPS from the user's weights).
+    perceptual_files: {"vgg16": path, "lpips": path} of those weights.
   """
 
   dataset: str
@@ -151,6 +180,8 @@ class EvalSet:
   chunk: int
   figure_index: np.ndarray
   truth_read: dict[str, dict[str, np.ndarray] | None] | None = None
+  perceptual: dict[str, Callable] = dataclasses.field(default_factory=dict)
+  perceptual_files: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
@@ -191,7 +222,10 @@ def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
       latent_reference=(*real_latent, real_labels),
       composition_size=min(ev.composition_size, len(test["image"])),
       cycles=ev.cycles, chunk=ev.edit_chunk,
-      figure_index=dataset.figure_rows(labels, ev.figure_rows))
+      figure_index=dataset.figure_rows(labels, ev.figure_rows),
+      perceptual=perceptual_distances(config),
+      perceptual_files={"vgg16": ev.vgg16_weights,
+                        "lpips": ev.lpips_weights})
   # Read once here, before any model is scored: every model's image test
   # compares with the readers' agreement on these.
   return dataclasses.replace(evalset, truth_read={
@@ -375,10 +409,14 @@ def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
                        evalset.chunk)
 
   dist = metrics.composition(edit_fn, images[:m], sub, evalset.cycles,
-                             embed_fn=reader.embed)
+                             embed_fn=reader.embed,
+                             pair_fns=evalset.perceptual)
   comp = metrics.cycle_summary(dist, (1, 10))
   entry["composition"] = {**comp, "embedding_network": reader.name,
                           "n": int(m)}
+  if evalset.perceptual:
+    entry["composition"]["perceptual_weights"] = {
+        k: v for k, v in evalset.perceptual_files.items() if v}
   tick(f"{name} composition")
   rev = {}
   for fam, do in evalset.interventions.items():

@@ -7,6 +7,8 @@ depends on model code.
 * composition / reversibility: pixel and embedding L1 after m edit cycles;
 * effectiveness: accuracy, macro-F1 or MAE of parents read from the edits;
 * realism: Frechet distance on a named feature network (`fid`);
+* perceptual: VGG-16 features, Melistas et al.'s VGG embedding distance
+  (`vgg_l1`) and LPIPS (`lpips`), from weight files the user names;
 * minimality: the Counterfactual Latent Divergence (`cld`);
 * ctf-consistency: feature counterfactual estimates against optimal
   bounds, decided per row by exact tests with the family-wise error rate of
@@ -31,5 +33,8 @@ from ctfjax.metrics.effectiveness import regression_scores
 from ctfjax.metrics.errors import MetricError
 from ctfjax.metrics.ground_truth import ground_truth_error
 from ctfjax.metrics.minimality import cld, gaussian_kl
+from ctfjax.metrics.perceptual import VGGFeatures, load_lpips_weights
+from ctfjax.metrics.perceptual import load_vgg16, lpips, vgg16_features
+from ctfjax.metrics.perceptual import vgg_l1
 from ctfjax.metrics.realism import INCEPTION, extract_features, fid
 from ctfjax.metrics.realism import frechet_distance, gaussian_stats

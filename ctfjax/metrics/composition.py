@@ -43,7 +43,9 @@ def composition(edit_fn: EditFn, images, labels: Mapping[str, object],
                 perceptual_fn: PairDistanceFn | None = None,
                 pixel_range: tuple[float, float] = (0.0, 255.0),
                 clip: bool = True,
-                factual_do: bool = False) -> dict[str, np.ndarray]:
+                factual_do: bool = False,
+                pair_fns: Mapping[str, PairDistanceFn] | None = None
+                ) -> dict[str, np.ndarray]:
   """Distances to the original after 1..`cycles` null interventions.
 
   Args:
@@ -60,6 +62,8 @@ def composition(edit_fn: EditFn, images, labels: Mapping[str, object],
       the action: Melistas et al.'s protocol) when False; every parent set
       to its own factual value (the composition axiom read literally) when
       True.
+    pair_fns: more named `fn(a, b) -> [N]` distances (e.g. {"vgg16_l1":
+      ..., "lpips": ...}); each adds its name.
 
   Returns:
     {"l1": [cycles, N], and "embedding_l1" / "perceptual" when their
@@ -72,8 +76,11 @@ def composition(edit_fn: EditFn, images, labels: Mapping[str, object],
     do = dict(lab) if factual_do else {}
     return _edit(edit_fn, x, lab, do)
 
-  return _cycle_distances(step, images, labels, cycles, embed_fn,
-                          perceptual_fn, pixel_range, clip)
+  pairs = dict(pair_fns or {})
+  if perceptual_fn is not None:
+    pairs["perceptual"] = perceptual_fn
+  return _cycle_distances(step, images, labels, cycles, embed_fn, pairs,
+                          pixel_range, clip)
 
 
 def reversibility(edit_fn: EditFn, images, labels: Mapping[str, object],
@@ -115,8 +122,9 @@ def reversibility(edit_fn: EditFn, images, labels: Mapping[str, object],
     x, lab = _edit(edit_fn, x, lab, do)
     return _edit(edit_fn, x, lab, back)
 
-  return _cycle_distances(step, images, labels, cycles, embed_fn,
-                          perceptual_fn, pixel_range, clip)
+  pairs = {} if perceptual_fn is None else {"perceptual": perceptual_fn}
+  return _cycle_distances(step, images, labels, cycles, embed_fn, pairs,
+                          pixel_range, clip)
 
 
 def cycle_summary(distances: Mapping[str, np.ndarray],
@@ -168,14 +176,13 @@ def _edit(edit_fn, images, labels, do):
   return new_images, new_labels
 
 
-def _cycle_distances(step, images, labels, cycles, embed_fn, perceptual_fn,
+def _cycle_distances(step, images, labels, cycles, embed_fn, pair_fns,
                      pixel_range, clip):
   names = ["l1"]
   if embed_fn is not None:
     names.append("embedding_l1")
     e0 = embed_fn(images)
-  if perceptual_fn is not None:
-    names.append("perceptual")
+  names += list(pair_fns)
   rows = {k: [] for k in names}
   x, lab = images, dict(labels)
   for _ in range(int(cycles)):
@@ -183,7 +190,7 @@ def _cycle_distances(step, images, labels, cycles, embed_fn, perceptual_fn,
     rows["l1"].append(pixel_l1(images, x, pixel_range, clip))
     if embed_fn is not None:
       rows["embedding_l1"].append(embedding_l1(e0, embed_fn(x)))
-    if perceptual_fn is not None:
-      rows["perceptual"].append(jnp.reshape(perceptual_fn(images, x), (-1,)))
+    for name, fn in pair_fns.items():
+      rows[name].append(jnp.reshape(fn(images, x), (-1,)))
   return {k: np.stack([np.asarray(r, np.float64) for r in v])
           for k, v in rows.items()}

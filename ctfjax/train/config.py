@@ -133,14 +133,21 @@ def base_eval_config() -> ml_collections.ConfigDict:
   ev.reader_steps = 600  # Training steps of the dataset's feature readers.
   ev.latent_steps = 600  # Training steps of CLD's VAE (batch 64).
   ev.seed = 0  # Seed of the edits' abduction draws.
+  # Weight files of VGG-16 and of LPIPS's linear layers (.npz, see
+  # docs/evaluation.md); given, composition adds vgg16_l1 and lpips; "" = not
+  # computed.
+  ev.vgg16_weights = ""
+  ev.lpips_weights = ""
   return ev
 
 
-# Smallest allowed value of each `base_eval_config` field (a covariance
-# needs two samples; composition reports 10 cycles).
+# Smallest allowed value of each integer `base_eval_config` field (a
+# covariance needs two samples; composition reports 10 cycles).
 EVAL_MINIMUM = {"test_size": 1, "composition_size": 1, "cycles": 10,
                 "real_size": 2, "edit_chunk": 1, "figure_rows": 1,
                 "reader_steps": 1, "latent_steps": 1, "seed": 0}
+# The `base_eval_config` fields that are paths of files the user has.
+EVAL_FILES = ("vgg16_weights", "lpips_weights")
 
 
 def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
