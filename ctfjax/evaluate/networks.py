@@ -79,6 +79,8 @@ def train_cached(path: str | pathlib.Path, identity: Mapping[str, Any],
   """
   path = pathlib.Path(path)
   info_path = path / INFO_FILE
+  # Compared as JSON reads them back: a tuple in the identity is a list.
+  identity = json.loads(json.dumps(dict(identity)))
   if info_path.is_file():
     info = json.loads(info_path.read_text())
     if all(info.get(k) == v for k, v in identity.items()):
