@@ -445,11 +445,14 @@ def evaluate_truth(evalset: EvalSet, reader: datasets.Reader
   ctf-consistency rule judges every model's edits against these readings
   (`EvalSet.truth_read`), so the truth passes its own image test. Families
   without ground truth are left out. Returned as a report entry without
-  "train" and "composition", named "true counterfactuals".
+  "train" and "composition", named "true counterfactuals"; None for real
+  data (no family has ground truth).
   """
   edits = {fam: (np.asarray(t["image"]),
                  {k: np.asarray(t[k]) for k in evalset.evaluator.features})
            for fam, t in evalset.truth.items() if t is not None}
+  if not edits:
+    return None
   scored = score_edits(evalset, reader, edits)
   del scored["read"]
   return {"dataset": evalset.dataset, "model": "true counterfactuals",

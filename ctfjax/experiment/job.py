@@ -373,9 +373,9 @@ def evaluate_models(config: ml_collections.ConfigDict,
       "eval": core.eval_settings(config),
       "notes": [
           *dataset.notes(evalset, reader),
-          "The row 'true counterfactuals' scores the generator's own "
-          "counterfactual images through the same readers: what the "
-          "readers alone cost.",
+          *(["The row 'true counterfactuals' scores the generator's own "
+             "counterfactual images through the same readers: what the "
+             "readers alone cost."] if oracle else []),
       ],
       "seconds": {"evaluation": time.perf_counter() - t0},
   }
