@@ -315,8 +315,11 @@ def load_config(path: str | os.PathLike,
   if colon and head.endswith(".py") and "/" not in tail:
     path, arg = head, tail
   file = pathlib.Path(path)
-  if not file.is_file():
+  if not file.exists():
     raise UserError(f"config file {path} does not exist")
+  if not file.is_file() or file.suffix != ".py":
+    raise UserError(f"config file {path} is not a Python file (.py) with a "
+                    "get_config()")
   spec = importlib.util.spec_from_file_location(
       f"_ctfjax_config_{file.stem}", file)
   module = importlib.util.module_from_spec(spec)
