@@ -471,3 +471,11 @@ def test_the_evaluator_runs_through_the_pipeline(backdoor, monkeypatch):
   notes = backdoor.notes(evalset, reader)
   assert "C accuracy 1.000" in notes[1]
   assert "empirical joint" in notes[2]
+
+
+def test_binary_f1_is_the_positive_class_f1_by_hand():
+  pred = np.array([1, 1, 0, 0, 1, 0])
+  target = np.array([1, 0, 1, 0, 1, 0])  # TP 2, FP 1, FN 1
+  assert attributes.binary_f1(pred, target) == pytest.approx(4 / 6)
+  assert attributes.binary_f1(np.zeros(3), np.zeros(3)) == 0.0
+  assert attributes.binary_f1(target, target) == 1.0

@@ -47,7 +47,11 @@ class UnconditionalVAE(nnx.Module):
 
   def __init__(self, image_shape, latent_dim: int, *, rngs: nnx.Rngs):
     self.encoder = ConvEncoder(image_shape, 0, latent_dim, rngs=rngs)
-    self.decoder = ConvDecoder(image_shape, 0, latent_dim, rngs=rngs)
+    # Three 2x upsamplings from an (H/8, W/8) base: 4x4 at 32x32 (the
+    # decoder's default), 8x8 at 64x64.
+    h, w = image_shape[:2]
+    self.decoder = ConvDecoder(image_shape, 0, latent_dim, rngs=rngs,
+                               base=(h >> 3, w >> 3, 32))
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(mean, log-variance) [B, Z] of q(z | x)."""

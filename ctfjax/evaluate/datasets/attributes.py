@@ -199,6 +199,16 @@ def black_image_l1(images: np.ndarray) -> float:
   return float(np.mean(metrics.pixel_l1(images, np.zeros_like(images))))
 
 
+def binary_f1(pred, target) -> float:
+  """F1 of the positive class (value 1) pooled over the images:
+  2TP / (2TP + FP + FN), 0 when there is no positive anywhere (as
+  torchmetrics' BinaryF1Score)."""
+  pred, target = np.asarray(pred) == 1, np.asarray(target) == 1
+  tp = int(np.sum(pred & target))
+  wrong = int(np.sum(pred != target))
+  return 0.0 if tp + wrong == 0 else 2 * tp / (2 * tp + wrong)
+
+
 def _accuracy(pred, target) -> float:
   return float(np.mean(np.asarray(pred) == np.asarray(target)))
 
@@ -332,6 +342,9 @@ class Attributes:
     sections = {
         "effectiveness": {k: _accuracy(read[k], drawn[k])
                           for k in self.domains},
+        # Melistas et al. score binary attributes by F1 (their Table 4).
+        "effectiveness_f1": {k: binary_f1(read[k], drawn[k])
+                             for k, K in self.domains.items() if K == 2},
         "ctf_consistency": [],
         "ground_truth_error": None,
     }
