@@ -17,7 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ctfjax import data
+from ctfjax import data as ctfjax_data
 from ctfjax.data import tfds_source
 from ctfjax.data.errors import DataError
 
@@ -283,7 +283,7 @@ def test_missing_packages_name_the_install(data_dir, monkeypatch):
 
 def test_the_registry_entry_reads_a_tfds_dataset_as_a_dataset(data_dir,
                                                               tmp_path):
-  entry = data.dataset(
+  entry = ctfjax_data.dataset(
       f"tfds:{FACES}", source=str(data_dir), graph="age -> Smiling; Eyeglasses",
       attributes={"Smiling": 2, "Eyeglasses": 2, "age": "continuous"},
       fields={"Smiling": "attributes/Smiling",
@@ -298,16 +298,16 @@ def test_the_registry_entry_reads_a_tfds_dataset_as_a_dataset(data_dir,
   for key in ("image", "Smiling", "Eyeglasses", "age"):
     np.testing.assert_array_equal(ds[key], direct[key])
   # A config's data section resolves to the same entry.
-  again = data.from_config({"name": f"tfds:{FACES}", "seed": 0,
+  again = ctfjax_data.from_config({"name": f"tfds:{FACES}", "seed": 0,
                             "source": str(data_dir), "image_size": 40,
                             "graph": entry.graph,
                             "attributes": {"Smiling": 2, "Eyeglasses": 2,
                                            "age": "continuous"},
                             "fields": entry.fields})
   assert again.kinds == entry.kinds
-  with pytest.raises(data.DataError, match="data.graph names 'Bald'"):
-    data.dataset(f"tfds:{FACES}", source=str(data_dir), graph="Bald",
+  with pytest.raises(DataError, match="data.graph names 'Bald'"):
+    ctfjax_data.dataset(f"tfds:{FACES}", source=str(data_dir), graph="Bald",
                  attributes={"Smiling": 2})
-  with pytest.raises(data.DataError, match="number of classes >= 2"):
-    data.dataset(f"tfds:{FACES}", source=str(data_dir), graph="age",
+  with pytest.raises(DataError, match="number of classes >= 2"):
+    ctfjax_data.dataset(f"tfds:{FACES}", source=str(data_dir), graph="age",
                  attributes={"age": "categorical"})
