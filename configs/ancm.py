@@ -17,6 +17,7 @@ takes the same size presets (`--config=FILE.py:PRESET`, `sized`):
 
 import ml_collections
 
+from ctfjax import data
 from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.train import base_train_config
@@ -89,6 +90,9 @@ TINY = {
              "reader_steps": 20, "latent_steps": 10, "figure_rows": 4},
 }
 TINY_VAE = {"latent_dim": 4, "decoder_convs": ((8, 3), (8, 3), (8, 3))}
+# `tiny`: DDIM levels of every sampler-based mechanism (the default 50 make
+# one edit 100 network passes).
+TINY_SAMPLER_STEPS = 2
 # `accel`: the papers' batch and schedule.
 ACCEL = {"train": {"batch_size": 256, "steps": 50_000, "microbatch": 0}}
 
@@ -107,10 +111,22 @@ def _differences(section: ml_collections.ConfigDict,
   """Sets in `section` each field in which `accel` differs from `default`
   (a mechanism's network sizes), nested sections included."""
   for key in accel:
-    if isinstance(accel[key], ml_collections.ConfigDict):
+    if key in default and isinstance(accel[key], ml_collections.ConfigDict):
       _differences(section[key], default[key], accel[key])
-    elif accel[key] != default[key]:
-      section[key] = accel[key]
+    elif key not in default or accel[key] != default[key]:
+      section[key] = accel[key]  # A size-specific field (CelebA's VAE).
+
+
+def _image_shape(config: ml_collections.ConfigDict):
+  """The dataset's image shape where its class fixes it (CelebA: 64x64), a
+  folder's from data.image_size, else None (the mechanisms' 32x32 sizes).
+  The dataset itself is not built: its source may come on the command
+  line after the preset."""
+  name = config.data.name
+  shape = getattr(data.entry_class(name), "image_shape", None)
+  if shape is None and config.data.get("image_size"):
+    shape = (config.data.image_size,) * 2 + (3,)
+  return shape
 
 
 def sized(config: ml_collections.ConfigDict,
@@ -125,12 +141,16 @@ def sized(config: ml_collections.ConfigDict,
     _update(config, TINY)
     if kind == "vae":
       config.model.image.vae.update(TINY_VAE)
+    for section in config.model.image.values():  # Variants use any kind.
+      if isinstance(section, ml_collections.ConfigDict) and (
+          "sampler" in section):
+        section.sampler.steps = TINY_SAMPLER_STEPS
   elif preset == "accel":
     _update(config, ACCEL)
     family, section = mechanisms.family(kind), config.model.image[kind]
     if hasattr(family, "accelerator_config"):
       _differences(section, family.default_config(),
-                   family.accelerator_config())
+                   family.accelerator_config(_image_shape(config)))
     if "sampler" in section and "steps" in family.SAMPLER:
       section.sampler.steps = family.SAMPLER["steps"]  # the paper's levels
     base = train.base_eval_config()

@@ -5,6 +5,10 @@ with an exact inverse as abduction, two training stages (everything, then
 the bias alone), a sampler setting and no cheap faithfulness decode. It is
 registered with one line and then trained, edited and evaluated by the
 ANCM code that trains and edits the VAE.
+
+Every registered family at CelebA's 64x64x3, through the same ANCM path:
+its CPU network trains a step of each stage and edits; the papers' CelebA
+networks (the `accel` preset at 64x64) build, abstractly.
 """
 
 import jax
@@ -15,12 +19,14 @@ import optax
 import pytest
 from flax import nnx
 
+from configs import ancm
 from ctfjax import evaluate
 from ctfjax import experiment
 from ctfjax import mechanisms
 from ctfjax import train
 from ctfjax.ancm import fit
 from ctfjax.mechanisms import Group, MechanismError, Stage
+from ctfjax.nn.hierarchical import fit_to_image
 from test_ancm import tiny_config
 from test_evaluate import tiny_eval
 
@@ -257,3 +263,193 @@ def test_a_first_group_with_its_own_optimizer_leaves_the_features_theirs():
   updates, _ = opt.update(grads, opt.init(params), params)
   np.testing.assert_allclose(updates["image"]["w"].value,
                              -0.5 * grads["image"]["w"].value, rtol=1e-6)
+
+
+# Every registered family at CelebA's size (64x64x3): the CPU network (its
+# default config) trains and edits there, and the papers' CelebA networks
+# (`accelerator_config((64, 64, 3))`) build there.
+
+KINDS = ("vae", "hvae", "gan", "ddpm", "vae_ddpm")
+CELEBA = (64, 64, 3)
+COND = 4  # celeba/simple: Smiling and Eyeglasses, one-hot each
+
+
+def celeba_config(kind, source):
+  """The CPU ANCM config on celeba/simple with image mechanism `kind`, its
+  network the family's default; the feature model shrunk. Building reads
+  nothing from the download folder `source`."""
+  config = ancm.get_config()
+  config.data.name = "celeba/simple"
+  config.data.source = str(source)
+  config.model.image.kind = kind
+  config.model.ncm_hidden = (16,)
+  config.model.num_particles = 16
+  config.model.likelihood_particles = 8
+  return config
+
+
+def shapes(tree):
+  """{parameter path: shape} of a params tree (arrays or abstract)."""
+  return {mechanisms.path_names(p): tuple(x.shape) for p, x in
+          jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def assert_shapes(got, want):
+  """Each path of `want` has its shape in `got` (None: is absent)."""
+  for path, shape in want.items():
+    assert got.get(path) == shape, (path, got.get(path), shape)
+
+
+# What the image side derives in each family's CPU network at 64x64.
+CPU_AT_64 = {
+    # The decoder starts from an 8x8x32 map (4x4 at 32x32).
+    "vae": {("decoder", "dense2", "kernel"): (128, 8 * 8 * 32)},
+    # (32, 16, 8, 4, 1) gains a 64x64 level, a copy of the 32x32 one.
+    "hvae": {("decoder", "bias", "64"): (1, 64, 64, 8),
+             ("decoder", "bias", "32"): (1, 32, 32, 8)},
+    # Three 2x transposed convs from an 8x8 map.
+    "gan": {("generator", "dense", "kernel"): (32 + COND, 8 * 8 * 64),
+            ("encoder", "hidden", "kernel"): (8 * 8 * 128, 512)},
+    "ddpm": {},
+    "vae_ddpm": {("vae", "decoder", "dense2", "kernel"): (128, 8 * 8 * 32)},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_family_trains_and_edits_celeba_sized_images(kind, tmp_path):
+  config = celeba_config(kind, tmp_path)
+  model, params = fit.build(config, jax.random.key(0))
+  assert model.image_shape == CELEBA
+  assert_shapes(shapes(params["image"]), CPU_AT_64[kind])
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (4,) + CELEBA, dtype=np.uint8)}
+  batch.update({k: rng.integers(0, 2, 4).astype(model.features[k].dtype)
+                for k in model.order})
+  # One optimizer step of every stage, as the training loop takes it.
+  for stage in range(len(model.stages)):
+    task = fit.make_task(config, model, None, stage=stage,
+                         init_params=params)
+    step = train.make_train_step(task.loss, task.optimizer,
+                                 grads_fn=task.grads, loss_takes_step=True)
+    state = train.create_train_state(jax.random.key(1), task.init,
+                                     task.optimizer)
+    before = flat(state.params["image"])
+    state, metrics = step(state, batch)
+    assert np.isfinite(float(metrics["loss"])), model.stages[stage].name
+    assert np.isfinite(float(metrics["grad_norm"])), model.stages[stage].name
+    params = jax.device_get(state.params)
+    after = flat(params["image"])
+    assert all(np.isfinite(x).all() for x in after.values())
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+  # Abduction of the images, prediction under flipped Smiling.
+  sampler = {"steps": 2} if "steps" in dict(model.sampler) else None
+  labels = {k: batch[k] for k in model.order}
+  u = model.abduct_image(params, batch["image"], labels, jax.random.key(2),
+                         sampler)
+  assert all(x.shape[0] == 4 for x in jax.tree.leaves(u))
+  new = {**labels, "Smiling": 1 - labels["Smiling"]}
+  out = np.asarray(model.predict_image(params, new, u, jax.random.key(3),
+                                       sampler))
+  assert out.shape == (4,) + CELEBA
+  assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+# What the papers' CelebA networks fix, by parameter path: Melistas et
+# al.'s VAE (Tables 9-10), HVAE (A.3: 4 stochastic blocks at each of the
+# resolutions 1 ... 64, widths 1024 ... 32, latents of 16 channels) and GAN
+# widths (Tables 14-16); None: no such parameter.
+CELEBA_VAE = {
+    ("encoder", "convs", "0", "kernel"): (3, 3, 3, 32),
+    ("encoder", "convs", "3", "kernel"): (3, 3, 128, 256),
+    ("encoder", "convs", "4", "kernel"): (1, 1, 256, 256),
+    ("encoder", "dense1", "kernel"): (4 * 4 * 256, 256),
+    ("encoder", "dense2", "kernel"): (256 + COND, 256),
+    ("encoder", "head", "kernel"): (256, 2 * 16),
+    ("decoder", "dense1", "kernel"): (16 + COND, 256),
+    ("decoder", "dense2", "kernel"): (256, 4096),
+    ("decoder", "convs", "0", "kernel"): (3, 3, 256, 256),
+    ("decoder", "convs", "3", "kernel"): (3, 3, 64, 32),
+    ("decoder", "convs", "4", "kernel"): (3, 3, 32, 16),
+    ("decoder", "convs", "5", "kernel"): None,
+}
+CELEBA_ACCEL = {
+    "vae": CELEBA_VAE,
+    "hvae": {
+        ("encoder", "stem", "kernel"): (7, 7, 3, 32),
+        ("decoder", "bias", "1"): (1, 1, 1, 1024),
+        ("decoder", "bias", "4"): (1, 4, 4, 512),
+        ("decoder", "bias", "64"): (1, 64, 64, 32),
+        ("decoder", "layers", "0", "z_proj", "kernel"): (1, 1, 16, 1024),
+        ("decoder", "layers", "23", "z_proj", "kernel"): (1, 1, 16, 32),
+        ("decoder", "layers", "24", "z_proj", "kernel"): None,
+    },
+    "gan": {
+        ("encoder", "convs", "3", "kernel"): (4, 4, 256, 256),
+        ("encoder", "convs", "4", "kernel"): None,
+        ("encoder", "hidden", "kernel"): (4 * 4 * 256, 512),
+        ("encoder", "head", "kernel"): (512, 512),
+        ("generator", "dense", "kernel"): (512 + COND, 4 * 4 * 512),
+        ("generator", "convs", "1", "kernel"): (4, 4, 256, 256),
+        ("generator", "convs", "3", "kernel"): (4, 4, 128, 64),
+        ("discriminator", "convs", "4", "kernel"): (4, 4, 256, 1024),
+        ("discriminator", "z2", "kernel"): (1024, 1024),
+        ("discriminator", "joint", "kernel"): (2 * 2 * 1024 + 1024, 2048),
+    },
+    "ddpm": {},
+    "vae_ddpm": {("vae",) + k: v for k, v in CELEBA_VAE.items()},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_accelerator_networks_at_64x64_are_the_papers_celeba_ones(
+    kind, tmp_path):
+  config = celeba_config(kind, tmp_path)
+  config.model.image[kind] = mechanisms.family(kind).accelerator_config(
+      CELEBA)
+  box = []
+  sampler = {"steps": 1} if "steps" in mechanisms.family(kind).SAMPLER else {}
+
+  def init():  # traced by eval_shape: nothing is computed
+    model, params = fit.build(config, jax.random.key(0))
+    box.append(model)
+    image = model.image_module(params)
+    drawn = image.predict(jnp.zeros((2, COND)), image.prior(
+        jax.random.key(1), 2), jax.random.key(2), **sampler)
+    return params, drawn
+
+  params, drawn = jax.eval_shape(init)
+  assert box[0].image_shape == CELEBA and drawn.shape == (2,) + CELEBA
+  got = shapes(params["image"])
+  assert_shapes(got, CELEBA_ACCEL[kind])
+  if kind in ("ddpm", "vae_ddpm"):  # Sardesai's U-Net, about 100M
+    unet = sum(int(np.prod(s)) for p, s in got.items() if "unet" in p)
+    assert 95e6 < unet < 110e6, unet
+
+
+def test_accelerator_config_at_32x32_is_the_one_without_a_shape():
+  for kind in KINDS:
+    family = mechanisms.family(kind)
+    for shape in ((32, 32, 3), (32, 32, 1)):
+      assert (family.accelerator_config(shape).to_dict()
+              == family.accelerator_config().to_dict()), (kind, shape)
+
+
+def test_hvae_levels_fit_the_image_side():
+  arch = ((32, 16, 8, 4, 1), (8, 16, 32, 64, 64), (1, 1, 2, 2, 1))
+  assert fit_to_image(32, *arch) == arch
+  assert fit_to_image(128, *arch) == (
+      (128, 64, 32, 16, 8, 4, 1), (8, 8, 8, 16, 32, 64, 64),
+      (1, 1, 1, 1, 2, 2, 1))
+  # Not a power of two above the first level: left for check_arch.
+  assert fit_to_image(48, *arch) == arch
+
+
+def test_vae_that_cannot_reach_the_image_size_is_one_line():
+  settings = mechanisms.family("vae").default_config()
+  with pytest.raises(MechanismError, match=r"model.image.vae: base \(3, 3, "
+                     r"32\) with 3 2x upsamplings does not reach image size "
+                     "28x28"):
+    jax.eval_shape(lambda: nnx.split(mechanisms.family("vae").create(
+        (28, 28, 1), 2, settings, rngs=nnx.Rngs(0)))[1])

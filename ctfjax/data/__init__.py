@@ -52,8 +52,8 @@ REGISTRY = {
 NAMES = tuple(REGISTRY)
 
 
-def _entry_class(name: str):
-  """The entry class registered for `name`."""
+def entry_class(name: str) -> type[Dataset]:
+  """The entry class registered for `name` (not built: no settings)."""
   key = name if name in REGISTRY else next(
       (k for k in REGISTRY if k.endswith(":") and name.startswith(k)
        and len(name) > len(k)), None)
@@ -79,7 +79,7 @@ def dataset(name: str, **settings) -> Dataset:
   """
   if not isinstance(name, str):
     raise DataError(f"dataset name must be a string, got {name!r}")
-  cls = _entry_class(name)
+  cls = entry_class(name)
   unknown = sorted(set(settings) - set(cls.SETTINGS))
   if unknown:
     raise DataError(f"dataset {name!r} takes no setting {unknown[0]!r}; it "
@@ -94,7 +94,7 @@ def from_config(section: Any) -> Dataset:
   if "name" not in section:
     raise DataError("config has no 'data.name'")
   name = section["name"]
-  cls = _entry_class(name)
+  cls = entry_class(name)
   settings = {}
   for key in cls.SETTINGS:
     value = section.get(key)
@@ -121,7 +121,7 @@ def resolve(name: str, seed: int = 0, source: str | None = None,
   `launch.show_data`'s): unset ones are left out, and so is the seed of a
   dataset that is not generated."""
   given = {"seed": seed, "source": source, "params": params}
-  takes = _entry_class(name).SETTINGS
+  takes = entry_class(name).SETTINGS
   return dataset(name, **{k: v for k, v in given.items() if v is not None
                           and (k != "seed" or k in takes)})
 
@@ -152,6 +152,6 @@ def display(name: str) -> dict[str, Any]:
 
 
 __all__ = ["Dataset", "DataError", "NAMES", "REGISTRY", "batches",
-           "counterfactual", "data_dir", "dataset", "display", "feature_scm",
-           "from_config", "generator", "load", "num_examples", "resolve",
-           "stream_seed"]
+           "counterfactual", "data_dir", "dataset", "display", "entry_class",
+           "feature_scm", "from_config", "generator", "load", "num_examples",
+           "resolve", "stream_seed"]

@@ -140,6 +140,9 @@ class ImageMechanism(Protocol):
     SAMPLER: {setting: default} of `predict` ({} when it has none).
     COMPILER_OPTIONS: optional; {backend: {XLA option: value}} to compile
       the family's computations with (`compiler_options`).
+    accelerator_config(image_shape=None): optional classmethod; the family
+      section of the `accel` size preset for images of that shape
+      (`celeba_sized` picks the paper's CelebA or MorphoMNIST network).
   """
 
   SAMPLER: Mapping[str, Any]
@@ -151,7 +154,8 @@ class ImageMechanism(Protocol):
   @classmethod
   def create(cls, image_shape: Sequence[int], cond_dim: int,
              config: ml_collections.ConfigDict, *, rngs) -> ImageMechanism:
-    """A freshly initialised mechanism from its config section."""
+    """A freshly initialised mechanism from its config section; every
+    family builds its defaults for 32x32 and 64x64 images alike."""
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,
@@ -184,6 +188,13 @@ class ImageMechanism(Protocol):
               rng: Array) -> Array | None:
     """Differentiable images with the content of `images` and the features
     `new_cond`, or None if the family has no cheap decode."""
+
+
+def celeba_sized(image_shape: Sequence[int] | None) -> bool:
+  """Whether a family's `accelerator_config(image_shape)` is Melistas et
+  al.'s CelebA network (images of side 64 or more) rather than their
+  MorphoMNIST one (32x32; also when no shape is given)."""
+  return image_shape is not None and min(image_shape[:2]) >= 64
 
 
 def compiler_options(mechanism: type) -> Mapping[str, Mapping[str, str]]:

@@ -363,9 +363,14 @@ class Diffusion(nnx.Module):
     return c
 
   @classmethod
-  def accelerator_config(cls) -> ml_collections.ConfigDict:
+  def accelerator_config(cls, image_shape: Sequence[int] | None = None
+                         ) -> ml_collections.ConfigDict:
     """The `accel` size preset: the DDPM U-Net of Sardesai's diffusion NCM
-    (about 100M parameters) and 50 DDIM levels."""
+    (about 100M parameters) and 50 DDIM levels, at every image size (the
+    papers give no CelebA U-Net): its four levels take 32x32 images down
+    to 4x4 and 64x64 ones to 8x8, with attention at the middle two (16
+    and 8, or 32 and 16)."""
+    del image_shape  # one U-Net for every size
     c = cls.default_config()
     c.channels = (128, 256, 512, 512)
     c.attention = (False, True, True, False)

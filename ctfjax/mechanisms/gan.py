@@ -64,6 +64,7 @@ import optax
 from flax import nnx
 
 from ctfjax.mechanisms.base import Group, MechanismError, Stage
+from ctfjax.mechanisms.base import celeba_sized
 from ctfjax.nn.conv import transpose_conv2x
 
 GAN_STAGE = "gan"
@@ -318,12 +319,30 @@ class GAN(nnx.Module):
     return c
 
   @classmethod
-  def accelerator_config(cls) -> ml_collections.ConfigDict:
-    """The paper's MorphoMNIST widths (Tables 11-13) in this architecture:
-    latent 512, encoder 64-128-256, generator from a 4x4x512 map through
-    256-128-64, D_x 32 ... 512 down to 1x1, D_z 512, D_xz 1024."""
+  def accelerator_config(cls, image_shape: Sequence[int] | None = None
+                         ) -> ml_collections.ConfigDict:
+    """The `accel` size preset for images of `image_shape` (None: 32x32).
+
+    32x32: the paper's MorphoMNIST widths (Tables 11-13) in this
+    architecture: latent 512, encoder 64-128-256, generator from a 4x4x512
+    map through 256-128-64, D_x 32 ... 512 down to 1x1, D_z 512, D_xz 1024.
+    64x64: their CelebA widths (Tables 14-16) in it, 4x4 stride-2 layers
+    where the tables use odd kernels and no padding: latent 512, encoder
+    64-128-256-256 to 4x4 then 512, generator from 4x4x512 through
+    256-256-128-64, D_x 64-128-256-256-1024 down to 2x2, D_z 1024, D_xz
+    2048.
+    """
     c = cls.default_config()
     c.latent_dim = 512
+    if celeba_sized(image_shape):
+      c.encoder_convs = (64, 128, 256, 256)
+      c.encoder_hidden = 512
+      c.generator_base = 512
+      c.generator_convs = (256, 256, 128, 64)
+      c.discriminator_convs = (64, 128, 256, 256, 1024)
+      c.z_hidden = 1024
+      c.joint_hidden = 2048
+      return c
     c.encoder_convs = (64, 128, 256)
     c.encoder_hidden = 512
     c.generator_base = 512

@@ -72,9 +72,10 @@ import optax
 from flax import nnx
 
 from ctfjax.mechanisms.base import Group, MechanismError, Stage
+from ctfjax.mechanisms.base import celeba_sized
 from ctfjax.mechanisms.vae import FIXED_LOG_STD, MIN_LOG_STD
 from ctfjax.nn import conv, gaussian
-from ctfjax.nn.hierarchical import Encoder, TopDown, check_arch
+from ctfjax.nn.hierarchical import Encoder, TopDown, check_arch, fit_to_image
 from ctfjax.train.state import make_optimizer
 
 # Parameters outside the image network, each trained by a group of its own.
@@ -146,6 +147,10 @@ class HVAE(nnx.Module):
     self.kl_warmup_steps = int(kl_warmup_steps)
     if h != w:
       raise MechanismError(f"the HVAE needs square images, got {h}x{w}")
+    # Resolutions that start below the image size gain levels on top
+    # (`fit_to_image`): the 32x32 configs serve 64x64 images.
+    resolutions, widths, enc_blocks, dec_blocks = fit_to_image(
+        h, resolutions, widths, enc_blocks, dec_blocks)
     try:
       check_arch(h, resolutions, widths, enc_blocks, dec_blocks)
     except ValueError as e:
@@ -182,7 +187,9 @@ class HVAE(nnx.Module):
     """
     c = ml_collections.ConfigDict()
     # Spatial resolutions of the latents, image size first, each a divisor
-    # of the one before it.
+    # of the one before it. Starting below the image size by a power of two,
+    # they gain levels on top, each a copy of the first level's entries
+    # below (at 64x64: (64, 32, 16, 8, 4, 1), widths (8, 8, 16, ...)).
     c.resolutions = (32, 16, 8, 4, 1)
     c.widths = (8, 16, 32, 64, 64)  # Channels at each resolution.
     # Encoder residual blocks at each resolution (before its downsampling).
@@ -228,15 +235,29 @@ class HVAE(nnx.Module):
     return c
 
   @classmethod
-  def accelerator_config(cls) -> ml_collections.ConfigDict:
-    """Melistas et al.'s MorphoMNIST configuration (about 2.0M parameters)."""
+  def accelerator_config(cls, image_shape: Sequence[int] | None = None
+                         ) -> ml_collections.ConfigDict:
+    """The `accel` size preset for images of `image_shape` (None: 32x32).
+
+    32x32: Melistas et al.'s MorphoMNIST configuration (about 2.0M
+    parameters). 64x64: their CelebA one (Appendix A.3; causal-gen's
+    "64b3d2,32b3d2,16b3d2,8b3d2,4b3d4,1b4" encoder): resolutions
+    (64, 32, 16, 8, 4, 1), widths (32, ..., 1024), 4 stochastic blocks per
+    resolution (24 latents of 16 channels).
+    """
     c = cls.default_config()
+    c.z_dim = 16
+    c.bottleneck = 4
+    if celeba_sized(image_shape):
+      c.resolutions = (64, 32, 16, 8, 4, 1)
+      c.widths = (32, 64, 128, 256, 512, 1024)
+      c.enc_blocks = (3, 3, 3, 3, 3, 4)
+      c.dec_blocks = (4, 4, 4, 4, 4, 4)
+      return c
     c.resolutions = (32, 16, 8, 4, 1)
     c.widths = (16, 32, 64, 128, 256)
     c.enc_blocks = (3, 3, 3, 3, 4)
     c.dec_blocks = (4, 4, 4, 4, 4)
-    c.z_dim = 16
-    c.bottleneck = 4
     return c
 
   @classmethod

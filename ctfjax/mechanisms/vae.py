@@ -15,6 +15,12 @@ which breaks composition by construction.
 One training stage, one loss (the negative ELBO); `predict` is one decoder
 pass, so it has no sampler settings, ignores its rng and serves as the
 label-faithfulness decode (`relabel`).
+
+Image sizes: the decoder starts from a map of side (image side) /
+2^(its upsamplings), 4x4 for the default three at 32x32 and 8x8 at 64x64
+(CelebA), so one config serves both; the encoder's dense layer reads
+whatever map its convolutions leave. `accelerator_config((64, 64, 3))` is
+Melistas et al.'s CelebA network (Tables 9-10), which adds a level.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from ctfjax.mechanisms.base import MechanismError, Stage
+from ctfjax.mechanisms.base import MechanismError, Stage, celeba_sized
 from ctfjax.nn import gaussian
-from ctfjax.nn.conv import ConvDecoder, ConvEncoder
+from ctfjax.nn.conv import ConvDecoder, ConvEncoder, MORPHO_ENCODER_CONVS
+from ctfjax.nn.conv import block_scales
 
 # sqrt(e^-5): the fixed likelihood scale of the Deep-SCM VAEs (Melistas et
 # al. 2024).
@@ -38,6 +45,11 @@ MIN_LOG_STD = -6.0
 # Pixel likelihoods by config name: -log p(x) elementwise.
 LIKELIHOODS = {"gaussian": gaussian.gaussian_nll,
                "discretized": gaussian.discretized_gaussian_nll}
+# Network settings that only the CelebA preset sets (`accelerator_config`),
+# with the values that build the MorphoMNIST network (Tables 7-8) for a
+# config without them: every default config and every saved run.
+NETWORK_DEFAULTS = {"encoder_convs": MORPHO_ENCODER_CONVS, "hidden": 128,
+                    "decoder_base": 32, "slope": 0.0}
 
 
 class VAE(nnx.Module):
@@ -49,7 +61,9 @@ class VAE(nnx.Module):
                rngs: nnx.Rngs, learned_sigma: bool = False,
                pixel_noise: bool = False, beta: float = 1.0,
                likelihood: str = "gaussian", mean: str = "sigmoid",
-               encoder_kwargs=None, decoder_kwargs=None):
+               encoder_convs=MORPHO_ENCODER_CONVS,
+               decoder_convs=((32, 3), (32, 3), (16, 3)), hidden: int = 128,
+               decoder_base: int = 32, slope: float = 0.0):
     if mean not in ("sigmoid", "linear"):
       raise MechanismError(f"unknown VAE mean {mean!r}; known: sigmoid, "
                            "linear")
@@ -64,9 +78,18 @@ class VAE(nnx.Module):
     self.pixel_noise = pixel_noise
     self.beta = beta
     self.encoder = ConvEncoder(image_shape, cond_dim, latent_dim, rngs=rngs,
-                               **(encoder_kwargs or {}))
-    self.decoder = ConvDecoder(image_shape, cond_dim, latent_dim, rngs=rngs,
-                               **(decoder_kwargs or {}))
+                               convs=tuple(map(tuple, encoder_convs)),
+                               hidden=hidden, slope=slope)
+    h, w, _ = self.image_shape
+    try:
+      # The decoder's first map: the image side over 2^(its upsamplings).
+      ups = block_scales(decoder_convs).count(2)
+      self.decoder = ConvDecoder(image_shape, cond_dim, latent_dim, rngs=rngs,
+                                 base=(h >> ups, w >> ups, decoder_base),
+                                 convs=tuple(map(tuple, decoder_convs)),
+                                 hidden=hidden, slope=slope)
+    except ValueError as e:  # blocks that cannot reach the image size
+      raise MechanismError(f"model.image.vae: {e}") from None
 
   # Family -------------------------------------------------------------------
 
@@ -94,26 +117,52 @@ class VAE(nnx.Module):
     # MorphoMNIST the decoder fell into all-black images, its latent
     # unused.
     c.mean = "sigmoid"
-    # Decoder (features, kernel) blocks after each 2x upsampling from 4x4.
+    # Decoder (features, kernel) blocks, each after a 2x upsampling, from a
+    # map of side (image side) / 2^(blocks): 4x4 at 32x32, 8x8 at 64x64.
+    # (features, kernel, 1): a block at the same size.
     c.decoder_convs = ((32, 3), (32, 3), (16, 3))
     return c
 
   @classmethod
-  def accelerator_config(cls) -> ml_collections.ConfigDict:
-    """The `accel` size preset: a 32-dimensional latent."""
+  def accelerator_config(cls, image_shape: Sequence[int] | None = None
+                         ) -> ml_collections.ConfigDict:
+    """The `accel` size preset for images of `image_shape` (None: 32x32).
+
+    32x32: the default network with a 32-dimensional latent. 64x64:
+    Melistas et al.'s CelebA VAE (Appendix A.2, Tables 9-10; about 3.6M
+    parameters): four stride-2 convolutions 32-64-128-256 and a 1x1 one
+    down to 4x4x256, dense layers of 256, latent 16; the decoder from
+    4x4x256 through four (2x upsampling, 3x3 conv) blocks 256-128-64-32
+    and a 3x3 conv to 16 at full size; LeakyReLU(0.01). Unlike the tables:
+    no batch norm or dropout (`ctfjax.nn.conv`), a ReLU after both of the
+    decoder's dense layers (the table: ReLU, none) and LeakyReLU on its
+    last conv (the table: a sigmoid).
+    """
     c = cls.default_config()
-    c.latent_dim = 32
+    if not celeba_sized(image_shape):
+      c.latent_dim = 32
+      return c
+    # The fields below exist only in this preset (`NETWORK_DEFAULTS`).
+    # Encoder convolutions: (features, kernel, stride, padding).
+    c.encoder_convs = ((32, 3, 2, 1), (64, 3, 2, 1), (128, 3, 2, 1),
+                       (256, 3, 2, 1), (256, 1, 1, 0))
+    c.hidden = 256  # Width of the encoder's and decoder's dense layers.
+    c.decoder_base = 256  # Channels of the decoder's first map.
+    # Negative slope of the LeakyReLU after every convolution and the
+    # encoder's dense layers (0: ReLU).
+    c.slope = 0.01
+    c.decoder_convs = ((256, 3), (128, 3), (64, 3), (32, 3), (16, 3, 1))
     return c
 
   @classmethod
   def create(cls, image_shape: Sequence[int], cond_dim: int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> VAE:
+    network = {k: config.get(k, v) for k, v in NETWORK_DEFAULTS.items()}
     return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,
                learned_sigma=config.learned_sigma,
                pixel_noise=config.pixel_noise, beta=config.beta,
                likelihood=config.likelihood, mean=config.mean,
-               decoder_kwargs={"convs": tuple(
-                   tuple(c) for c in config.decoder_convs)})
+               decoder_convs=config.decoder_convs, **network)
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,

@@ -63,11 +63,12 @@ class VAEDDPM(nnx.Module):
     return c
 
   @classmethod
-  def accelerator_config(cls) -> ml_collections.ConfigDict:
-    """The `accel` size preset: each stage's."""
+  def accelerator_config(cls, image_shape: Sequence[int] | None = None
+                         ) -> ml_collections.ConfigDict:
+    """The `accel` size preset for images of `image_shape`: each stage's."""
     c = cls.default_config()
-    c.vae = vae.VAE.accelerator_config()
-    c.refiner = diffusion.Diffusion.accelerator_config()
+    c.vae = vae.VAE.accelerator_config(image_shape)
+    c.refiner = diffusion.Diffusion.accelerator_config(image_shape)
     c.sampler["steps"] = 50
     return c
 

@@ -10,6 +10,10 @@ Differences from the paper's tables, on purpose: no activation on the latent
 mean / log-variance head (a ReLU there would forbid negative means), and no
 batch norm or dropout (they would make mechanisms stateful, and abduction and
 prediction must be pure functions of the parameters).
+
+The same classes hold the paper's CelebA network (64x64, Tables 9-10): its
+encoder trunk as `convs`, LeakyReLU(0.01) as `slope`, its decoder's
+full-resolution last conv as a decoder block with no upsampling.
 """
 
 from __future__ import annotations
@@ -165,55 +169,99 @@ def _conv_trunk(image_shape, convs, rngs):
   return nnx.List(layers), h * w * c
 
 
-def _apply_trunk(convs, x):  # [B, H, W, C] -> [B, flat]
+def activation(x, slope: float = 0.0):
+  """ReLU (slope 0) or LeakyReLU with that negative slope."""
+  return jax.nn.relu(x) if slope == 0.0 else jax.nn.leaky_relu(x, slope)
+
+
+def _apply_trunk(convs, x, slope=0.0):  # [B, H, W, C] -> [B, flat]
   for conv in convs:
-    x = jax.nn.relu(conv(x))
+    x = activation(conv(x), slope)
   return x.reshape(x.shape[0], -1)
 
 
+# The encoder trunk of Melistas et al.'s MorphoMNIST VAE (Table 7):
+# (features, kernel, stride, padding) per convolution.
+MORPHO_ENCODER_CONVS = ((32, 5, 2, 1), (32, 3, 2, 1), (32, 3, 2, 1))
+
+
 class ConvEncoder(nnx.Module):
-  """q(z | image, cond): [B, H, W, C], [B, K] -> mean, log-variance [B, Z]."""
+  """q(z | image, cond): [B, H, W, C], [B, K] -> mean, log-variance [B, Z].
+
+  `convs` are (features, kernel, stride, padding) per layer; `slope` is the
+  negative slope of every hidden activation (0: ReLU).
+  """
 
   def __init__(self, image_shape: Sequence[int], cond_dim: int,
                latent_dim: int, *, rngs: nnx.Rngs,
                convs: Sequence[tuple[int, int, int, int]] = (
-                   (32, 5, 2, 1), (32, 3, 2, 1), (32, 3, 2, 1)),
-               hidden: int = 128):
+                   MORPHO_ENCODER_CONVS),
+               hidden: int = 128, slope: float = 0.0):
+    self.slope = slope
     self.convs, flat = _conv_trunk(image_shape, convs, rngs)
     self.dense1 = nnx.Linear(flat, hidden, rngs=rngs)
     self.dense2 = nnx.Linear(hidden + cond_dim, hidden, rngs=rngs)
     self.head = nnx.Linear(hidden, 2 * latent_dim, rngs=rngs)
 
   def __call__(self, image: jax.Array, cond: jax.Array):
-    x = jax.nn.relu(self.dense1(_apply_trunk(self.convs, image)))
+    act = lambda x: activation(x, self.slope)
+    x = act(self.dense1(_apply_trunk(self.convs, image, self.slope)))
     # Parents join after the first dense layer (Melistas et al. 2024, A.2).
-    x = jax.nn.relu(self.dense2(jnp.concatenate([x, cond], axis=-1)))
+    x = act(self.dense2(jnp.concatenate([x, cond], axis=-1)))
     mean, logvar = jnp.split(self.head(x), 2, axis=-1)
     return mean, logvar
 
 
+def block_scales(convs: Sequence[Sequence[int]]) -> tuple[int, ...]:
+  """Each decoder block's upsampling factor (`ConvDecoder`): 2 for
+  (features, kernel), the third entry for (features, kernel, 1 or 2).
+
+  Raises:
+    ValueError: a block of another form.
+  """
+  scales = []
+  for block in map(tuple, convs):
+    if len(block) not in (2, 3) or block[2:] not in ((), (1,), (2,)):
+      raise ValueError(f"decoder blocks {tuple(map(tuple, convs))} must be "
+                       "(features, kernel) or (features, kernel, 1 or 2)")
+    scales.append(block[2] if len(block) == 3 else 2)
+  return tuple(scales)
+
+
 class ConvDecoder(nnx.Module):
-  """p(image | z, cond): [B, Z], [B, K] -> mean, log-std [B, H, W, C]."""
+  """p(image | z, cond): [B, Z], [B, K] -> mean, log-std [B, H, W, C].
+
+  `convs` are (features, kernel) blocks, each a 2x nearest-neighbour
+  upsampling then a SAME convolution, or (features, kernel, 1): a
+  convolution at the same size (the "Upsample 1x" rows of Melistas et
+  al.'s CelebA decoder). `slope` is the blocks' activation's negative slope
+  (0: ReLU); the dense layers keep ReLU.
+  """
 
   def __init__(self, image_shape: Sequence[int], cond_dim: int,
                latent_dim: int, *, rngs: nnx.Rngs,
                base: tuple[int, int, int] = (4, 4, 32),
-               convs: Sequence[tuple[int, int]] = ((32, 3), (32, 3), (16, 5)),
-               hidden: int = 128, head_kernel: int = 3):
+               convs: Sequence[Sequence[int]] = ((32, 3), (32, 3), (16, 5)),
+               hidden: int = 128, head_kernel: int = 3, slope: float = 0.0):
     h, w, c = image_shape
     bh, bw, bc = base
-    if (bh << len(convs), bw << len(convs)) != (h, w):
-      raise ValueError(f"base {base} with {len(convs)} 2x upsamplings does "
+    scales = block_scales(convs)
+    ups = scales.count(2)
+    if (bh << ups, bw << ups) != (h, w):
+      raise ValueError(f"base {base} with {ups} 2x upsamplings does "
                        f"not reach image size {h}x{w}")
     self.base = tuple(base)
+    self.slope = slope
     self.dense1 = nnx.Linear(latent_dim + cond_dim, hidden, rngs=rngs)
     self.dense2 = nnx.Linear(hidden, bh * bw * bc, rngs=rngs)
     layers, cin = [], bc
-    for features, kernel in convs:
+    for features, kernel, *_ in convs:
       layers.append(nnx.Conv(cin, features, (kernel, kernel), padding="SAME",
                              rngs=rngs))
       cin = features
     self.convs = nnx.List(layers)
+    # Whether each block upsamples first (static structure, not state).
+    self.upsample = tuple(scale == 2 for scale in scales)
     # Gaussian head: per-pixel mean and log standard deviation.
     self.head = nnx.Conv(cin, 2 * c, (head_kernel, head_kernel),
                          padding="SAME", rngs=rngs)
@@ -221,8 +269,8 @@ class ConvDecoder(nnx.Module):
   def __call__(self, z: jax.Array, cond: jax.Array):
     x = jax.nn.relu(self.dense1(jnp.concatenate([z, cond], axis=-1)))
     x = jax.nn.relu(self.dense2(x)).reshape((z.shape[0],) + self.base)
-    for conv in self.convs:
-      x = jax.nn.relu(upsample_conv(conv, x))
+    for conv, up in zip(self.convs, self.upsample):
+      x = activation(upsample_conv(conv, x) if up else conv(x), self.slope)
     mean, log_std = jnp.split(self.head(x), 2, axis=-1)
     return mean, log_std
 

@@ -116,6 +116,29 @@ class Block(nnx.Module):
     return _avg_pool(y, self.down) if self.down > 1 else y
 
 
+def fit_to_image(image_res: int, resolutions: Sequence[int],
+                 *per_level: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+  """The architecture for images of side `image_res`: (resolutions,
+  *per_level) as given when the resolutions start at `image_res`; when they
+  start below it by a power of two, levels are added on top, each doubling
+  the resolution and each a copy of the top level's entries (its width and
+  block counts). So (32, 16, 8, 4, 1) serves 64x64 images as (64, 32, 16,
+  8, 4, 1), the levels Melistas et al. use on CelebA. Anything else is
+  returned as given (`check_arch` explains what is wrong with it).
+  """
+  resolutions = tuple(resolutions)
+  per_level = tuple(tuple(seq) for seq in per_level)
+  top = resolutions[0] if resolutions else 0
+  ratio = image_res // top if 0 < top < image_res else 0
+  if (ratio * top != image_res or ratio & (ratio - 1)
+      or not all(per_level)):
+    return (resolutions, *per_level)
+  while resolutions[0] < image_res:
+    resolutions = (2 * resolutions[0],) + resolutions
+    per_level = tuple(seq[:1] + seq for seq in per_level)
+  return (resolutions, *per_level)
+
+
 def check_arch(image_res: int, resolutions: Sequence[int],
                 widths: Sequence[int], *blocks: Sequence[int]):
   """Raises ValueError unless the resolutions, widths and block counts
