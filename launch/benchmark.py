@@ -15,7 +15,8 @@ markdown.
 
 A config with `benchmark.rows` instead trains one run whose models are the
 rows and prints them beside a paper's published numbers (Melistas et
-al.'s (2024) MorphoMNIST Tables 1, 3 and 5; `ctfjax.experiment.published`).
+al.'s MorphoMNIST Tables 1, 3 and 5, or their CelebA Tables 2, 4 and 5 with
+configs/benchmark_celeba.py; `ctfjax.experiment.published`).
 """
 
 from absl import flags
