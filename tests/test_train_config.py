@@ -153,3 +153,19 @@ def test_accel_gives_each_mechanism_its_papers_network():
       f"{root / 'configs' / 'deepscm_hvae_morpho_mnist.py'}:accel")
   assert morpho.model.image.hvae.widths == \
       hvae.HVAE.accelerator_config().widths
+
+
+@pytest.mark.parametrize("path", sorted(
+    str(p) for p in (pathlib.Path(__file__).parents[1] / "configs").glob(
+        "[!_]*.py")))
+def test_every_config_file_loads_at_every_preset_and_resolves_its_dataset(
+    path, tmp_path):
+  from ctfjax import data  # pylint: disable=import-outside-toplevel
+  for preset in ("tiny", "cpu", "accel"):
+    config = train_config.load_config(f"{path}:{preset}")
+    if "data" not in config or "name" not in config.data:
+      continue  # A family base without a dataset.
+    if not config.data.source and data.entry_class(config.data.name).__name__ \
+        in ("CelebA", "Folder"):
+      config.data.source = str(tmp_path)  # Real data: the user's folder.
+    assert data.from_config(config.data).name == config.data.name
