@@ -277,7 +277,8 @@ def test_edit_cli_missing_run(tmp_path):
   res = run_edit(f"--workdir={tmp_path}", "--image=x.png", "--do=C=1",
                  f"--out={tmp_path / 'o.png'}")
   assert res.returncode == 2
-  assert "no trained model 'ancm_vae'" in res.stderr
+  assert "is not a trained run: it has no config.json and no models/" in \
+      res.stderr
 
 
 @pytest.mark.parametrize("override, message", [
