@@ -22,6 +22,7 @@ A new dataset is one module defining a subclass plus one line in
 
 from __future__ import annotations
 
+import abc
 import importlib
 import zlib
 from typing import Any, Mapping
@@ -79,11 +80,11 @@ def no_params(name: str, params: Any) -> None:
     raise DataError(f"{name} takes no generator parameters")
 
 
-class Dataset:
+class Dataset(abc.ABC):
   """The base of every dataset entry (see the module docstring).
 
-  Subclasses set the class attributes and implement `load`; the ground-truth
-  methods default to a `DataError` saying the data is real.
+  Subclasses set the class attributes and implement `load` and `identity`;
+  the ground-truth methods default to a `DataError` saying the data is real.
 
   Attributes:
     name: the name it was resolved from (e.g. "colored_mnist_bars/backdoor",
@@ -112,6 +113,7 @@ class Dataset:
     """The attribute names, parents before children."""
     return tuple(self.kinds)
 
+  @abc.abstractmethod
   def load(self, split: str = "train", size: int | None = None, *,
            data_dir: str | None = None, cache: bool = True
            ) -> dict[str, Any]:
@@ -124,12 +126,11 @@ class Dataset:
       data_dir: cache folder; default `ctfjax.data.data_dir()`.
       cache: False computes in memory without touching the cache.
     """
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def identity(self, split: str = "train") -> dict[str, Any]:
     """JSON-able fields that change whenever `load(split)` would: what a
     network trained on the split (an evaluator's reader) is cached by."""
-    raise NotImplementedError
 
   def generator(self, split: str = "train"):
     """The ground-truth generator (ASCM) of a split."""
