@@ -1,7 +1,8 @@
 r"""Edits a user's image with a trained model: factual and edits side by side.
 
     python -m launch.edit --workdir=runs/ancm_backdoor --image=in.png \
-        --do="C=1" --out=out.png [--num_samples=4] [--labels="D=3,C=0,B=0"]
+        --do="C=1" --out=out.png [--num_samples=4] [--labels="D=3,C=0,B=0"] \
+        [--care=D]
 
 The image must have the model's size and mode (32x32 RGB for Colored MNIST,
 32x32 grayscale for MorphoMNIST). A continuous factor takes a real value:
@@ -11,6 +12,12 @@ Each of the --num_samples edits comes from its own feature-level abduction:
 descendants of the intervened factor are not identified, so the edits form a
 distribution. The output PNG is the factual image followed by the edits,
 enlarged --scale times; the features of each are printed.
+
+--care names the features to preserve (the care set W, docs/evaluation.md
+"Care sets"): W's non-descendants of the intervention keep their values,
+the other features are drawn afresh and may change. Empty (the default):
+every feature; --care=none: the empty set; the intervened factor cannot be
+in it.
 """
 
 import math
@@ -32,6 +39,8 @@ flags.DEFINE_string("do", None, "Intervention, e.g. 'C=1' or 'C=1,B=0'; a "
                     "continuous factor takes a real, 'thickness=3.5'.")
 flags.DEFINE_string("labels", "", "The image's features, e.g. 'D=3,C=0,B=0'; "
                     "read from the image when empty.")
+flags.DEFINE_string("care", "", "Care set: features to preserve, e.g. "
+                    "'D,B'; 'none' for no feature; empty for all.")
 flags.DEFINE_string("out", None, "Output PNG path.")
 flags.DEFINE_integer("num_samples", 4, "Edits to draw (feature abductions).")
 flags.DEFINE_integer("scale", 4, "Enlargement of the output (nearest).")
@@ -160,6 +169,8 @@ def main():
   import jax
   from ctfjax import files
   from ctfjax.ancm import fit
+  from ctfjax.ancm import model as ancm_model
+  from ctfjax.metrics import consistency
   # pylint: enable=import-outside-toplevel
   cli.require("image")
   out = cli.require("out")
@@ -176,6 +187,9 @@ def main():
   _, domains = fit.features(dataset)
   image = read_image(FLAGS.image, dataset.image_shape)
   do = typed(do, domains, "--do")
+  care = consistency.parse_care(FLAGS.care, "--care")
+  if care is not None:
+    ancm_model.check_care(care, list(domains), do)
   labels = None
   if FLAGS.labels:
     given = parse_assignments(FLAGS.labels, "--labels")
@@ -185,13 +199,17 @@ def main():
               typed(given, domains, "--labels").items()}
   _, model, params = fit.load(run)
   result = model.edit(params, image[None], do, jax.random.key(FLAGS.seed),
-                      num_samples=FLAGS.num_samples, labels=labels)
+                      num_samples=FLAGS.num_samples, labels=labels,
+                      care=care)
   factual = labels or model.read_labels(params, image[None])
   fmt = lambda v, i: ", ".join(
       f"{k}={format_value(np.asarray(v[k]).reshape(-1)[i])}"
       for k in model.order)
   print(f"factual: {fmt(factual, 0)}" +
         (" (given)" if labels else " (read from the image)"))
+  if care is not None:
+    print(f"care set: {', '.join(care) or 'none'} (the other features may "
+          "change)")
   for s in range(FLAGS.num_samples):
     print(f"edit {s + 1}: {fmt(result, s)}")
   write_strip(np.concatenate([image[None], np.asarray(result["image"][0])]),

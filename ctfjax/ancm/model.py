@@ -7,7 +7,9 @@ family) whose exogenous U_I is independent of the feature latents. Editing
 image i under do(X = x'):
 
 1. labels v: given, or read from the image by the label reader h(i);
-2. feature-level abduction: the NCM's exogenous posterior given V = v;
+2. feature-level abduction: the NCM's exogenous posterior given V = v
+   (given only a care set W and the intervened features' factual values
+   when the user names W: `care_evidence`);
 3. image-level abduction: u_I from the image mechanism (an inference
    network, an encoder, or DDIM inversion);
 4. action do(X = x') and prediction: v' = V_{x'}(u_V), i' = f_I(v', u_I).
@@ -432,11 +434,46 @@ class ANCM:
     return predict(self, params, dict(v), u, rng, self._sampler(sampler))
 
   def abduct_features(self, params, v: Mapping[str, Array],
-                      do: Mapping[str, Any], rng: Array, n: int
+                      do: Mapping[str, Any], rng: Array, n: int,
+                      evidence: Sequence[str] | None = None
                       ) -> dict[str, Array]:
-    """Feature-level abduction, action and prediction: v' [B, n] per node."""
+    """Feature-level abduction, action and prediction: v' [B, n] per node.
+
+    `evidence`: the features whose factual values the abduction conditions
+    on (None: all; see `care_evidence`).
+    """
     return self.ncm.counterfactual_sample(
-        params["ncm"], v, do, rng, n=n, num_particles=self.num_particles)
+        params["ncm"], v, do, rng, n=n, num_particles=self.num_particles,
+        evidence=evidence)
+
+  def care_evidence(self, care: Sequence[str] | None,
+                    do: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The features a care set's feature-level abduction conditions on.
+
+    A care set W (docs/evaluation.md, "Care sets") names the features the
+    user wants preserved. The abduction conditions on W and on the
+    intervened features' own factual values: every W-specific query
+    states the factual X = x (the factual side of the pair), and without
+    it the other features would be drawn from P(V) instead of P(V | x, w)
+    (e.g. a bar kept in W under do(C) would then follow the wrong
+    digits). The rest are drawn afresh from the model's posterior.
+
+    Args:
+      care: feature names W, or None for every feature.
+      do: the intervention ({name: value}).
+
+    Returns:
+      The evidence in the model's order, or None (every feature).
+
+    Raises:
+      ANCMError: `care` is a string, names an unknown feature, or names an
+        intervened one.
+    """
+    if care is None:
+      return None
+    check_care(care, self.order, do)
+    keep = set(care) | set(do)
+    return tuple(k for k in self.order if k in keep)
 
   def check_do(self, do: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Names and values of an intervention, checked; arrays of the right
@@ -460,7 +497,8 @@ class ANCM:
 
   def edit(self, params, images: Array, do: Mapping[str, Any], rng: Array,
            num_samples: int = 1, labels: Mapping[str, Array] | None = None,
-           sampler: Mapping[str, Any] | None = None) -> dict[str, Array]:
+           sampler: Mapping[str, Any] | None = None,
+           care: Sequence[str] | None = None) -> dict[str, Array]:
     """Counterfactual edits of `images` under do(), one per abduction draw.
 
     Args:
@@ -471,23 +509,58 @@ class ANCM:
       num_samples: n feature-level abductions per image.
       labels: the images' features {factor: [B]}; read by h(i) if None.
       sampler: the image mechanism's sampler settings for this call.
+      care: the care set W, features to preserve (not intervened ones);
+        None for all features. W's non-descendants of do() keep their
+        factual values exactly; the other non-descendants are drawn afresh
+        from the model's posterior given W and the intervened features'
+        factual values, and may change (`care_evidence`). The image-level
+        abduction always uses every factual feature.
 
     Returns:
       {"image": [B, n, H, W, C] uint8, factor: [B, n]} - the edited
       images and the counterfactual features each was drawn with.
     """
+    evidence = self.care_evidence(care, do)
     do = self.check_do(do)
     b = images.shape[0]
     v = labels if labels is not None else self.read_labels(params, images)
     v = {k: jnp.asarray(v[k], self.features[k].dtype) for k in self.order}
     k_feat, k_img, k_pred = jax.random.split(rng, 3)
     u = self.abduct_image(params, images, v, k_img, sampler)
-    drawn = self.abduct_features(params, v, do, k_feat, num_samples)
+    drawn = self.abduct_features(params, v, do, k_feat, num_samples,
+                                 evidence)
     flat_v = {k: drawn[k].reshape(-1) for k in self.order}
     flat_u = jax.tree.map(lambda a: jnp.repeat(a, num_samples, axis=0), u)
     out = self.predict_image(params, flat_v, flat_u, k_pred, sampler)
     out = to_uint8(out).reshape((b, num_samples) + self.image_shape)
     return {"image": out, **{k: drawn[k] for k in self.order}}
+
+
+def check_care(care: Sequence[str], features: Sequence[str],
+               do: Mapping[str, Any]):
+  """Checks a care set W against the features and the intervention.
+
+  Args:
+    care: feature names (a collection, not a string).
+    features: the model's (or dataset's) feature names.
+    do: the intervention; only its names are read.
+
+  Raises:
+    ANCMError: one line naming the problem: a string instead of names, an
+      unknown feature, or an intervened one (it cannot be both preserved
+      and set).
+  """
+  if isinstance(care, str):
+    raise ANCMError(f"the care set must be a collection of feature names, "
+                    f"e.g. ({care!r},), not the string {care!r}")
+  for k in care:
+    if k not in features:
+      raise ANCMError(f"the care set names unknown feature {k!r}; the model "
+                      f"has {', '.join(features)}")
+    if k in do:
+      raise ANCMError(f"the care set names {k!r}, which do() sets: a "
+                      "feature cannot be both preserved and set; drop it "
+                      "from the care set")
 
 
 def to_unit(images: Array) -> Array:

@@ -41,6 +41,7 @@ from ctfjax import metrics
 from ctfjax.errors import UserError
 from ctfjax.evaluate import datasets
 from ctfjax.evaluate.unconditional_vae import LatentVAE
+from ctfjax.metrics import consistency
 from ctfjax.metrics import perceptual
 from ctfjax.train import config as train_config
 
@@ -48,6 +49,11 @@ from ctfjax.train import config as train_config
 # computed; the benchmark re-evaluates reports written by another version
 # instead of reusing them.
 EVALUATION_VERSION = 3
+# `eval.care`, the care set W the edits preserve (docs/evaluation.md, "Care
+# sets"): "" every feature (the default), "none" the empty set, or names
+# joined by commas, "D,B". Not in `train.base_eval_config` (its fields are
+# integers and files): `with_eval_defaults` adds it.
+CARE_KEY = "care"
 
 
 def with_eval_defaults(config: ml_collections.ConfigDict
@@ -65,6 +71,12 @@ def with_eval_defaults(config: ml_collections.ConfigDict
   with config.unlocked():
     if "eval" not in config:
       config.eval = ml_collections.ConfigDict()
+    if CARE_KEY not in config.eval:
+      config.eval[CARE_KEY] = ""
+    if not isinstance(config.eval[CARE_KEY], str):
+      raise UserError(f"config key 'eval.{CARE_KEY}' must be a string such "
+                      f"as 'D,B' or {consistency.NO_CARE!r}, got "
+                      f"{config.eval[CARE_KEY]!r}")
     for key, default in defaults.items():
       if key not in config.eval:
         config.eval[key] = default
@@ -84,10 +96,39 @@ def with_eval_defaults(config: ml_collections.ConfigDict
   return config
 
 
-def eval_settings(config: ml_collections.ConfigDict) -> dict[str, int]:
+def eval_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The integer evaluation fields of a config (after `with_eval_defaults`),
-  as the report records them (the weight files go with composition)."""
-  return {k: config.eval[k] for k in train_config.EVAL_MINIMUM}
+  as the report records them (the weight files go with composition), and
+  `eval.care` when it is not the default (so a report of another care set
+  is never reused for this one, and older reports still are)."""
+  out = {k: config.eval[k] for k in train_config.EVAL_MINIMUM}
+  if config.eval[CARE_KEY].strip():
+    out[CARE_KEY] = config.eval[CARE_KEY]
+  return out
+
+
+def care_set(config: ml_collections.ConfigDict,
+             evaluator: datasets.DatasetEvaluator) -> tuple[str, ...] | None:
+  """`eval.care` of a config (after `with_eval_defaults`), checked against
+  the dataset's features: the care set W, or None for every feature.
+
+  Raises:
+    UserError: bad syntax, an unknown feature, or a dataset whose
+      evaluator has no W-specific reference (`care_sets` false).
+  """
+  key = f"config key 'eval.{CARE_KEY}'"
+  care = consistency.parse_care(config.eval[CARE_KEY], key)
+  if care is None:
+    return None
+  for name in care:
+    if name not in evaluator.features:
+      raise UserError(f"{key} names unknown feature {name!r}; the dataset "
+                      f"has {', '.join(evaluator.features)}")
+  if not getattr(evaluator, "care_sets", False):
+    raise UserError(f"{key}: the {evaluator.dataset} evaluator has no "
+                    "W-specific reference; care sets are evaluated on "
+                    "Colored MNIST")
+  return care
 
 
 def perceptual_distances(config: ml_collections.ConfigDict
@@ -162,6 +203,9 @@ class EvalSet:
     perceptual: {name: fn(a, b) -> [N]} distances composition adds
       (`perceptual_distances`: VGG-16 and LPIPS from the user's weights).
     perceptual_files: {"vgg16": path, "lpips": path} of those weights.
+    care: the care set W of `eval.care` (None: every feature). The edits of
+      do(X) preserve W less X (`ANCM.edit`'s care), and the ctf-consistency
+      rows are the W-specific queries (`metrics.protocol_queries`).
   """
 
   dataset: str
@@ -182,6 +226,15 @@ class EvalSet:
   truth_read: dict[str, dict[str, np.ndarray] | None] | None = None
   perceptual: dict[str, Callable] = dataclasses.field(default_factory=dict)
   perceptual_files: dict[str, str] = dataclasses.field(default_factory=dict)
+  care: tuple[str, ...] | None = None
+
+  def care_of(self, family: str) -> tuple[str, ...] | None:
+    """The care set of one family's edits: W less its intervened
+    features (an edit cannot both set and preserve one)."""
+    if self.care is None:
+      return None
+    return tuple(k for k in self.care
+                 if k not in self.interventions[family])
 
 
 def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
@@ -225,7 +278,8 @@ def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
       figure_index=dataset.figure_rows(labels, ev.figure_rows),
       perceptual=perceptual_distances(config),
       perceptual_files={"vgg16": ev.vgg16_weights,
-                        "lpips": ev.lpips_weights})
+                        "lpips": ev.lpips_weights},
+      care=care_set(config, dataset))
   # Read once here, before any model is scored: every model's image test
   # compares with the readers' agreement on these.
   return dataclasses.replace(evalset, truth_read={
@@ -240,7 +294,8 @@ def prepare(config: ml_collections.ConfigDict, reader: datasets.Reader,
 def edit_images(model, params, images: np.ndarray,
                 labels: Mapping[str, np.ndarray],
                 do: Mapping[str, Any], rng: jax.Array,
-                chunk: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                chunk: int = 64, care: tuple[str, ...] | None = None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """One edit per image, in fixed-size calls so each stage compiles once.
 
   The images are cut into chunks of `chunk`, the last padded by repeating
@@ -255,6 +310,8 @@ def edit_images(model, params, images: np.ndarray,
     do: {feature: scalar or [N]}; {} is the null intervention.
     rng: PRNG key.
     chunk: images per call.
+    care: the care set passed to `model.edit` (None: not passed, every
+      feature).
 
   Returns:
     (edited uint8 [N, H, W, C], {feature: [N]} features the model drew).
@@ -263,12 +320,13 @@ def edit_images(model, params, images: np.ndarray,
   n = len(images)
   do = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in do.items()}
   labels = {k: np.asarray(v) for k, v in labels.items()}
+  extra = {} if care is None else {"care": care}
   parts = []
   for call, start in enumerate(range(0, n, chunk)):
     idx = np.minimum(np.arange(start, start + chunk), n - 1)
     res = model.edit(params, images[idx], {k: v[idx] for k, v in do.items()},
                      jax.random.fold_in(rng, call), num_samples=1,
-                     labels={k: v[idx] for k, v in labels.items()})
+                     labels={k: v[idx] for k, v in labels.items()}, **extra)
     parts.append({k: np.asarray(res[k])[:n - start, 0]
                   for k in ("image", *labels)})
   edited = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -373,6 +431,9 @@ def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
       for `str(model.graph)`.
     seed: seed of the abduction draws.
     progress: called with a stage name after each stage (progress bars).
+    The families' edits use the care set of `evalset.care` (the entry's
+    "care"); composition and reversibility keep every feature: they measure
+    the image mechanism's null and round-trip edits, whatever W is.
 
   Returns:
     (entry, {"images": {"do(X)": uint8 [R, H, W, C]}, "read": {"do(X)":
@@ -386,7 +447,8 @@ def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
   edits = {}
   for i, (fam, do) in enumerate(evalset.interventions.items()):
     edits[fam] = edit_images(model, params, images, evalset.labels, do,
-                             jax.random.fold_in(rng, i), evalset.chunk)
+                             jax.random.fold_in(rng, i), evalset.chunk,
+                             evalset.care_of(fam))
     tick(f"{name} {fam}")
   entry = {
       "dataset": evalset.dataset,
@@ -394,6 +456,7 @@ def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
       "graph": graph or str(model.graph),
       "train": {"steps": int(train_info["steps"]),
                 "seconds": float(train_info["seconds"])},
+      "care": _care_list(evalset),
   }
   scored = score_edits(evalset, reader, edits)
   entry.update({k: v for k, v in scored.items() if k != "read"})
@@ -436,6 +499,12 @@ def evaluate_model(evalset: EvalSet, reader: datasets.Reader, model, params,
   return entry, {"images": figure, "read": figure_read}
 
 
+def _care_list(evalset: EvalSet) -> list[str]:
+  """The report's "care": the care set's features (all for the default)."""
+  care = evalset.evaluator.features if evalset.care is None else evalset.care
+  return list(care)
+
+
 def evaluate_truth(evalset: EvalSet, reader: datasets.Reader
                    ) -> dict[str, Any]:
   """The same scores for the generator's true counterfactual images.
@@ -456,4 +525,5 @@ def evaluate_truth(evalset: EvalSet, reader: datasets.Reader
   scored = score_edits(evalset, reader, edits)
   del scored["read"]
   return {"dataset": evalset.dataset, "model": "true counterfactuals",
-          "graph": evalset.evaluator.graph, **scored}
+          "graph": evalset.evaluator.graph, "care": _care_list(evalset),
+          **scored}

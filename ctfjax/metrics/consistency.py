@@ -64,7 +64,9 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import scipy.stats
 
+from ctfjax.causal.discrete import Table
 from ctfjax.causal.graph import Graph
+from ctfjax.causal.optimal_bounds import bounds as optimal_bounds
 from ctfjax.causal.query import QueryError, Variable, World
 from ctfjax.causal.query import parse_terms, split_top_level, world_str
 from ctfjax.metrics.errors import MetricError, check_lengths
@@ -598,7 +600,9 @@ def protocol_interventions(factual: Mapping[str, object],
 
 
 def protocol_queries(graph: Graph | str, domains: Mapping[str, int],
-                     max_split: int = MAX_SPLIT) -> dict[str, list[str]]:
+                     max_split: int = MAX_SPLIT,
+                     care: Sequence[str] | None = None
+                     ) -> dict[str, list[str]]:
   """The ctf-consistency table's queries (docs/evaluation.md), per family.
 
   For the edit x -> x' = (x + |X| // 2) mod |X| of each variable X (see
@@ -614,10 +618,16 @@ def protocol_queries(graph: Graph | str, domains: Mapping[str, int],
   P(D_{C=1} = D | C=0), P(C_{C=1}=1 | C=0), P(B_{C=1}=1 | C=0, B=0),
   P(B_{C=1}=0 | C=0, B=1); under do(D): P(B_{D=d'}=1 | D=d, C=c, B=0).
 
+  With a care set W only the W-specific queries remain (`care_specific`):
+  rows about W's members (W less X in the family of X), split on parents
+  in W only. Under do(D) with W = {B} the bar rows pool C:
+  P(B_{D=d'}=1 | D=d, B=0), whose bounds differ from the split rows'.
+
   Args:
     graph: the causal diagram over the features.
     domains: {var: number of values} for every node.
     max_split: see above.
+    care: the care set W, or None for every variable.
 
   Returns:
     {"do(X)": [query strings]}, X in topological order.
@@ -627,23 +637,26 @@ def protocol_queries(graph: Graph | str, domains: Mapping[str, int],
   if missing:
     raise MetricError(f"no domain size for {', '.join(missing)}")
   order = g.topological_order()
+  for var in care or ():
+    g.check_node(var)
   out = {}
   for x_var in order:
     k = int(domains[x_var])
     below = g.descendants(x_var)
+    kept = set(order if care is None else care) - {x_var}
     rows = []
     for x_new in range(k):
       x_old = (x_new - k // 2) % k
       sub = f"{x_var}_{{{x_var}={x_new}}}"
       rows.append(f"P({sub}={x_new} | {x_var}={x_old})")
       for w in order:
-        if w == x_var:
+        if w not in kept:
           continue
         w_sub = f"{w}_{{{x_var}={x_new}}}"
         if w not in below:
           rows.append(f"P({w_sub} = {w} | {x_var}={x_old})")
           continue
-        split = [p for p in order if p in g.parents(w) and p != x_var
+        split = [p for p in order if p in g.parents(w) and p in kept
                  and int(domains[p]) <= max_split]
         for s in np.ndindex(*[int(domains[p]) for p in split]):
           given = "".join(f", {p}={v}" for p, v in zip(split, s))
@@ -654,6 +667,81 @@ def protocol_queries(graph: Graph | str, domains: Mapping[str, int],
                             f"{w}={w_old})")
     out[f"do({x_var})"] = rows
   return out
+
+
+# Care sets --------------------------------------------------------------------
+
+# `parse_care`'s spelling of the empty care set (an empty text means "every
+# feature", the default).
+NO_CARE = "none"
+
+
+def parse_care(text: str, what: str) -> tuple[str, ...] | None:
+  """A care set as written on a command line or in `eval.care`.
+
+  Args:
+    text: "" (every feature: None), "none" (the empty set: ()), or names
+      joined by commas, "D,B".
+    what: the flag or key, for the message.
+
+  Returns:
+    The names in the order given, () or None. Only the syntax is checked;
+    the names are checked against a model's or dataset's features by the
+    caller.
+
+  Raises:
+    MetricError: an empty item or a name given twice.
+  """
+  text = text.strip()
+  if not text:
+    return None
+  if text == NO_CARE:
+    return ()
+  names = tuple(item.strip() for item in text.split(","))
+  for i, name in enumerate(names):
+    if not name:
+      raise MetricError(f"{what}={text}: an empty feature name; expected "
+                        f"names joined by commas, e.g. D,B, or "
+                        f"{NO_CARE!r} for the empty care set")
+    if name in names[:i]:
+      raise MetricError(f"{what}={text} names {name!r} twice")
+  return names
+
+
+def care_specific(query: str | PairQuery, care: Sequence[str] | None) -> bool:
+  """Whether a query is W-specific: each of its evidence and outcome
+  variables is in the care set W or intervened (every query is, for W =
+  None: every feature)."""
+  if care is None:
+    return True
+  q = PairQuery.parse(query)
+  allowed = set(care) | {v for v, _ in q.world}
+  return all(v in allowed for v, _ in (*q.outcome, *q.evidence))
+
+
+def care_bounds(graph: Graph | str, table: Table, query: str | PairQuery,
+                care: Sequence[str] | None = None) -> Pair:
+  """Bounds of a query for an estimator consistent w.r.t. a care set W.
+
+  A W-specific query (`care_specific`) keeps its optimal bounds over the
+  models compatible with the diagram and P(V): `structural_bounds` where
+  the diagram alone fixes them, else the exact program (`cc.bounds`).
+  Any other query carries no guarantee, [0, 1]: a feature outside W is
+  treated like unlabelled image content (docs/concepts.md). E.g. under
+  do(C) in the backdoor graph, P(D_{C=1}=3 | D=3) is [1, 1] for W = {D}
+  and [0, 1] for W = {}: the estimator may redraw the digit.
+
+  Raises:
+    BoundsError: the program cannot bound a W-specific query.
+  """
+  q = PairQuery.parse(query)
+  if not care_specific(q, care):
+    return 0.0, 1.0
+  point = structural_bounds(graph, q)
+  if point is not None:
+    return point
+  lo, hi = optimal_bounds(graph, table, str(q))
+  return float(lo), float(hi)
 
 
 def _column(values: Mapping[str, object], var: str, what: str,

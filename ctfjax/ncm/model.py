@@ -470,7 +470,8 @@ class NCM:
 
   def counterfactual_sample(self, params: Params, v: Mapping[str, Array],
                             do: Do | None, rng: Array,
-                            n: int = 1, num_particles: int = 1024
+                            n: int = 1, num_particles: int = 1024,
+                            evidence: Sequence[str] | None = None
                             ) -> dict[str, Array]:
     """Samples V_{do} given the factual V = v: abduction, action, prediction.
 
@@ -491,11 +492,21 @@ class NCM:
       rng: PRNG key.
       n: counterfactual draws per row.
       num_particles: prior particles per row for the abduction.
+      evidence: the nodes of `v` the abduction conditions on (None: all of
+        `v`). The others' factual values are ignored: they are drawn
+        afresh from the posterior given the evidence, in both worlds (a
+        care set, docs/evaluation.md "Care sets").
 
     Returns:
       node -> [B, n] counterfactual values.
     """
     v = self.check_values(v, "evidence")
+    if evidence is not None:
+      evidence = tuple(evidence)
+      missing = [k for k in evidence if k not in v]
+      if missing:
+        raise NCMError(f"evidence names {missing[0]!r}, which has no value "
+                       f"in v ({', '.join(v) or 'none'})")
     do = self.check_do(do)
     batch = jnp.broadcast_shapes(*(x.shape for x in v.values())) \
         if v else (1,)
@@ -504,19 +515,32 @@ class NCM:
         raise NCMError(f"intervention on {k!r} has {x.shape[0]} values for "
                        f"{batch[0]} rows")
     do = {k: jnp.broadcast_to(x, batch[:1]) for k, x in do.items()}
-    return self.counterfactual_traced(params, v, do, rng, n, num_particles)
+    return self.counterfactual_traced(params, v, do, rng, n, num_particles,
+                                      evidence)
 
   def counterfactual_traced(self, params: Params, v: Mapping[str, Array],
                             do: Mapping[str, Array], rng: Array, n: int = 1,
-                            num_particles: int = 1024) -> dict[str, Array]:
+                            num_particles: int = 1024,
+                            evidence: Sequence[str] | None = None
+                            ) -> dict[str, Array]:
     """`counterfactual_sample` without the checks, for traced inputs.
 
     `v` holds every node ([B], each kind's dtype) and `do` one [B] value
     per row for each intervened node; a training loss calls this inside
-    its own jit, where the values cannot be inspected.
+    its own jit, where the values cannot be inspected. `evidence` as in
+    `counterfactual_sample`.
     """
-    return _counterfactual_sample(self, params, dict(v), dict(sorted(
-        do.items())), rng, int(n), int(num_particles))
+    do = dict(sorted(do.items()))
+    observed = dict(v) if evidence is None else {k: v[k] for k in evidence}
+    if observed:
+      return _counterfactual_sample(self, params, observed, do, rng, int(n),
+                                    int(num_particles))
+    # Nothing observed: the posterior is the prior, and V_{do} given
+    # nothing is an interventional draw; n per row, each row's own do().
+    rows = next(iter([*v.values(), *do.values()]), jnp.zeros(1)).shape[0]
+    draws = _sample(self, params, rng, rows * int(n),
+                    {k: jnp.repeat(x, int(n)) for k, x in do.items()})
+    return {k: x.reshape(rows, int(n)) for k, x in draws.items()}
 
   # Queries --------------------------------------------------------------------
 

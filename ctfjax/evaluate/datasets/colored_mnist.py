@@ -52,6 +52,7 @@ from ctfjax.data import colored_mnist_bars
 from ctfjax.errors import UserError
 from ctfjax.evaluate import digit_cnn
 from ctfjax.evaluate.datasets import base
+from ctfjax.metrics import consistency
 
 # report.md's table notes in Colored MNIST's words (`table_notes`).
 TABLE_NOTES = {
@@ -131,34 +132,39 @@ class Reference:
   notes: dict[str, str]
 
 
-def reference(dataset: data.Dataset | str) -> Reference:
+def reference(dataset: data.Dataset | str,
+              care: tuple[str, ...] | None = None) -> Reference:
   """The protocol's exact reference of a Colored MNIST entry or name
-  (cached per process by its name and generator parameters)."""
+  (cached per process by its name, generator parameters and care set).
+
+  With a care set W (`metrics.protocol_queries`) the queries are the
+  W-specific ones, each with its own exact bounds: a query that pools a
+  parent outside W is a different query from the split ones, and its
+  bounds are computed, not taken from them (`consistency.care_bounds`).
+  """
   if isinstance(dataset, str):
     dataset = data.dataset(dataset)
-  return _reference(dataset.name, json.dumps(dataset.params, sort_keys=True))
+  return _reference(dataset.name, json.dumps(dataset.params, sort_keys=True),
+                    None if care is None else tuple(sorted(care)))
 
 
 @functools.cache
-def _reference(name: str, params: str) -> Reference:
+def _reference(name: str, params: str,
+               care: tuple[str, ...] | None) -> Reference:
   dataset = data.dataset(name, params=json.loads(params))
   scm = dataset.feature_scm()
   graph = scm.graph
   table = scm.observational()
-  queries = metrics.protocol_queries(graph, scm.domains)
+  queries = metrics.protocol_queries(graph, scm.domains, care=care)
   bounds, truth, notes = {}, {}, {}
   for rows in queries.values():
     for q in rows:
-      point = metrics.structural_bounds(graph, q)
-      if point is not None:
-        bounds[q], truth[q] = point, 1.0
-        continue
       try:
-        lo, hi = cc.bounds(graph, table, q)
-        bounds[q] = (float(lo), float(hi))
+        bounds[q] = consistency.care_bounds(graph, table, q, care)
       except cc.BoundsError as e:
         bounds[q], notes[q] = None, str(e)
-      truth[q] = float(cc.query(scm, q))
+      truth[q] = (1.0 if metrics.structural_bounds(graph, q) is not None
+                  else float(cc.query(scm, q)))
   return Reference(name, dataset.graph, dict(scm.domains), queries, bounds,
                    truth, notes)
 
@@ -235,7 +241,13 @@ def _accuracy(pred, target) -> float:
 
 
 class ColoredMNIST:
-  """`datasets.DatasetEvaluator` of a Colored MNIST with bars set."""
+  """`datasets.DatasetEvaluator` of a Colored MNIST with bars set.
+
+  `care_sets`: its reference has the W-specific queries of any care set
+  (`reference`), so `eval.care` applies.
+  """
+
+  care_sets = True
 
   def __init__(self, dataset: data.Dataset):
     if not isinstance(dataset, colored_mnist_bars.ColoredMNISTBars):
@@ -275,7 +287,7 @@ class ColoredMNIST:
   def score(self, family, images, read, drawn, evalset):
     """Effectiveness, ctf-consistency rows, ground-truth error and
     feature match (see the module docstring)."""
-    ref = reference(self.data)
+    ref = reference(self.data, evalset.care)
     do = evalset.interventions[family]
     true = evalset.truth[family]
     true_read = (evalset.truth_read or {}).get(family)
