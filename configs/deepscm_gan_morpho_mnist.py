@@ -60,4 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = deepscm.get_config()
   config.model.image.kind = "gan"
   cpu_budget(config.model.image.gan)
+  # Not deepscm.sized: the paper's GAN is not clipped or skipped, and its
+  # early stopping watches an embedding distance of its samples, not the
+  # adversarial losses that are this model's eval loss.
   return ancm.sized(config, arg)

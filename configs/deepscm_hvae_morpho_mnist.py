@@ -47,7 +47,6 @@ the paper's A.3): --config.model.image.hvae.cf_steps=500 (the paper ran
 
 import ml_collections
 
-from configs import ancm
 from configs import deepscm
 
 
@@ -59,4 +58,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # and its compile several times longer (benchmarks.speed; docs/speed.md,
   # "Where the CPU time goes").
   config.train.microbatch = 0
-  return ancm.sized(config, arg)
+  return deepscm.sized(config, arg)

@@ -12,11 +12,10 @@ Sizes (CPU and accelerator): see `configs/deepscm.py`.
 
 import ml_collections
 
-from configs import ancm
 from configs import deepscm
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = deepscm.get_config()
   config.model.image.vae.learned_sigma = False
-  return ancm.sized(config, arg)
+  return deepscm.sized(config, arg)

@@ -150,7 +150,9 @@ def make_task(config: ml_collections.ConfigDict, model: ANCM,
     return model.loss(params, batch, rng, stage, step)
 
   def evaluate(params, batch, rng):  # no step: schedules at their end
-    return loss(params, batch, rng)[1]
+    # The total is what early stopping watches (train.patience).
+    total, metrics = loss(params, batch, rng)
+    return {"loss": total, **metrics}
 
   def eval_batches():
     return data.batches(eval_ds, config.eval.batch_size, shuffle=False,
@@ -239,13 +241,15 @@ def has_checkpoint(folder: pathlib.Path) -> bool:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """One-line errors for a config an ANCM cannot train from, raised before
-  any work or write: its sections, the training fields' types and ranges."""
+  any work or write: its sections, the training fields' types and ranges
+  (train.grad_skip and train.patience included)."""
   for section, key in (("data", "name"), ("model", "image")):
     part = config.get(section)
     if not isinstance(part, ml_collections.ConfigDict) or key not in part:
       raise UserError(f"config has no '{section}.{key}'; build ANCM configs "
                       "on configs/ancm.py")
   train.check_train_config(config)
+  train.loop.protocol_options(config)
 
 
 def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:

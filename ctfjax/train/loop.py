@@ -26,11 +26,19 @@ Stages trained one after another use one workdir each, the later one with
 Resume order: this workdir's newest checkpoint > `ckpt.init_from` (params
 only) > fresh init. Batches come from `task.train_batches(start_step)`, so a
 resumed run sees exactly the batches an uninterrupted one would.
+
+Two options of Melistas et al.'s training protocol (their HVAE trainer is
+biomedia-mira/causal-gen's): `train.grad_skip` skips the updates whose
+gradient norm is not below it (`make_train_step`), and `train.patience`
+stops a run whose evaluated `task.monitor` has not improved for that many
+evaluations. The early-stopping record travels in every checkpoint's
+metadata, so a resumed run stops where an unbroken one does.
 """
 
 import dataclasses
 import functools
 import itertools
+import math
 import pathlib
 import shutil
 import sys
@@ -101,6 +109,8 @@ class Task:
     compiler_options: {backend: {option: value}} to compile the train and
       eval steps with (`ctfjax.compiler`; e.g. a diffusion mechanism's);
       None for XLA's defaults.
+    monitor: the metric of `eval` that early stopping (`train.patience`)
+      watches, lower being better: the validation loss.
   """
 
   init: Callable[[jax.Array], Params]
@@ -116,6 +126,7 @@ class Task:
   grads: GradsFn | None = None
   guard: Callable[[dict[str, float]], str | None] | None = None
   compiler_options: Mapping[str, Mapping[str, str]] | None = None
+  monitor: str = "loss"
 
 
 def batches_from_fn(
@@ -193,7 +204,7 @@ def _ema_decay(config) -> float:
 
 
 def _resume(config, task, optimizer, mesh, ckpts):
-  """(state, seconds already trained, where it came from)."""
+  """(state, the checkpoint's metadata ({} if none), where it came from)."""
   abstract, init, from_params = _abstract_and_init(config, task, optimizer,
                                                    mesh)
   step = ckpts.latest_step()
@@ -205,7 +216,7 @@ def _resume(config, task, optimizer, mesh, ckpts):
         raise
       raise UserError(f"{e} (train.ema_decay must stay 0 or non-zero as "
                       f"the run was trained)") from None
-    return state, float(meta.get("seconds", 0.0)), f"checkpoint {step}"
+    return state, meta, f"checkpoint {step}"
   if config.ckpt.init_from:
     other = Checkpoints(find_checkpoints(config.ckpt.init_from),
                         read_only=True)
@@ -213,9 +224,88 @@ def _resume(config, task, optimizer, mesh, ckpts):
       params = other.restore_fields({"params": abstract.params})["params"]
     finally:
       other.close()
-    return from_params(params), 0.0, f"params of {other.directory}"
+    return from_params(params), {}, f"params of {other.directory}"
   state = jax.jit(init, out_shardings=sharding.replicated(mesh))()
-  return state, 0.0, "fresh init"
+  return state, {}, "fresh init"
+
+
+def protocol_options(config: ml_collections.ConfigDict) -> tuple[float, int]:
+  """(train.grad_skip, train.patience) of a config, 0 where unset or None.
+
+  Both are optional fields (configs written before them train as before).
+
+  Raises:
+    UserError: a negative, non-finite or mistyped value, or a patience
+      without evaluations to count (train.eval_every = 0).
+  """
+  train = config.train
+  skip, patience = train.get("grad_skip"), train.get("patience")
+  skip = 0.0 if skip is None else skip
+  patience = 0 if patience is None else patience
+  if (isinstance(skip, bool) or not isinstance(skip, (int, float))
+      or not math.isfinite(skip) or skip < 0):
+    raise UserError("config key 'train.grad_skip' must be a finite number "
+                    f">= 0 (0 = no skipping), got {skip!r}")
+  if isinstance(patience, bool) or not isinstance(patience, int) or (
+      patience < 0):
+    raise UserError("config key 'train.patience' must be an int >= 0 (0 = no "
+                    f"early stopping), got {patience!r}")
+  if patience and not train.eval_every:
+    raise UserError("config key 'train.patience' counts evaluations, but "
+                    "train.eval_every is 0 (only the final one); set it > 0")
+  return float(skip), patience
+
+
+@dataclasses.dataclass
+class _EarlyStop:
+  """Early stopping's record: the best evaluation and those since.
+
+  Attributes:
+    patience: evaluations without improvement that stop the run (> 0).
+    best: the lowest monitored value so far; None before the first.
+    best_step: the step it was evaluated at.
+    since_best: evaluations since then that did not improve on it.
+  """
+
+  patience: int
+  best: float | None = None
+  best_step: int = 0
+  since_best: int = 0
+
+  META = "early_stop"  # Its key in the checkpoint metadata.
+
+  @classmethod
+  def resumed(cls, patience: int, meta: dict[str, Any]) -> "_EarlyStop":
+    """The record saved with a checkpoint; a fresh one if it has none."""
+    saved = meta.get(cls.META) or {}
+    return cls(patience, saved.get("best"), int(saved.get("best_step", 0)),
+               int(saved.get("since_best", 0)))
+
+  @property
+  def stopped(self) -> bool:
+    return self.since_best >= self.patience
+
+  def update(self, step: int, value: float) -> bool:
+    """Counts one evaluation; True when the run must stop."""
+    # Strict improvement, as Lightning's EarlyStopping (min_delta 0); a
+    # NaN never improves.
+    if np.isfinite(value) and (self.best is None or value < self.best):
+      self.best, self.best_step, self.since_best = float(value), step, 0
+    else:
+      self.since_best += 1
+    return self.stopped
+
+  def meta(self) -> dict[str, Any]:
+    return {self.META: {"best": self.best, "best_step": self.best_step,
+                        "since_best": self.since_best}}
+
+
+def _monitored(eval_metrics: dict[str, float], name: str) -> float:
+  if name not in eval_metrics:
+    raise UserError(f"train.patience watches the evaluation's {name!r}, "
+                    "which this model's evaluation does not report (it "
+                    f"reports {', '.join(sorted(eval_metrics))})")
+  return eval_metrics[name]
 
 
 def _check_finite(pending: list[tuple[int, Any]]) -> list[dict[str, Any]]:
@@ -247,6 +337,12 @@ def _evaluate(eval_step, state, batches, mesh) -> dict[str, float]:
     return {}
   return {name: float(np.mean([m[name] for m in per_batch]))
           for name in per_batch[0]}
+
+
+def _sum_or_mean(name: str, values: list[Any]) -> float:
+  """A log window's value of a step metric: the count of skipped updates,
+  else the mean."""
+  return float(np.sum(values) if name == "skipped" else np.mean(values))
 
 
 def _format(record: dict[str, Any]) -> str:
@@ -304,7 +400,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Trains `task` to `config.train.steps`, resuming from `workdir`.
 
   Writes `workdir/checkpoints/` (orbax) and `workdir/metrics.jsonl`. A run
-  that already reached `train.steps` only restores and returns.
+  that already reached `train.steps`, or stopped early (`train.patience`),
+  only restores and returns.
 
   Args:
     config: a config built on `base_train_config()`.
@@ -320,6 +417,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       TrainingDivergedError) a NaN/inf metric, naming the step.
   """
   check_train_config(config)
+  grad_skip, patience = protocol_options(config)
+  if patience and task.eval is None:
+    raise UserError("config key 'train.patience' needs an evaluation, and "
+                    "this model has none; set it to 0")
   task = ema.with_ema(task, _ema_decay(config))
   train_cfg = config.train
   mesh = mesh or sharding.make_mesh(config.mesh)
@@ -340,10 +441,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                       async_save=config.ckpt.async_save)
   log = None
   try:
-    state, seconds0, origin = _resume(config, task, optimizer, mesh, ckpts)
+    state, meta, origin = _resume(config, task, optimizer, mesh, ckpts)
+    seconds0 = float(meta.get("seconds", 0.0))
     start = int(jax.device_get(state.step))
+    early = _EarlyStop.resumed(patience, meta) if patience else None
+    # A run that stopped early is finished, as one that reached `total`.
+    end = start if early and early.stopped else total
     logging.info("Training from step %d (%s) to %d in %s.", start, origin,
-                 total, workdir)
+                 end, workdir)
     log = MetricsLog(workdir, start, enabled=primary)
     evals = [r for r in read_metrics(log.path)
              if any(k.startswith("eval/") for k in r)]
@@ -356,12 +461,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                  update_extra=task.update_extra,
                                  loss_takes_step=task.loss_takes_step,
                                  microbatches=microbatches,
+                                 grad_skip=grad_skip,
                                  compiler_options=options)
     eval_step = None if task.eval is None else make_eval_step(
         task.eval, mesh=mesh, params_of=task.eval_params,
         compiler_options=options)
-    batches = iter(task.train_batches(start) if start < total else ())
-    progress = _Progress(workdir.name, total, start,
+    batches = iter(task.train_batches(start) if start < end else ())
+    progress = _Progress(workdir.name, end, start,
                          train_cfg.progress and primary)
     t0 = t_log = time.perf_counter()
     seconds = seconds0  # Ends as the final checkpoint's training time.
@@ -369,7 +475,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     pending, window = [], []
 
     with progress as bar:
-      for step in range(start + 1, total + 1):  # Steps done after the update.
+      for step in range(start + 1, end + 1):  # Steps done after the update.
         batch = next(batches, None)
         if batch is None:
           raise RuntimeError(f"train_batches ran out before step {step}")
@@ -389,12 +495,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           continue
         window += _check_finite(pending)
         pending = []
-        seconds = seconds0 + time.perf_counter() - t0
+        now = time.perf_counter()
+        seconds = seconds0 + now - t0
 
+        stop = False
+        if do_eval:
+          eval_metrics = _evaluate(eval_step, state, task.eval_batches(), mesh)
+          if early:
+            stop = early.update(step, _monitored(eval_metrics, task.monitor))
+            # Stopping early ends as the last step does: logged, saved.
+            stop = stop and not last
+            do_ckpt, do_log = do_ckpt or stop, do_log or stop
         record = {}
         if do_log:
-          now = time.perf_counter()
-          means = {name: float(np.mean([m[name] for m in window]))
+          means = {name: _sum_or_mean(name, [m[name] for m in window])
                    for name in window[-1]}
           problem = task.guard(means) if task.guard else None
           if problem:
@@ -404,8 +518,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           record["steps_per_sec"] = (step - step_log) / (now - t_log)
           window, t_log, step_log = [], now, step
         if do_eval:
-          eval_metrics = _evaluate(eval_step, state, task.eval_batches(), mesh)
           record.update({f"eval/{k}": v for k, v in eval_metrics.items()})
+        if stop:  # best is None when no evaluation was finite
+          best = math.nan if early.best is None else early.best
+          record.update({"early_stop/best": best,
+                         "early_stop/best_step": early.best_step})
         if record:
           record["seconds"] = seconds
           record = log.write(step, record)
@@ -414,7 +531,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           bar.logged(step, {k: v for k, v in record.items()
                             if k.startswith(("train/loss", "eval/"))})
         if do_ckpt:
-          ckpts.save(step, state, {"seconds": seconds})
+          ckpts.save(step, state, {"seconds": seconds,
+                                   **(early.meta() if early else {})})
+        if stop:
+          message = (f"{workdir.name}: stopping early at step {step}: "
+                     f"eval/{task.monitor} has not improved for {patience} "
+                     f"evaluations (best {best:.6g} at step "
+                     f"{early.best_step})")
+          logging.info(message)
+          if primary:
+            print(message, file=sys.stderr, flush=True)
+          break
   except BaseException:
     ckpts.close()
     if fresh_ckpts and ckpts.latest_step() is None:  # No empty debris.

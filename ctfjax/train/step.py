@@ -42,6 +42,7 @@ def make_train_step(
     loss_takes_step: bool = False,
     stream: str | None = "train",
     microbatches: int = 1,
+    grad_skip: float | None = None,
     compiler_options: Mapping[str, str] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the jitted `(state, batch) -> (state, metrics)` training step.
@@ -69,13 +70,20 @@ def make_train_step(
       objective with other random draws; on a CPU it is faster when the
       activations of a slice fit the caches (docs/training.md,
       "Microbatches").
+    grad_skip: skip every update whose global gradient norm (of all
+      parameters, before any clipping in `optimizer`) is not below this
+      threshold: the step leaves params, opt_state and extra as they were
+      and only advances `state.step` (so the data, the keys and the next
+      step move on). 0 or None = never skip.
     compiler_options: XLA options to compile the step with (`jax.jit`'s;
       see `ctfjax.compiler.for_backend`); None for XLA's defaults.
 
   Returns:
     The step. It donates the incoming state (its buffers are reused for the
     new one, halving peak state memory), so callers must not reuse it. The
-    metrics are the loss function's plus "loss" and "grad_norm".
+    metrics are the loss function's plus "loss", "grad_norm" (the global
+    norm before clipping) and, with `grad_skip`, "skipped" (1.0 for a
+    skipped update, else 0.0).
   """
 
   if grads_fn is None:
@@ -97,7 +105,21 @@ def make_train_step(
         state.extra, params, step)
     # The gradient norm turns the step where training blows up into a logged
     # number before the loss itself becomes NaN.
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    grad_norm = optax.tree.norm(grads)
+    metrics = {**metrics, "loss": loss, "grad_norm": grad_norm}
+    if grad_skip:
+      # As causal-gen's trainer: a step whose norm is not below the
+      # threshold (a NaN norm included) changes nothing, not even the
+      # optimizer's counts (so schedules do not advance) or the EMA; optax's
+      # skip transforms would count it in opt_state. A select, not a
+      # lax.cond: it fuses into the update's elementwise kernels, where a
+      # conditional would copy its predicate to the host on a GPU.
+      skip = ~(grad_norm < grad_skip)
+      params, opt_state, extra = jax.tree.map(
+          lambda old, new: jnp.where(skip, old, new),
+          (state.params, state.opt_state, state.extra),
+          (params, opt_state, extra))
+      metrics["skipped"] = skip.astype(jnp.float32)
     new_state = state.replace(
         step=step, params=params, opt_state=opt_state, extra=extra)
     return new_state, metrics
