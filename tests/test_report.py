@@ -196,7 +196,10 @@ def test_markdown_puts_models_side_by_side():
 def test_summary_and_csv(tmp_path):
   report = make_report()
   text = tables.summary(report)
-  lines = text.splitlines()
+  verdicts, table = text.split("\n\n")
+  assert verdicts.splitlines()[0] == "Verdict:"
+  assert len(verdicts.splitlines()) == 1 + len(report["models"])
+  lines = table.splitlines()
   assert lines[0].split()[:3] == ["model", "ctf-consistent", "descendants"]
   assert lines[2].startswith("ancm_vae") and "3/3" in lines[2]
   assert "3.2/7.5" in lines[2] or "3.3/7.5" in lines[2]
@@ -344,7 +347,7 @@ def test_tables_mark_an_unusable_model_and_say_why(tmp_path):
   why = ("† cvae_noncausal: training far from converged, do not read its "
          "scores: composition L1 89.5 > 15 (the dataset's bar); reader "
          "agreement 0.413 < 0.9 (the dataset's bar).")
-  lines = tables.summary(report).splitlines()
+  lines = tables.summary(report).split("\n\n")[1].splitlines()
   assert lines[2].startswith("ancm_vae ") and "†" not in lines[2]
   assert lines[3].startswith("cvae_noncausal †")
   assert lines[4:] == [why]

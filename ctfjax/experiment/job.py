@@ -41,6 +41,16 @@ name of its own with config overrides and one of the diagrams above:
 The overrides are merged into the run's config for that model only (every
 key must already exist, as with command-line overrides); the model trains
 in models/<variant name>/ and reports under its name.
+
+A variant may instead give its diagram as text, any diagram over the
+dataset's features (e.g. a misspecified one: configs/
+benchmark_wrong_diagrams.py):
+
+    config.run.variants.no_dc = ml_collections.ConfigDict({
+        "graph": "D -> B; C -> B", "overrides": {}})
+
+It must parse and name exactly the true diagram's nodes; "graph" and
+"diagram" are exclusive.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ from ctfjax.evaluate import unconditional_vae
 from ctfjax.report import figures
 from ctfjax.report import schema
 from ctfjax.report import tables
+from ctfjax.report import verdict
 
 RUN_CONFIG = "run_config.json"
 MODELS_DIR = "models"
@@ -107,7 +118,22 @@ def model_graph(name: str, true_graph: Graph | str) -> str:
 
 
 DEFAULT_DIAGRAM = "ancm_vae"  # A variant's diagram when it names none.
-VARIANT_KEYS = ("diagram", "overrides")
+VARIANT_KEYS = ("diagram", "graph", "overrides")
+
+
+def _check_variant_graph(config: ml_collections.ConfigDict, where: str,
+                         text: Any) -> None:
+  """A variant's explicit "graph" must parse and name exactly the nodes of
+  the dataset's true diagram (its features)."""
+  try:
+    graph = Graph.parse(text)
+  except UserError as e:
+    raise UserError(f"{where}.graph: {e}") from None
+  true_graph = Graph.parse(datasets.evaluator(config.data).graph)
+  if set(graph.nodes) != set(true_graph.nodes):
+    raise UserError(
+        f"{where}.graph: {text!r} names {', '.join(sorted(graph.nodes))}; "
+        f"the dataset's features are {', '.join(sorted(true_graph.nodes))}")
 
 
 def variants(config: ml_collections.ConfigDict
@@ -116,7 +142,9 @@ def variants(config: ml_collections.ConfigDict
 
   Raises:
     UserError: a variant reuses a `MODELS` name, has a key other than
-      "diagram" and "overrides", or names an unknown diagram.
+      "diagram", "graph" and "overrides", names an unknown diagram, gives
+      both "diagram" and "graph", or a graph that does not parse or does
+      not name exactly the dataset's features.
   """
   run = config.get("run") or {}
   found = run.get("variants") or {}
@@ -133,6 +161,13 @@ def variants(config: ml_collections.ConfigDict
     if extra:
       raise UserError(f"{where}: unknown key {extra[0]!r}; known: "
                       f"{', '.join(VARIANT_KEYS)}")
+    if spec.get("graph") is not None:
+      if spec.get("diagram"):
+        raise UserError(f"{where}: give 'diagram' (a built-in model's) or "
+                        "'graph' (a diagram's text), not both")
+      _check_variant_graph(config, where, spec.get("graph"))
+      out[name] = spec
+      continue
     diagram = spec.get("diagram") or DEFAULT_DIAGRAM
     if diagram not in MODELS:
       raise UserError(f"{where}.diagram: unknown diagram {diagram!r}; "
@@ -152,10 +187,15 @@ def _flatten(section, prefix: str = "") -> list[tuple[str, Any]]:
   return items
 
 
-def _diagram(config: ml_collections.ConfigDict, name: str) -> str:
-  """The `MODELS` key whose diagram model `name` assumes."""
+def variant_graph(config: ml_collections.ConfigDict, name: str) -> str:
+  """The `model.graph` value of model `name` (a `MODELS` key or a variant)
+  of a run: its own diagram text, or that of the `MODELS` diagram it names
+  ("" = the true diagram)."""
   spec = variants(config).get(name)
-  return name if spec is None else (spec.get("diagram") or DEFAULT_DIAGRAM)
+  if spec is not None and spec.get("graph") is not None:
+    return str(Graph.parse(spec.graph))
+  diagram = name if spec is None else (spec.get("diagram") or DEFAULT_DIAGRAM)
+  return model_graph(diagram, datasets.evaluator(config.data).graph)
 
 
 def model_name(config: ml_collections.ConfigDict) -> str:
@@ -214,8 +254,7 @@ def model_config(config: ml_collections.ConfigDict,
     except UserError as e:
       raise UserError(f"config key 'run.variants.{name}.overrides': {e}"
                       ) from None
-  out.model.graph = model_graph(_diagram(config, name),
-                                datasets.evaluator(config.data).graph)
+  out.model.graph = variant_graph(config, name)
   return out
 
 
@@ -233,8 +272,8 @@ def _assumed_graph(config: ml_collections.ConfigDict, name: str) -> str | None:
   """The diagram model `name` assumes, as the report writes it."""
   if name not in MODELS and name not in variants(config):
     return None  # A single-model run's `model_name`: the model's spelling.
-  true_graph = datasets.evaluator(config.data).graph
-  return model_graph(_diagram(config, name), true_graph) or true_graph
+  return (variant_graph(config, name)
+          or datasets.evaluator(config.data).graph)
 
 
 def log(message: str):
@@ -379,6 +418,7 @@ def evaluate_models(config: ml_collections.ConfigDict,
       ],
       "seconds": {"evaluation": time.perf_counter() - t0},
   }
+  verdict.with_verdicts(report)
   blocks = _edit_blocks(evalset, per_model)
   write_outputs(workdir, report, blocks, dataset.table_notes())
   return json.loads(schema.dumps(report))
@@ -538,4 +578,4 @@ def current_report(config: ml_collections.ConfigDict,
   bars = datasets.evaluator(config.data).usable_bars
   for entry in report["models"]:
     entry["usable"] = datasets.usability(entry, bars)
-  return report
+  return verdict.with_verdicts(report)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ctfjax.metrics.consistency import ALPHA, POWER
 from ctfjax import files
+from ctfjax.report import verdict as verdicts
 
 Entry = Mapping[str, Any]
 Column = tuple[str, Callable[[Entry], Any]]
@@ -155,6 +156,38 @@ def _ctf_columns(entries):
   ]
 
 
+def outside_bounds(row: Entry) -> float | None:
+  """How far a ctf-consistency row's estimate lies outside its bounds (0
+  inside; None without an estimate or bounds)."""
+  if row.get("estimate") is None or row.get("bounds") is None:
+    return None
+  lo, hi = row["bounds"]
+  return max(lo - row["estimate"], row["estimate"] - hi, 0.0)
+
+
+def _judged(entry: Entry) -> list[Entry]:
+  return [r for r in entry.get("ctf_consistency", [])
+          if r.get("consistent") is not None]
+
+
+def _by_diagram_columns(entries):
+  # One line per model: which diagram it assumed and how badly its
+  # ctf-consistency rows miss (configs/benchmark_wrong_diagrams.py).
+  return [
+      ("assumed diagram", lambda e: f"`{e['graph']}`"),
+      ("inconsistent rows", lambda e: _ratio(
+          (sum(not r["consistent"] for r in _judged(e)), len(_judged(e))))),
+      ("inconsistent descendant rows", lambda e: _ratio(
+          (lambda k, n: (n - k, n))(*ctf_counts(e, True)))),
+      ("max outside bounds", lambda e: max(
+          (d for d in map(outside_bounds, _judged(e)) if d is not None),
+          default=None)),
+      ("mean |estimate - truth|", lambda e: _mean(
+          abs(r["estimate"] - r["truth"]) for r in e["ctf_consistency"]
+          if r["estimate"] is not None and r["truth"] is not None)),
+  ]
+
+
 def section_variables(entries: Sequence[Entry], section: str) -> list[str]:
   """The variables of a per-family section ({"do(X)": {var: value} or
   None}), in first-seen order."""
@@ -246,6 +279,29 @@ def _ground_truth_columns(entries):
                             "{var} drawn err {do}"))
 
 
+def _verdict_of(entry: Entry) -> Mapping[str, Any]:
+  return entry.get("verdict") or verdicts.verdict(entry)
+
+
+def _verdict_columns(entries):
+  del entries
+  def worst(e, check, key, pick):
+    values = [c[key] for c in _verdict_of(e)["checks"][check].values()
+              if isinstance(c, Mapping)]
+    return pick(values) if values else None
+  return [
+      ("verdict", lambda e: "good" if _verdict_of(e)["ok"] else "not good"),
+      ("rows failed", lambda e: (
+          f"{_verdict_of(e)['checks']['ctf_consistency'].get('failed', 0)}/"
+          f"{_verdict_of(e)['checks']['ctf_consistency'].get('judged', 0)}")),
+      ("intervened seen (min)",
+       lambda e: worst(e, "effectiveness", "value", min)),
+      ("realism x truth (max)",
+       lambda e: worst(e, "realism", "ratio", max)),
+      ("why not", lambda e: "; ".join(_verdict_of(e)["reasons"]) or NONE),
+  ]
+
+
 def _summary_columns(entries):
   return [
       ("ctf-consistent", lambda e: _ratio(ctf_counts(e))),
@@ -268,6 +324,18 @@ def _summary_columns(entries):
 
 # name -> (title, note, column factory).
 TABLES: dict[str, tuple[str, str, Callable]] = {
+    "verdict": (
+        "Verdict",
+        f"Good = every ctf-consistency row passes (preservation of "
+        f"non-descendants included), the readers see the intervened value "
+        f"in at least {verdicts.EFFECTIVENESS:g} x the share they see it in "
+        f"the true counterfactuals, and the edits' Frechet distance to real "
+        f"images is at most {verdicts.REALISM_RATIO:g} x the true "
+        f"counterfactuals' in every family (the real test images' on real "
+        f"data). Unit-level columns (ground-truth L1, feature agreement) "
+        f"are not in it: a descendant's unit-level counterfactual is not "
+        f"identifiable.",
+        _verdict_columns),
     "models": ("Models", "", _model_columns),
     "ctf_consistency": (
         "Ctf-consistency",
@@ -280,6 +348,15 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         f"exact tests, {ALPHA:.0%} family-wise error over the whole table "
         f"(weighted Holm). No data: no test image matches the row.",
         _ctf_columns),
+    "ctf_by_diagram": (
+        "Ctf-consistency by assumed diagram",
+        "Per model: the diagram it assumed; its ctf-consistency rows judged "
+        "inconsistent, of the rows with data and bounds (all, then the "
+        "descendant rows alone); the largest distance of an estimate "
+        "outside its bounds over the judged rows (0: every estimate "
+        "inside, even where the test fails on images); and the mean "
+        "|estimate - truth| over the rows with an estimate.",
+        _by_diagram_columns),
     "effectiveness": (
         "Effectiveness",
         "Accuracy (categorical) or mean absolute error (continuous) of "
@@ -320,15 +397,20 @@ TABLES: dict[str, tuple[str, str, Callable]] = {
         "Mean L1 (0-255) between each edit and the true counterfactual "
         "image from the generator (same exogenous values), and the "
         "fraction of edits whose read features all match the true ones. "
-        "The true image is one member of the compatible set, so pixel "
-        "error is not by itself a failure.",
+        "Both are unit-level: the true image is one draw of a "
+        "counterfactual that is not identifiable for descendants of the "
+        "intervention, so a model that never changes a descendant can "
+        "score closer to it than any consistent sampler. They show how "
+        "close the edits come to this generator's own answer, not whether "
+        "a model is consistent; judge that by the ctf-consistency rows and "
+        "the verdict.",
         _ground_truth_columns),
     "summary": ("Summary", "", _summary_columns),
 }
 
 
 # Tables without a row for the true counterfactuals (they are not edits).
-MODEL_ONLY = ("models", "composition", "reversibility")
+MODEL_ONLY = ("verdict", "models", "composition", "reversibility")
 
 
 def table(entries: Sequence[Entry], name: str, *,
@@ -434,6 +516,7 @@ def markdown(report: Mapping[str, Any],
     notes: {table name: note} in the dataset's words
       (`DatasetEvaluator.table_notes`); other tables keep `TABLES`' notes.
   """
+  verdicts.with_verdicts(report)
   entries = _with_oracle(report)
   ctf = any(e.get("ctf_consistency") for e in entries)
   datasets = _ordered(e["dataset"] for e in entries)
@@ -446,8 +529,9 @@ def markdown(report: Mapping[str, Any],
   # Before any table: no headline number is read without its caveat.
   for line in usability_notes(report["models"]):
     out += [f"**{line}**", ""]
-  for name in ("models", "ctf_consistency", "effectiveness", "composition",
-               "reversibility", "minimality", "realism", "ground_truth"):
+  for name in ("verdict", "models", "ctf_consistency", "effectiveness",
+               "composition", "reversibility", "minimality", "realism",
+               "ground_truth"):
     if name == "ctf_consistency" and not ctf:
       continue  # The dataset's evaluator scores no such rows.
     title, note = TABLES[name][0], _note(name, notes)
@@ -471,9 +555,13 @@ def markdown(report: Mapping[str, Any],
 
 
 def summary(report: Mapping[str, Any]) -> str:
-  """A short plain-text table of a run for the terminal; a model that
-  failed its dataset's bars is marked, with a footnote line saying why."""
-  return "\n".join([text_table(*table(report["models"], "summary",
+  """A short plain-text summary of a run for the terminal: the verdict of
+  each model first, then its headline numbers; a model that failed its
+  dataset's bars is marked, with a footnote line saying why."""
+  verdicts.with_verdicts(report)
+  return "\n".join(["Verdict:", *(f"  {verdicts.line(e)}"
+                                   for e in report["models"]), "",
+                    text_table(*table(report["models"], "summary",
                                       mark=True)),
                     *usability_notes(report["models"])])
 
@@ -512,8 +600,17 @@ def benchmark_markdown(reports: Sequence[Mapping[str, Any]],
                        intro: Sequence[str] = ()) -> str:
   """The benchmark's tables: one per metric, a row per (dataset, model);
   `notes` as in `markdown`; `intro`: markdown lines under the title."""
+  for r in reports:
+    verdicts.with_verdicts(r)
   entries = [e for r in reports for e in r["models"]]
   out = [f"# {title}", ""] + ([*intro, ""] if intro else [])
+  # The verdict leads, unnumbered: the numbered tables keep Melistas et
+  # al.'s order.
+  head, note = TABLES["verdict"][0], _note("verdict", notes)
+  out += [f"## {head}", "", note, "",
+          markdown_table(*table(entries, "verdict", with_dataset=True,
+                                mark=True)), ""]
+  names = [n for n in names if n != "verdict"]
   for line in usability_notes(entries, with_dataset=True):
     out += [f"**{line}**", ""]
   for i, name in enumerate(names, 1):
