@@ -4,9 +4,13 @@ r"""Optimal bounds of a counterfactual query from a diagram and P(V).
     python -m launch.bounds --graph="X -> Y" --table=table.json --query=...
     python -m launch.bounds --example=witness_b1 \
         --query="P(Y_{X=1}=1 | X=0, Y=0)"
+    python -m launch.bounds --model=examples/four_pixel_numpyro.py:model \
+        --domains=I=16 --query="P(I_{X=1}=14 | I=5)" --backend=numpyro
 
-With --scm or --example the diagram and P(V) are those the model induces (and
-the model's own value of the query is printed beside the bounds). A table file
+With --scm, --example or --model (a NumPyro model file, path.py:fn) the
+diagram and P(V) are those the model induces, and the model's own value of
+the query is printed beside the bounds; --backend picks the engine of that
+value (einsum or numpyro; P(V) and the bounds do not depend on it). A table file
 is the JSON {"variables": [...], "probs": nested list, one axis per variable}.
 Prints `lo hi` (or JSON with --json). Queries the linear program cannot
 solve go to SCIP (`cc.bounds_certificate`); for those the method, SCIP's
@@ -22,6 +26,13 @@ from launch import cli
 flags.DEFINE_string("scm", None, "Path of a DiscreteSCM JSON spec.")
 flags.DEFINE_string("example", None, "A built-in model instead of --scm: "
                     "four_pixel, witness_a1, ... (docs/causal.md).")
+flags.DEFINE_string("model", None,
+                    "A NumPyro model instead of --scm: path/to/model.py:fn "
+                    "(read with DiscreteSCM.from_numpyro).")
+flags.DEFINE_list("domains", [], "With --model: domain sizes of endogenous "
+                  "sites whose values do not reach them, e.g. I=16.")
+flags.DEFINE_string("backend", "einsum", "Exact engine of the model's value: "
+                    "einsum (default) or numpyro.")
 flags.DEFINE_string("graph", None, "Diagram text, e.g. 'D <-> C; D -> B'.")
 flags.DEFINE_string("table", None, "Path of a JSON table of P(V).")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0, Y=0)'.")
@@ -52,22 +63,33 @@ def main():
   # pylint: disable=import-outside-toplevel
   from ctfjax import causal as cc
   from ctfjax.causal import examples
+  from ctfjax.causal import numpyro_backend
   # pylint: enable=import-outside-toplevel
   query = cli.require("query")
 
-  sources = [bool(FLAGS.scm), bool(FLAGS.example),
+  sources = [bool(FLAGS.scm), bool(FLAGS.example), bool(FLAGS.model),
              bool(FLAGS.graph or FLAGS.table)]
   if sum(sources) != 1:
-    cli.fail("give one of --scm, --example, or --graph with --table")
+    cli.fail("give one of --scm, --example, or --graph with --table "
+             "(or --model)")
+  if FLAGS.domains and not FLAGS.model:
+    cli.fail("--domains applies to --model only")
   truth = None
   if FLAGS.graph or FLAGS.table:
+    if FLAGS["backend"].present:
+      cli.fail("--backend needs a model (--scm, --example or --model): a "
+               "graph and a table have no exact value to compute")
     graph = cc.Graph.parse(cli.require("graph"))
     table = load_table(cli.require("table"))
   else:
-    scm = (examples.by_name(FLAGS.example) if FLAGS.example
-           else cc.DiscreteSCM.from_json(FLAGS.scm))
+    if FLAGS.example:
+      scm = examples.by_name(FLAGS.example)
+    elif FLAGS.model:
+      scm = numpyro_backend.load_model(FLAGS.model, FLAGS.domains)
+    else:
+      scm = cc.DiscreteSCM.from_json(FLAGS.scm)
     graph, table = scm.graph, scm.observational()
-    truth = cc.query(scm, query)
+    truth = cc.query(scm, query, backend=FLAGS.backend)
   b = cc.bounds_certificate(graph, table, query, time_limit=FLAGS.time_limit)
   if FLAGS.json:
     print(json.dumps({"query": query, "graph": str(graph),

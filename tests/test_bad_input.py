@@ -35,6 +35,7 @@ EDIT = ["--workdir={root}/trained", "--image=examples/digit.png", "--do=C=1",
         "--out={root}/out.png"]
 SCM = "--scm=examples/scm.json"
 QUERY = "--query=P(Y_{X=1}=1 | X=0, Y=0)"
+MODEL = "--model=examples/four_pixel_numpyro.py:model"
 
 
 def _with(args, **changes):
@@ -197,6 +198,12 @@ CASES = {
         (_with(EDIT, out="{ro}/out.png"), "read-only"),
         (_with(EDIT, out="{root}/empty_dir"), "is a folder, not a file"),
         (_with(EDIT, out="{root}/a_file/out.png"), "cannot be created"),
+        (_with(EDIT, care="Q"), "the care set names unknown feature 'Q'"),
+        (_with(EDIT, care="D,C"),
+         "the care set names 'C', which do() sets: a feature cannot be both "
+         "preserved and set"),
+        (_with(EDIT, care="D,,B"), "--care=D,,B: an empty feature name"),
+        (_with(EDIT, care="D,D"), "--care=D,D names 'D' twice"),
     ],
     "launch.query": [
         ([QUERY], "give exactly one of --scm=spec.json or --example=NAME"),
@@ -217,6 +224,31 @@ CASES = {
         ([SCM, "--distribution=Z"], "Z"),
         ([SCM, "--distribution=Y", "--given=X"], "X"),
         ([SCM, "--distribution=Y", "--given=X=9"], "9"),
+        ([SCM, MODEL, QUERY], "give exactly one of --scm"),
+        (["--model={root}/missing.py:model", QUERY],
+         "model file {root}/missing.py does not exist"),
+        (["--model=examples/four_pixel_numpyro.py", QUERY],
+         "--model must be path/to/model.py:function"),
+        (["--model={root}/not_python.py:model", QUERY],
+         "fails to load: SyntaxError"),
+        (["--model=examples/four_pixel_numpyro.py:nosuch", QUERY],
+         "model file examples/four_pixel_numpyro.py has no function "
+         "'nosuch'"),
+        (["--model=examples/four_pixel_numpyro.py:jnp", QUERY],
+         "'jnp' is a module, not a function"),
+        (["--model={root}/models.py:not_a_model", QUERY],
+         "the NumPyro model has no sample or deterministic sites"),
+        (["--model={root}/models.py:needs_data", QUERY],
+         "calling needs_data() as a NumPyro model raised TypeError"),
+        (["--model={root}/models.py:continuous", QUERY],
+         "site 'z' has the continuous distribution Normal"),
+        ([MODEL, "--domains=I16", QUERY],
+         "--domains item 'I16' is not NAME=SIZE"),
+        ([SCM, "--domains=I=16", QUERY], "--domains applies to --model only"),
+        ([SCM, QUERY, "--backend=funsor"],
+         "unknown backend 'funsor'; known: einsum, numpyro"),
+        ([SCM, "--distribution=Y", "--backend=funsor"],
+         "unknown backend 'funsor'"),
     ],
     "launch.bounds": [
         ([SCM], "--query is required"),
@@ -241,6 +273,18 @@ CASES = {
         (["--graph=X -> Y", "--table={root}/missing.json", QUERY],
          "{root}/missing.json"),
         ([SCM, "--query=P(Y_{X=1}=1 | X=0, Y=0"], "P(Y_{X=1}=1 | X=0, Y=0"),
+        ([SCM, MODEL, QUERY], "give one of --scm, --example"),
+        (["--model={root}/missing.py:model", QUERY],
+         "model file {root}/missing.py does not exist"),
+        (["--model=examples/four_pixel_numpyro.py:nosuch", QUERY],
+         "has no function 'nosuch'"),
+        (["--model={root}/models.py:not_a_model", QUERY],
+         "no sample or deterministic sites"),
+        (["--model={root}/models.py:continuous", QUERY],
+         "site 'z' has the continuous distribution Normal"),
+        ([SCM, QUERY, "--backend=funsor"], "unknown backend 'funsor'"),
+        (["--graph=X -> Y", "--table={root}/table.json", QUERY,
+          "--backend=numpyro"], "--backend needs a model"),
     ],
     "launch.show_data": [
         (["--out={root}/g.png"], "--dataset is required"),
@@ -270,6 +314,22 @@ CASES = {
     ],
 }
 
+# NumPyro "models" the exact core cannot read (--model={root}/models.py:fn).
+MODEL_FILE = """
+import numpyro
+from numpyro import distributions as dist
+
+def not_a_model():
+  return 3
+
+def needs_data(data):
+  numpyro.sample("u", dist.Bernoulli(probs=0.5))
+
+def continuous():
+  z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+  numpyro.deterministic("X", z > 0)
+"""
+
 CONFIG_FILES = {
     "not_python.py": "x = [\n",
     "empty.py": ("import ml_collections\n"
@@ -298,6 +358,7 @@ def read_only_dir(tmp: pathlib.Path) -> str:
 def make_fixtures(root: pathlib.Path):
   for name, text in CONFIG_FILES.items():
     (root / name).write_text(text)
+  (root / "models.py").write_text(MODEL_FILE)
   (root / "a_file").write_text("not a folder\n")
   (root / "empty_dir").mkdir()
   config = train.load_config("configs/quickstart.py:tiny")

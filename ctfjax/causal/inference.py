@@ -43,6 +43,10 @@ from ctfjax.causal.query import validate_terms, world_str
 # Largest exogenous posterior table `posterior_exogenous` will build.
 MAX_POSTERIOR_STATES = 2**22
 
+# Engines of `query` and `distribution`: this module's contraction (the
+# default) and NumPyro's own enumeration (`numpyro_backend`).
+BACKENDS = ("einsum", "numpyro")
+
 
 class ZeroProbabilityError(QueryError):
   """Conditioning on evidence of probability zero."""
@@ -160,10 +164,28 @@ def probability(scm, event: Evidence) -> float:
   return _probability(scm, terms)
 
 
-def query(scm, q: str | Query) -> float:
-  """Exact value of a query such as 'P(Y_{X=1}=1 | X=0, Y=0)'."""
+def _other_backend(name: str):
+  """The module answering for backend `name`; None for this one."""
+  if name not in BACKENDS:
+    raise SCMError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+  if name == "einsum":
+    return None
+  # Imported on use: it imports this module (and funsor, slow to load).
+  from ctfjax.causal import numpyro_backend  # pylint: disable=import-outside-toplevel
+  return numpyro_backend
+
+
+def query(scm, q: str | Query, backend: str = "einsum") -> float:
+  """Exact value of a query such as 'P(Y_{X=1}=1 | X=0, Y=0)'.
+
+  `backend` is one of `BACKENDS`: "einsum" (this module) or "numpyro"
+  (the twin network as a NumPyro model, enumerated by NumPyro).
+  """
+  other = _other_backend(backend)
   q = Query.parse(q)
   q.validate(scm.domains)
+  if other is not None:
+    return other.query(scm, q)
   den = _probability(scm, q.evidence) if q.evidence else 1.0
   if den <= 0.0:
     raise ZeroProbabilityError(
@@ -181,22 +203,26 @@ def _variables(spec: str | Variable | Sequence) -> tuple[Variable, ...]:
 
 
 def distribution(scm, variables: str | Sequence,
-                 given: Evidence = None) -> dict:
+                 given: Evidence = None, backend: str = "einsum") -> dict:
   """Exact P(variables | given) as {value: prob}, zero entries left out.
 
   Args:
     scm: the model.
     variables: 'I_{X=1}' or several, 'Y, Y_{X=1}' (keys are then tuples).
     given: evidence terms, e.g. 'I=5'.
+    backend: one of `BACKENDS`, as for `query`.
 
   Returns:
     {value or tuple of values: probability}, in increasing order of value.
   """
+  other = _other_backend(backend)
   variables = _variables(variables)
   evidence = as_terms(given)
   _validate(scm, evidence)
   for v in variables:
     _validate(scm, [Term(v, 0)])
+  if other is not None:
+    return other.distribution(scm, variables, evidence)
   net = _TwinNetwork(scm)
   extra = net.observe(evidence)
   nodes = [net.node(v.name, v.world) for v in variables]
