@@ -133,6 +133,8 @@ def test_edit_of_a_test_image_keeps_non_descendants_and_shows_the_truth(run):
   lo, hi = r["bounds"]["B"]
   assert lo - 1e-9 <= r["bounds_truth"]["B"] <= hi + 1e-9
   assert set(r["changed"]) == {"D", "B"}
+  seen = [f["C"] == 1 - c for f in r["edit_features"]]
+  assert r["effect"] == {"C": sum(seen) / len(seen)}
 
 
 def test_null_edit_bounds_are_zero(run):

@@ -393,6 +393,8 @@ class Session:
         "truth": None, "truth_features": None,
         "bounds": None, "bounds_notes": {}, "bounds_truth": None,
         "changed": self._changed(read, do),
+        "effect": {k: float(np.mean(np.asarray(read[k][1:]) == v))
+                   for k, v in do.items() if categories(self.kinds[k])},
         "model": request.get("model", self.default),
         "reader": self.reader().name,
     }
