@@ -286,6 +286,18 @@ CASES = {
         (["--graph=X -> Y", "--table={root}/table.json", QUERY,
           "--backend=numpyro"], "--backend needs a model"),
     ],
+    "launch.serve": [
+        ([], "--workdir is required"),
+        (["--workdir={root}/nosuch"], "does not exist"),
+        (["--workdir={root}/a_file"], "is a file, not a folder"),
+        (["--workdir={root}/empty_dir"], "is not a trained run"),
+        (["--workdir={root}/run_dir"], "has no trained model yet"),
+        (["--workdir={root}/trained", "--model=ancm_vae"],
+         "is a single trained model (a launch.train workdir); drop --model"),
+        (["--workdir={root}/run_dir", "--port=-1"],
+         "--port=-1 is outside 0..65535"),
+        (["--workdir={root}/run_dir", "--queue=0"], "--queue must be positive"),
+    ],
     "launch.show_data": [
         (["--out={root}/g.png"], "--dataset is required"),
         (["--dataset=colored_mnist_bars/backdoor"], "--out is required"),
@@ -507,7 +519,8 @@ def test_sample_posterior_takes_a_jax_key_and_is_reproducible():
 
 
 def test_help_exits_0_without_loading_jax():
-  for module in ("launch.train", "launch.edit", "launch.query"):
+  for module in ("launch.train", "launch.edit", "launch.query",
+                 "launch.serve"):
     code = (f"import runpy, sys; sys.argv = ['{module}', '--help']\n"
             "try:\n"
             f"  runpy.run_module('{module}', run_name='__main__')\n"
