@@ -15,6 +15,8 @@ from typing import Sequence
 import ml_collections
 from flax import nnx
 
+from ctfjax.mechanisms import cgn
+from ctfjax.mechanisms import dear
 from ctfjax.mechanisms import diffusion
 from ctfjax.mechanisms import gan
 from ctfjax.mechanisms import hvae
@@ -32,6 +34,8 @@ REGISTRY: dict[str, type] = {
     "hvae": hvae.HVAE,
     "ddpm": diffusion.Diffusion,
     "vae_ddpm": vae_ddpm.VAEDDPM,
+    "cgn": cgn.CGN,
+    "dear": dear.DEAR,
 }
 
 

@@ -1,0 +1,147 @@
+"""The CGN image mechanism: independent mechanisms composed into the image.
+
+Each of the shape, texture and background mechanisms reads its own
+attribute's slice of the features (and its own latent) and nothing else;
+the image is m * f + (1 - m) * b; the family trains a step through the
+ANCM on 2 fake devices as the `cgn` variant of the comparison config.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import compare_cgn_dear_colored_mnist
+from ctfjax import experiment
+from ctfjax.ancm import fit
+from ctfjax.mechanisms import MechanismError, cgn
+
+SMALL = {"latent_dim": 3, "decoder_convs": ((4, 3), (4, 3), (4, 3))}
+# Colored MNIST's feature order D, C, B: each block's slice of cond.
+SLICES = {"shape": slice(0, 10), "texture": slice(10, 12),
+          "background": slice(12, 14)}
+
+
+def small_cgn(**fields):
+  config = cgn.CGN.default_config()
+  config.update({**SMALL, **fields})
+  return cgn.CGN.create((32, 32, 3), 14, config, rngs=nnx.Rngs(0))
+
+
+def features(d, c, b):
+  return jnp.concatenate([jax.nn.one_hot(jnp.asarray(d), 10),
+                          jax.nn.one_hot(jnp.asarray(c), 2),
+                          jax.nn.one_hot(jnp.asarray(b), 2)], axis=-1)
+
+
+@pytest.mark.slow
+def test_each_mechanism_reads_only_its_own_attribute_and_latent():
+  model = small_cgn()
+  cond = features([3, 7], [0, 1], [1, 0])
+  u = model.prior(jax.random.key(0), 2)
+  layers = dict(zip(cgn.MECHANISMS, model.layers(cond, u)))
+  assert layers["shape"].shape == (2, 32, 32, 1)
+  assert layers["texture"].shape == layers["background"].shape == (
+      2, 32, 32, 3)
+  # Everything one mechanism does not read changed at once: the other
+  # attributes' blocks and the other mechanisms' latents.
+  noise = jax.random.normal(jax.random.key(1), cond.shape)
+  for name in cgn.MECHANISMS:
+    other_cond = cond + noise.at[:, SLICES[name]].set(0.0)
+    other_u = {k: (x if k == name else x + 1.0) for k, x in u.items()}
+    other = dict(zip(cgn.MECHANISMS, model.layers(other_cond, other_u)))
+    np.testing.assert_array_equal(other[name], layers[name])
+    for rest in cgn.MECHANISMS:  # and the others do see their changes
+      if rest != name:
+        assert not np.array_equal(other[rest], layers[rest])
+    # The gradient of the layer with respect to cond lives in its block.
+    grad = jax.grad(lambda c, name=name: dict(zip(
+        cgn.MECHANISMS, model.layers(c, u)))[name].sum())(cond)
+    outside = np.ones(14, bool)
+    outside[SLICES[name]] = False
+    assert np.all(np.asarray(grad)[:, outside] == 0.0)
+    assert np.abs(np.asarray(grad)[:, SLICES[name]]).sum() > 0
+
+
+@pytest.mark.slow
+def test_changing_the_colour_leaves_the_mask_and_background_bit_identical():
+  model = small_cgn()
+  u = model.prior(jax.random.key(2), 3)
+  factual = model.layers(features([1, 2, 3], [0, 0, 1], [0, 1, 1]), u)
+  edited = model.layers(features([1, 2, 3], [1, 1, 0], [0, 1, 1]), u)
+  np.testing.assert_array_equal(edited[0], factual[0])  # the mask
+  np.testing.assert_array_equal(edited[2], factual[2])  # the background
+  assert not np.array_equal(edited[1], factual[1])      # the foreground
+
+
+def test_composition_is_the_hand_computed_blend():
+  mask = jnp.array([0.25, 1.0, 0.0]).reshape(1, 3, 1, 1)
+  fg = jnp.array([[0.8, 0.2, 0.0], [0.5, 0.5, 0.5],
+                  [1.0, 1.0, 1.0]]).reshape(1, 3, 1, 3)
+  bg = jnp.array([[0.4, 0.0, 1.0], [0.1, 0.9, 0.3],
+                  [0.6, 0.7, 0.2]]).reshape(1, 3, 1, 3)
+  # 0.25 * f + 0.75 * b; pure foreground; pure background.
+  want = np.array([[0.5, 0.05, 0.75], [0.5, 0.5, 0.5],
+                   [0.6, 0.7, 0.2]]).reshape(1, 3, 1, 3)
+  np.testing.assert_allclose(cgn.compose(mask, fg, bg), want, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_prediction_is_the_blend_of_the_three_layers():
+  model = small_cgn()
+  cond = features([4], [1], [1])
+  u = model.prior(jax.random.key(3), 1)
+  m, f, b = (np.asarray(x, np.float64) for x in model.layers(cond, u))
+  np.testing.assert_allclose(model.predict(cond, u), m * f + (1 - m) * b,
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"blocks": (10, 2)}, "sum to 12"),
+    ({"texture": 0}, "exactly once"),
+])
+def test_a_layout_that_does_not_fit_the_features_is_one_line(fields, match):
+  with pytest.raises(MechanismError, match=match):
+    small_cgn(**fields)
+
+
+def variant_config(name: str) -> ml_collections.ConfigDict:
+  """A comparison variant's training config at the `tiny` size, 1 step."""
+  config = experiment.model_config(
+      compare_cgn_dear_colored_mnist.get_config("tiny"), name)
+  config.model.image[name].update(SMALL if name == "cgn" else {})
+  config.train.steps = 1
+  config.train.eval_every = 0
+  config.train.progress = False
+  return config
+
+
+@pytest.mark.slow
+def test_one_step_on_two_devices_under_the_edgeless_diagram(tmp_path):
+  config = variant_config("cgn")
+  assert config.model.graph == "D; C; B" and config.mesh.data == -1
+  assert len(jax.devices()) == 2
+  model, result = fit.train_and_evaluate(config, tmp_path / "run")
+  assert model.image_kind == "cgn" and result.steps == 1
+  _, start = fit.build(config, config.train.seed)
+  _, _, params = fit.load(tmp_path / "run")
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                       start["image"], params["image"])
+  assert all(jax.tree.leaves(moved))  # every image parameter trained
+  # An edit of the colour keeps the mask and background of the abduction.
+  ds = fit.load_split(config, "test", 4)
+  v = {k: ds[k] for k in model.order}
+  u = model.abduct_image(params, ds["image"], v, jax.random.key(0))
+  image = model.image_module(params)
+  new = {**v, "C": 1 - v["C"]}
+  factual = image.layers(model.encode(v), u)
+  edited = image.layers(model.encode(new), u)
+  np.testing.assert_array_equal(edited[0], factual[0])
+  np.testing.assert_array_equal(edited[2], factual[2])
+  out = model.edit(params, ds["image"], {"C": 1 - v["C"]}, jax.random.key(1),
+                   num_samples=2, labels=v)
+  assert out["image"].shape == (4, 2, 32, 32, 3)
+  # No edges: the descendant B keeps its factual value.
+  np.testing.assert_array_equal(out["B"], np.repeat(v["B"][:, None], 2, 1))
