@@ -238,6 +238,40 @@ def test_bad_variants_fail_with_the_key_named():
     job.run_models(config)
 
 
+def test_a_variant_may_give_its_diagram_as_text():
+  config = variant_config()
+  config.run.variants.reversed = ml_collections.ConfigDict({
+      "graph": "intensity -> thickness; digit", "overrides": {}})
+  config.run.models = ("fixed", "reversed")
+  assert job.run_models(config) == ("fixed", "reversed")
+  out = job.model_config(config, "reversed")
+  assert out.model.graph == "intensity -> thickness; digit"
+  assert job._assumed_graph(config, "reversed") == out.model.graph
+  assert job.model_config(config, "fixed").model.graph == ""  # Unchanged.
+
+
+@pytest.mark.parametrize("graph, message", [
+    ("thickness -> -> intensity", r"'run.variants.bad'.graph: cannot parse"),
+    ("thickness -> intensity -> thickness", r"'run.variants.bad'.graph: "),
+    ("thickness -> intensity", r"'run.variants.bad'.graph: .* names "
+     r"intensity, thickness; the dataset's features are digit, intensity, "
+     r"thickness"),
+    ("thickness -> intensity; digit; colour", r"'run.variants.bad'.graph: "
+     r".*the dataset's features are digit, intensity, thickness"),
+])
+def test_a_bad_variant_graph_fails_with_the_variant_named(graph, message):
+  config = variant_config()
+  config.run.variants.bad = ml_collections.ConfigDict({"graph": graph})
+  with pytest.raises(UserError, match=message) as info:
+    job.variants(config)
+  assert "\n" not in str(info.value)
+  config.run.variants.bad = ml_collections.ConfigDict(
+      {"graph": "thickness -> intensity; digit", "diagram": "ancm_vae"})
+  with pytest.raises(UserError, match=r"'run.variants.bad': give "
+                     r"'diagram' .* or 'graph' .*, not both"):
+    job.variants(config)
+
+
 def test_the_quickstart_has_no_variants_and_keeps_its_models():
   config = quickstart.get_config()
   assert job.variants(config) == {}
