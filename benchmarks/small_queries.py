@@ -31,14 +31,6 @@ from ctfjax import causal as cc
 from ctfjax.causal import examples
 from launch import cli
 
-flags.DEFINE_string(
-    "out", "benchmarks/results/small_queries/small_queries.json",
-    "JSON output.")
-flags.DEFINE_integer("models", 200, "Number of random models.")
-flags.DEFINE_integer("seed", 0, "Seed of the model and query draws.")
-flags.DEFINE_bool("check", True, "Compare each answer with dense enumeration.")
-flags.DEFINE_integer("repeats", 20, "Timed repeats of the 4-pixel query per "
-                     "backend, after its first call.")
 FLAGS = flags.FLAGS
 
 FOUR_PIXEL_QUERY = "P(I_{X=1}=14 | I=5)"
@@ -143,5 +135,20 @@ def main():
   cli.write_json(FLAGS.out, out)
 
 
+def define_flags():
+  """The command's flags, defined only when it runs as a command, so that
+  tests may import its model generators beside other benchmarks' flags."""
+  flags.DEFINE_string(
+      "out", "benchmarks/results/small_queries/small_queries.json",
+      "JSON output.")
+  flags.DEFINE_integer("models", 200, "Number of random models.")
+  flags.DEFINE_integer("seed", 0, "Seed of the model and query draws.")
+  flags.DEFINE_bool("check", True,
+                    "Compare each answer with dense enumeration.")
+  flags.DEFINE_integer("repeats", 20, "Timed repeats of the 4-pixel query per "
+                       "backend, after its first call.")
+
+
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

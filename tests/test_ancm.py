@@ -286,7 +286,7 @@ def test_edit_cli_missing_run(tmp_path):
      "mean 'train.steps'?"),
     ("model.image.kind=nope", "error: unknown image mechanism kind 'nope' "
      "(config key 'model.image.kind'); known: vae, gan, hvae, ddpm, "
-     "vae_ddpm"),
+     "vae_ddpm, cgn, dear"),
 ])
 @pytest.mark.slow
 def test_train_cli_rejects_bad_config(tmp_path, override, message):

@@ -543,8 +543,9 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
     ("benchmark.models=((), ('vae_ddpm',))",
      r"'benchmark.datasets' \(6\) and 'benchmark.models' \(2\)"),
     ("benchmark.tables=('minimality', 'speed')",
-     "unknown table 'speed'; known: models, ctf_consistency, effectiveness, "
-     "composition, reversibility, minimality, realism, ground_truth"),
+     "unknown table 'speed'; known: verdict, models, ctf_consistency, "
+     "ctf_by_diagram, effectiveness, composition, reversibility, minimality, "
+     "realism, ground_truth"),
     # The comparison config's own VAE-ANCM would give the back door's
     # ancm_vae row a second time.
     ("benchmark.models=((), (), (), ('ancm_gan',), ('vae_ddpm',), "

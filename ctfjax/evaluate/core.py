@@ -102,8 +102,9 @@ def eval_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   `eval.care` when it is not the default (so a report of another care set
   is never reused for this one, and older reports still are)."""
   out = {k: config.eval[k] for k in train_config.EVAL_MINIMUM}
-  if config.eval[CARE_KEY].strip():
-    out[CARE_KEY] = config.eval[CARE_KEY]
+  care = config.eval.get(CARE_KEY) or ""
+  if care.strip():
+    out[CARE_KEY] = care
   return out
 
 
