@@ -63,7 +63,7 @@ def main():
   # pylint: disable=import-outside-toplevel
   from ctfjax import causal as cc
   from ctfjax.causal import examples
-  from ctfjax.causal import numpyro_backend
+  from ctfjax.causal import numpyro_file
   # pylint: enable=import-outside-toplevel
   query = cli.require("query")
 
@@ -85,7 +85,7 @@ def main():
     if FLAGS.example:
       scm = examples.by_name(FLAGS.example)
     elif FLAGS.model:
-      scm = numpyro_backend.load_model(FLAGS.model, FLAGS.domains)
+      scm = numpyro_file.load_model(FLAGS.model, FLAGS.domains)
     else:
       scm = cc.DiscreteSCM.from_json(FLAGS.scm)
     graph, table = scm.graph, scm.observational()

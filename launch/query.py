@@ -45,7 +45,7 @@ def load_model():
   # pylint: disable=import-outside-toplevel
   from ctfjax import causal as cc
   from ctfjax.causal import examples
-  from ctfjax.causal import numpyro_backend
+  from ctfjax.causal import numpyro_file
   # pylint: enable=import-outside-toplevel
   if sum(map(bool, (FLAGS.scm, FLAGS.example, FLAGS.model))) != 1:
     cli.fail("give exactly one of --scm=spec.json or --example=NAME "
@@ -55,7 +55,7 @@ def load_model():
   if FLAGS.example:
     return examples.by_name(FLAGS.example)
   if FLAGS.model:
-    return numpyro_backend.load_model(FLAGS.model, FLAGS.domains)
+    return numpyro_file.load_model(FLAGS.model, FLAGS.domains)
   return cc.DiscreteSCM.from_json(FLAGS.scm)
 
 

@@ -17,7 +17,7 @@ from benchmarks.small_queries import random_queries
 from benchmarks.small_queries import random_scm
 from ctfjax import causal as cc
 from ctfjax.causal import examples
-from ctfjax.causal import numpyro_backend
+from ctfjax.causal import numpyro_file
 from test_numpyro_frontend import assert_same_scm
 
 TOL = 1e-12
@@ -143,10 +143,10 @@ def test_200_random_models(chunk):
 
 
 def test_load_model_reads_the_four_pixel_file():
-  scm = numpyro_backend.load_model(FOUR_PIXEL, ["I=16"])
+  scm = numpyro_file.load_model(FOUR_PIXEL, ["I=16"])
   assert_same_scm(scm, examples.four_pixel_ascm())
   # Without --domains the image's domain stops at its largest value.
-  assert numpyro_backend.load_model(FOUR_PIXEL).domains["I"] == 15
+  assert numpyro_file.load_model(FOUR_PIXEL).domains["I"] == 15
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ import numpy as np
 import opt_einsum
 
 from ctfjax.causal.table import SCMError, Table
-from ctfjax.causal.query import Query, QueryError, Term, Variable, World
+from ctfjax.causal.query import Query, Term, Variable, World
+from ctfjax.causal.query import ZeroProbabilityError
 from ctfjax.causal.query import parse_terms, parse_variables
 from ctfjax.causal.query import validate_terms, world_str
 
@@ -46,10 +47,6 @@ MAX_POSTERIOR_STATES = 2**22
 # Engines of `query` and `distribution`: this module's contraction (the
 # default) and NumPyro's own enumeration (`numpyro_backend`).
 BACKENDS = ("einsum", "numpyro")
-
-
-class ZeroProbabilityError(QueryError):
-  """Conditioning on evidence of probability zero."""
 
 
 Evidence = str | Sequence[Term] | Mapping[str, int] | None

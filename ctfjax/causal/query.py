@@ -32,6 +32,10 @@ class QueryError(UserError):
   """A malformed query, or one that names unknown variables or values."""
 
 
+class ZeroProbabilityError(QueryError):
+  """Conditioning on evidence of probability zero."""
+
+
 # A world is identified by its intervention: sorted ((var, value), ...).
 World = tuple[tuple[str, int], ...]
 
