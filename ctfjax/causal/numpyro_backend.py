@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,9 +54,6 @@ from numpyro.contrib.funsor import log_density
 from ctfjax.causal.query import ZeroProbabilityError
 from ctfjax.causal.query import Query, Term, Variable, World
 from ctfjax.causal.table import SCMError
-
-if TYPE_CHECKING:
-  from ctfjax.causal.discrete import DiscreteSCM
 
 # Most joint values `distribution` enumerates (one row of the compiled
 # function each).
@@ -72,7 +69,7 @@ _Shape = tuple[tuple[tuple[str, int], ...],
                tuple[tuple[str, World], ...]]
 
 
-def query(scm: DiscreteSCM, q: Query) -> float:
+def query(scm: Any, q: Query) -> float:
   """P(outcome | evidence) by NumPyro's enumeration.
 
   Args:
@@ -95,7 +92,7 @@ def query(scm: DiscreteSCM, q: Query) -> float:
   return float(np.exp(logp[0] - logp[1]))
 
 
-def distribution(scm: DiscreteSCM, variables: Sequence[Variable],
+def distribution(scm: Any, variables: Sequence[Variable],
                  evidence: Sequence[Term]) -> dict:
   """Exact P(variables | evidence) as {value: prob}, zero entries left out.
 
@@ -142,7 +139,7 @@ def _zero(evidence: Sequence[Term]) -> ZeroProbabilityError:
       f"evidence {', '.join(map(str, evidence))} has probability zero")
 
 
-def _log_probs(scm: DiscreteSCM, events: Sequence[Term], values: np.ndarray,
+def _log_probs(scm: Any, events: Sequence[Term], values: np.ndarray,
                masks: np.ndarray) -> np.ndarray:
   """log P(the masked-in events take `values`), one per row.
 
