@@ -48,7 +48,7 @@ from ctfjax.train import config as train_config
 # Bumped whenever the evaluation adds a report section or changes how one is
 # computed; the benchmark re-evaluates reports written by another version
 # instead of reusing them.
-EVALUATION_VERSION = 3
+EVALUATION_VERSION = 4
 # `eval.care`, the care set W the edits preserve (docs/evaluation.md, "Care
 # sets"): "" every feature (the default), "none" the empty set, or names
 # joined by commas, "D,B". Not in `train.base_eval_config` (its fields are

@@ -30,6 +30,7 @@ from flax import nnx
 
 from ctfjax import data
 from ctfjax import train
+from ctfjax.data import mnist
 from ctfjax.evaluate import networks
 from ctfjax.nn.conv import ConvClassifier
 
@@ -38,11 +39,19 @@ IMAGE_SHAPE = (32, 32, 1)  # MNIST padded 28 -> 32, one stroke channel
 PAD = (32 - 28) // 2
 
 
+# Its own trunk, not the ANCM label reader's (`ConvClassifier`'s default:
+# three 3x3 stride-2 convs of 32, 64, 64): images drawn to fool the reader a
+# model trains against must not fool the evaluation by sharing its
+# architecture (it shares neither weights, data nor seed either).
+CONVS = ((32, 5, 2, 2), (64, 5, 2, 2), (128, 3, 2, 1))
+ARCHITECTURE = "convs 5x5/5x5/3x3 of 32/64/128, dense 128"
+
+
 class DigitCNN(ConvClassifier):
-  """ConvClassifier over the stroke channel with its embedding exposed."""
+  """A conv classifier over the stroke channel with its embedding exposed."""
 
   def __init__(self, *, rngs: nnx.Rngs):
-    super().__init__(IMAGE_SHAPE, [10], rngs=rngs)
+    super().__init__(IMAGE_SHAPE, [10], rngs=rngs, convs=CONVS)
 
   def embed(self, x: jax.Array) -> jax.Array:
     """Penultimate activations [B, 128] of strokes [B, 32, 32, 1] in [0, 1]."""
@@ -136,8 +145,9 @@ def digit_reader(workdir: str | pathlib.Path, *, note: str,
   """
   path = networks.folder(workdir, NAME)
   config = networks.network_config(steps, seed=seed)
-  identity = {"steps": steps, "source": data.mnist.source_id(source, "train")}
-  images, labels = data.mnist.load(source, "train")
+  identity = {"steps": steps, "source": mnist.source_id(source, "train"),
+              "architecture": ARCHITECTURE}
+  images, labels = mnist.load(source, "train")
   ds = {"image": _mnist_strokes(images), "label": labels.astype(np.int32)}
   task = train.Task(
       init=MODULE.init, loss=_loss,
@@ -146,7 +156,7 @@ def digit_reader(workdir: str | pathlib.Path, *, note: str,
   params, info = networks.train_cached(path, identity, config, task)
   if info is not None:
     return DigitReader(params, info)
-  test_images, test_labels = data.mnist.load(source, "test")
+  test_images, test_labels = mnist.load(source, "test")
   reader = DigitReader(params, {})
   pred = np.argmax(reader.run(_mnist_strokes(test_images)), -1)
   info = {
