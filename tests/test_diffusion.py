@@ -658,6 +658,11 @@ def test_frontdoor_comparison_gives_the_diffusion_ncm_the_vae_ancms_ncm():
   for key, value in ancm.SAMPLER_EVAL.items():
     assert config.eval[key] == alone.eval[key] == value, key
     assert two_stage.get_config().eval[key] == value, key
+  # The ctf-consistency rows keep the base 500 test images per family.
+  from ctfjax import train
+  for each in (config, alone, two_stage.get_config()):
+    assert each.eval.get("test_size",
+                         train.base_eval_config().test_size) >= 500
   model = fit.model_of(diff)
   assert [(s.name, s.steps) for s in model.stages] == [
       ("ddpm", compare.DIFFUSION_STEPS)]
