@@ -134,6 +134,7 @@ class ANCM:
   def create(cls, graph: Graph | str, features: Mapping[str, Any],
              image_shape: Sequence[int], rng: Array | int, *,
              image: ml_collections.ConfigDict | None = None,
+             true_graph: Graph | str | None = None,
              train_steps: int = 1,
              ncm_kwargs: Mapping | None = None,
              num_particles: int = 256, faithful_weight: float = 1.0,
@@ -147,6 +148,9 @@ class ANCM:
       rng: PRNG key or int seed.
       image: the `model.image` config section (`mechanisms.image_config`);
         None for the default VAE.
+      true_graph: the dataset's true diagram over the same features, when
+        known and `graph` is another (the image mechanism may use it as
+        prior knowledge: DEAR's super-graph); None: unknown.
       train_steps: the run's `train.steps` (the stages' step counts).
       ncm_kwargs: `latent_dim`, `hidden`, `latent_prior` of the NCM.
       num_particles: prior particles for feature-level abduction.
@@ -160,9 +164,13 @@ class ANCM:
     key = jax.random.key(rng) if isinstance(rng, int) else rng
     k_ncm, k_img, k_reader = jax.random.split(key, 3)
     ncm, ncm_params = NCM.create(graph, features, k_ncm, **(ncm_kwargs or {}))
-    cond_dim = sum(k.width for k in ncm.features.values())
+    if isinstance(true_graph, str):
+      true_graph = Graph.parse(true_graph)
+    layout = mechanisms.Features(
+        ncm.order, tuple(ncm.features[k].width for k in ncm.order),
+        ncm.graph, true_graph)
     image_def, image_params = nnx.split(mechanisms.create(
-        image, image_shape, cond_dim, nnx.Rngs(k_img)))
+        image, image_shape, layout, nnx.Rngs(k_img)))
     heads = [ncm.features[k].head_size for k in ncm.order]
     reader_def, reader_params = nnx.split(ConvClassifier(
         image_shape, heads, rngs=nnx.Rngs(k_reader)))
