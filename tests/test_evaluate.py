@@ -485,8 +485,9 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
       ("vae_ddpm",), ("diffusion_ncm",)]
   assert [run.config.train.steps for run in runs] == [100, 100, 1500, 1500,
                                                      1500, 15000]
-  assert [run.config.eval.test_size for run in runs] == [500, 500, 500, 500,
-                                                        128, 128]
+  assert [run.config.eval.test_size for run in runs] == [500] * 6
+  assert [run.config.eval.composition_size for run in runs] == [
+      200, 200, 200, 200, 32, 32]
   assert runs[5].config.data.name == "colored_mnist_bars/frontdoor"
   # The diffusion run's override reaches its variant's training steps.
   assert job.model_config(runs[5].config, "diffusion_ncm").train.steps == 3000
