@@ -240,6 +240,16 @@ def test_one_step_on_two_devices_trains_codes_and_unet_together(tmp_path):
                          start[part], params[part])
     assert all(jax.tree.leaves(moved)), part  # the codes train end to end
   check_round_trip(loaded.ncm, params["ncm"])
+  # The diffusion loss reaches every value's code, and no mechanism MLP:
+  # the U-Net reads A_i(V_i), not the codes g_i computes.
+  ds = fit.load_split(config, "train", 8)
+  grads = jax.grad(lambda p: model.stage_losses(
+      p, ds, jax.random.key(0))[1]["image_loss_per_dim"])(start)
+  norms = {mechanisms.path_names(path): float(jnp.abs(g).max()) for path, g
+           in jax.tree_util.tree_flatten_with_path(grads["ncm"])[0]}
+  assert {k[0] for k in norms} == {"autoencoders", "nets"}
+  for path, norm in norms.items():
+    assert (norm > 0) == (path[0] == "autoencoders"), (path, norm)
 
 
 @pytest.mark.slow
