@@ -18,10 +18,15 @@ classifier-free guidance 3, the luma/chroma basis, 1,000 steps of batch
   values back, do() sets a code to its value's, and the U-Net is
   conditioned on the codes, learned with it end to end.
 
-Each trains in about 11 minutes on 2 quiet cores (docs/results/hd_ncm.md
-has the measured budget). The run evaluates at configs/ancm.py's
-SAMPLER_EVAL sizes (500 test images per intervention family, 32 in the
-cycles).
+The two cost the same per step (the U-Net dominates; the codes widen its
+condition from 14 to 48 inputs and add three small MLPs): the one-hot
+model's 1,000 steps took 616 s on 2 cores (docs/results/diffusion.md, "At
+the config's 1,000 steps"). No run of this config is committed yet. The
+run evaluates at configs/ancm.py's SAMPLER_EVAL sizes (500 test images
+per intervention family, 32 in the cycles; `--config.eval.test_size=128`
+for the size of the committed diffusion reports). Back door:
+`--config.data.name=colored_mnist_bars/backdoor`. `:tiny` shrinks both
+models to seconds (tests).
 """
 
 import ml_collections
