@@ -125,6 +125,7 @@ def test_do_keeps_non_descendants_codes_and_recomputes_descendants(
   assert 0 < moved.sum() < len(moved)
 
 
+@pytest.mark.slow
 def test_a_descendant_follows_its_parents_code(front_door):
   """B's logits depend on C's code: the same latents and noise give other
   values of B under do(C=0) and do(C=1), and do(C=c) for rows already at c
