@@ -29,9 +29,13 @@ accuracy of ours: the column says both.
 Rows: the paper's VAE with fixed and with learned likelihood scale, its
 HVAE with counterfactual fine-tuning (Appendix A.3: the paper's CelebA
 HVAE ignores the condition without it, so its Table 4 has no plain HVAE)
-and its GAN with cyclic fine-tuning (A.4). Adding a row is one entry of
-`ROWS`; `PUBLISHED` holds every CelebA row of the paper (its plain HVAE
-and GAN too).
+and its GAN with cyclic fine-tuning (A.4); then Pan & Bareinboim's two
+comparison models, CGN and DEAR (configs/compare_cgn_dear_colored_mnist.py),
+which the paper does not have (no published numbers): both read the
+attributes' layout and diagram from the model, so each is one entry, its
+CGN roles named by attribute (docs/models.md, "CGN"). Adding a row is one
+entry of `ROWS`; `PUBLISHED` holds every CelebA row of the paper (its
+plain HVAE and GAN too).
 
 Budgets. The paper trains the VAE about 600K iterations of batch 128, the
 HVAE 2M of batch 32 (then 2K of fine-tuning), the GAN until early stopping,
@@ -182,6 +186,15 @@ ROWS = {
             **morpho.GAN, "finetune_steps": morpho.CYCLIC_STEPS,
             "finetune_learning_rate": 1e-3}}},
         "train": {"steps": morpho.GAN_STEPS}}),
+    # Not in the paper. Under the edgeless diagram, as in the comparison
+    # (here it is also the true one). CGN: the glasses are the masked
+    # object over the face, which reads Smiling; the texture mechanism has
+    # no attribute left. DEAR: the true diagram's super-graph (no edge).
+    "cgn": row("CGN", {"model": {"image": {"kind": "cgn", "cgn": {
+        "shape_feature": "Eyeglasses", "background_feature": "Smiling"}}}},
+               diagram="cvae_noncausal"),
+    "dear": row("DEAR", {"model": {"image": {"kind": "dear"}}},
+                diagram="cvae_noncausal"),
 }
 
 

@@ -18,10 +18,15 @@ intervened feature alone; docs/models.md, "CGN" and "DEAR"):
   and a background (the bar) from B, composed as m f + (1 - m) b. It
   ignores every edge between attributes;
 * "dear": Shen et al.'s DEAR (ctfjax/mechanisms/dear.py): a generator of
-  a latent whose factor codes follow a linear SCM on a super-graph of the
-  true diagram's directed edges (backdoor D -> B, C -> B; frontdoor
-  D -> C, C -> B); an edit intervenes on the codes and the SCM carries it
-  to the descendants.
+  a latent whose factor codes follow a linear SCM on a super-graph, by
+  default the true diagram's directed edges (backdoor D -> B, C -> B;
+  frontdoor D -> C, C -> B); an edit intervenes on the codes and the SCM
+  carries it to the descendants.
+
+Both read the features' layout and the diagrams from the model
+(`ctfjax.mechanisms.Features`): CGN's mechanisms read D, C and B, the
+features in the model's order, and DEAR's super-graph is the dataset's,
+so the two datasets differ only in `data.name`.
 
 The argument picks the dataset (`backdoor`, the default, or `frontdoor`)
 and a size preset after a comma (`frontdoor,tiny`; `cpu` by default):
@@ -35,17 +40,13 @@ import ml_collections
 from configs import ancm
 from configs import quickstart
 
-# DEAR's super-graph per dataset: (parent, child) indices into the feature
-# order D, C, B (topological in both diagrams); bidirected edges have no
-# directed counterpart.
-EDGES = {"backdoor": ((0, 2), (1, 2)),   # D -> B, C -> B
-         "frontdoor": ((0, 1), (1, 2))}  # D -> C, C -> B
+DATASETS = ("backdoor", "frontdoor")  # colored_mnist_bars/<dataset>
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parts = (arg or "").split(",")
-  dataset = parts[0] if parts[0] in EDGES else "backdoor"
-  preset = parts[-1] if parts[-1] not in EDGES else None
+  dataset = parts[0] if parts[0] in DATASETS else "backdoor"
+  preset = parts[-1] if parts[-1] not in DATASETS else None
   config = quickstart.get_config()
   config.data.name = f"colored_mnist_bars/{dataset}"
   config.run.variants = ml_collections.ConfigDict()
@@ -54,7 +55,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "overrides": {"model": {"image": {"kind": "cgn"}}}})
   config.run.variants.dear = ml_collections.ConfigDict({
       "diagram": "cvae_noncausal",
-      "overrides": {"model": {"image": {"kind": "dear", "dear": {
-          "edges": EDGES[dataset]}}}}})
+      "overrides": {"model": {"image": {"kind": "dear"}}}})
   config.run.models = ("cgn", "dear")
   return ancm.sized(config, preset)

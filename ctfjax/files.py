@@ -18,17 +18,21 @@ not against power loss.
 Paths a user names are checked before any work or write, by the three
 `existing_dir`, `writable_dir` and `writable_file`: every command and library
 entry point uses them, so a read-only folder or a file where a folder belongs
-is one clear error up front, not a traceback after a minute of work.
+is one clear error up front, not a traceback after a minute of work. A
+Python file a user names (a config, a NumPyro model) is loaded by
+`python_module`, with the same kind of errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import json
 import os
 import pathlib
 import shutil
+import types
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -195,3 +199,33 @@ def removed_on_failure(folder: str | os.PathLike,
     if not existed and not keep(folder):
       shutil.rmtree(folder, ignore_errors=True)
     raise
+
+
+def python_module(path: str | os.PathLike, what: str,
+                  expects: str = "") -> types.ModuleType:
+  """The module a user's Python file defines, executed under a private name.
+
+  Args:
+    path: the file.
+    what: what the file is, for the errors ("config file").
+    expects: what the file should hold, appended to the not-Python error
+      (" with a get_config()").
+
+  Raises:
+    UserError: a missing file, a folder or non-.py file, or a file whose
+      execution raises (its exception's type and message in the line).
+  """
+  file = pathlib.Path(path)
+  if not file.exists():
+    raise UserError(f"{what} {path} does not exist")
+  if not file.is_file() or file.suffix != ".py":
+    raise UserError(f"{what} {path} is not a Python file (.py){expects}")
+  spec = importlib.util.spec_from_file_location(
+      f"_ctfjax_{what.split()[0]}_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # A broken file is the user's, not a bug here.
+    raise UserError(f"{what} {path} fails to load: "
+                    f"{type(e).__name__}: {e}") from None
+  return module

@@ -22,17 +22,8 @@ import json
 from absl import flags
 
 from launch import cli
+from launch import model_source
 
-flags.DEFINE_string("scm", None, "Path of a DiscreteSCM JSON spec.")
-flags.DEFINE_string("example", None, "A built-in model instead of --scm: "
-                    "four_pixel, witness_a1, ... (docs/causal.md).")
-flags.DEFINE_string("model", None,
-                    "A NumPyro model instead of --scm: path/to/model.py:fn "
-                    "(read with DiscreteSCM.from_numpyro).")
-flags.DEFINE_list("domains", [], "With --model: domain sizes of endogenous "
-                  "sites whose values do not reach them, e.g. I=16.")
-flags.DEFINE_string("backend", "einsum", "Exact engine of the model's value: "
-                    "einsum (default) or numpyro.")
 flags.DEFINE_string("graph", None, "Diagram text, e.g. 'D <-> C; D -> B'.")
 flags.DEFINE_string("table", None, "Path of a JSON table of P(V).")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0, Y=0)'.")
@@ -59,35 +50,22 @@ def load_table(path: str):
 
 
 def main():
-  # The library loads JAX; imported here so that --help answers at once.
-  # pylint: disable=import-outside-toplevel
-  from ctfjax import causal as cc
-  from ctfjax.causal import examples
-  from ctfjax.causal import numpyro_file
-  # pylint: enable=import-outside-toplevel
+  from ctfjax import causal as cc  # pylint: disable=import-outside-toplevel
   query = cli.require("query")
-
-  sources = [bool(FLAGS.scm), bool(FLAGS.example), bool(FLAGS.model),
-             bool(FLAGS.graph or FLAGS.table)]
-  if sum(sources) != 1:
-    cli.fail("give one of --scm, --example, or --graph with --table "
-             "(or --model)")
-  if FLAGS.domains and not FLAGS.model:
-    cli.fail("--domains applies to --model only")
   truth = None
   if FLAGS.graph or FLAGS.table:
+    if model_source.given():
+      cli.fail("give exactly one of --scm, --example, or --graph with "
+               "--table (or --model)")
     if FLAGS["backend"].present:
       cli.fail("--backend needs a model (--scm, --example or --model): a "
                "graph and a table have no exact value to compute")
+    if FLAGS.domains:
+      cli.fail("--domains applies to --model only")
     graph = cc.Graph.parse(cli.require("graph"))
     table = load_table(cli.require("table"))
   else:
-    if FLAGS.example:
-      scm = examples.by_name(FLAGS.example)
-    elif FLAGS.model:
-      scm = numpyro_file.load_model(FLAGS.model, FLAGS.domains)
-    else:
-      scm = cc.DiscreteSCM.from_json(FLAGS.scm)
+    scm = model_source.load("--scm, --example, or --graph with --table")
     graph, table = scm.graph, scm.observational()
     truth = cc.query(scm, query, backend=FLAGS.backend)
   b = cc.bounds_certificate(graph, table, query, time_limit=FLAGS.time_limit)

@@ -19,17 +19,8 @@ import json
 from absl import flags
 
 from launch import cli
+from launch import model_source
 
-flags.DEFINE_string("scm", None, "Path of a DiscreteSCM JSON spec.")
-flags.DEFINE_string("example", None, "A built-in model instead of --scm: "
-                    "four_pixel, witness_a1, ... (docs/causal.md).")
-flags.DEFINE_string("model", None,
-                    "A NumPyro model instead of --scm: path/to/model.py:fn "
-                    "(read with DiscreteSCM.from_numpyro).")
-flags.DEFINE_list("domains", [], "With --model: domain sizes of endogenous "
-                  "sites whose values do not reach them, e.g. I=16.")
-flags.DEFINE_string("backend", "einsum", "Exact engine: einsum (the default "
-                    "contraction) or numpyro (NumPyro's enumeration).")
 flags.DEFINE_string("query", None, "A query, e.g. 'P(Y_{X=1}=1 | X=0)'.")
 flags.DEFINE_string("distribution", None,
                     "Variables whose exact distribution to print, "
@@ -39,29 +30,9 @@ flags.DEFINE_bool("json", False, "Print JSON instead of text.")
 FLAGS = flags.FLAGS
 
 
-def load_model():
-  """The model named by --scm, --example or --model."""
-  # The library loads JAX; imported here so that --help answers at once.
-  # pylint: disable=import-outside-toplevel
-  from ctfjax import causal as cc
-  from ctfjax.causal import examples
-  from ctfjax.causal import numpyro_file
-  # pylint: enable=import-outside-toplevel
-  if sum(map(bool, (FLAGS.scm, FLAGS.example, FLAGS.model))) != 1:
-    cli.fail("give exactly one of --scm=spec.json or --example=NAME "
-             "(or --model=model.py:fn)")
-  if FLAGS.domains and not FLAGS.model:
-    cli.fail("--domains applies to --model only")
-  if FLAGS.example:
-    return examples.by_name(FLAGS.example)
-  if FLAGS.model:
-    return numpyro_file.load_model(FLAGS.model, FLAGS.domains)
-  return cc.DiscreteSCM.from_json(FLAGS.scm)
-
-
 def main():
   from ctfjax import causal as cc  # pylint: disable=import-outside-toplevel
-  scm = load_model()
+  scm = model_source.load()
   if bool(FLAGS.query) == bool(FLAGS.distribution):
     cli.fail("give exactly one of --query or --distribution")
   if FLAGS.query:

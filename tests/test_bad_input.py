@@ -252,7 +252,8 @@ CASES = {
     ],
     "launch.bounds": [
         ([SCM], "--query is required"),
-        ([QUERY], "give one of --scm, --example, or --graph with --table"),
+        ([QUERY],
+         "give exactly one of --scm, --example, or --graph with --table"),
         ([SCM, QUERY, "--time_limit=-1"],
          "time_limit must be a finite number of seconds >= 0, got -1.0"),
         ([SCM, QUERY, "--time_limit=nan"],
@@ -273,7 +274,7 @@ CASES = {
         (["--graph=X -> Y", "--table={root}/missing.json", QUERY],
          "{root}/missing.json"),
         ([SCM, "--query=P(Y_{X=1}=1 | X=0, Y=0"], "P(Y_{X=1}=1 | X=0, Y=0"),
-        ([SCM, MODEL, QUERY], "give one of --scm, --example"),
+        ([SCM, MODEL, QUERY], "give exactly one of --scm, --example"),
         (["--model={root}/missing.py:model", QUERY],
          "model file {root}/missing.py does not exist"),
         (["--model=examples/four_pixel_numpyro.py:nosuch", QUERY],

@@ -1,9 +1,10 @@
 """The CGN image mechanism: independent mechanisms composed into the image.
 
 Each of the shape, texture and background mechanisms reads its own
-attribute's slice of the features (and its own latent) and nothing else;
-the image is m * f + (1 - m) * b; the family trains a step through the
-ANCM on 2 fake devices as the `cgn` variant of the comparison config.
+attribute's slice of the features (and its own latent) and nothing else,
+the attribute found by its name in the model's layout; the image is
+m * f + (1 - m) * b; the family trains a step through the ANCM on 2 fake
+devices as the `cgn` variant of the comparison config.
 """
 
 import jax
@@ -16,18 +17,20 @@ from flax import nnx
 from configs import compare_cgn_dear_colored_mnist
 from ctfjax import experiment
 from ctfjax.ancm import fit
-from ctfjax.mechanisms import MechanismError, cgn
+from ctfjax.mechanisms import Features, MechanismError, cgn
 
 SMALL = {"latent_dim": 3, "decoder_convs": ((4, 3), (4, 3), (4, 3))}
-# Colored MNIST's feature order D, C, B: each block's slice of cond.
+# Colored MNIST's features in the model's order, and each mechanism's
+# slice of cond by default (D, C, B in that order).
+LAYOUT = Features(("D", "C", "B"), (10, 2, 2))
 SLICES = {"shape": slice(0, 10), "texture": slice(10, 12),
           "background": slice(12, 14)}
 
 
-def small_cgn(**fields):
+def small_cgn(layout=LAYOUT, **fields):
   config = cgn.CGN.default_config()
   config.update({**SMALL, **fields})
-  return cgn.CGN.create((32, 32, 3), 14, config, rngs=nnx.Rngs(0))
+  return cgn.CGN.create((32, 32, 3), layout, config, rngs=nnx.Rngs(0))
 
 
 def features(d, c, b):
@@ -98,13 +101,46 @@ def test_prediction_is_the_blend_of_the_three_layers():
                              atol=1e-6)
 
 
-@pytest.mark.parametrize("fields, match", [
-    ({"blocks": (10, 2)}, "sum to 12"),
-    ({"texture": 0}, "exactly once"),
-])
-def test_a_layout_that_does_not_fit_the_features_is_one_line(fields, match):
+@pytest.mark.slow
+def test_each_mechanism_reads_the_feature_its_config_names():
+  # Shape and texture swapped: the mask follows the colour C, the
+  # foreground the digit D.
+  model = small_cgn(shape_feature="C", texture_feature="D")
+  assert model.roles == ("C", "D", "B")
+  assert model.reads == ((10, 12), (0, 10), (12, 14))
+  u = model.prior(jax.random.key(4), 2)
+  base = model.layers(features([3, 7], [0, 1], [1, 0]), u)
+  new_colour = model.layers(features([3, 7], [1, 0], [1, 0]), u)
+  new_digit = model.layers(features([4, 8], [0, 1], [1, 0]), u)
+  assert not np.array_equal(new_colour[0], base[0])  # the mask moves
+  np.testing.assert_array_equal(new_digit[0], base[0])  # and not with D
+  np.testing.assert_array_equal(new_colour[1], base[1])
+  assert not np.array_equal(new_digit[1], base[1])
+
+
+def test_empty_roles_take_the_features_no_role_names_in_order():
+  two = Features(("Smiling", "Eyeglasses"), (2, 2))
+  assert cgn.assign_roles(LAYOUT, {}) == ("D", "C", "B")
+  assert cgn.assign_roles(LAYOUT, {"texture": "D"}) == ("C", "D", "B")
+  assert cgn.assign_roles(two, {}) == ("Smiling", "Eyeglasses", None)
+  assert cgn.assign_roles(two, {"shape": "Eyeglasses",
+                                "background": "Smiling"}) == (
+                                    "Eyeglasses", None, "Smiling")
+
+
+@pytest.mark.parametrize("layout, fields, match", [
+    (LAYOUT, {"shape_feature": "X"},
+     r"'model.image.cgn.shape_feature': unknown feature 'X'"),
+    (LAYOUT, {"shape_feature": "C", "background_feature": "C"},
+     r"'model.image.cgn.background_feature': feature 'C' is already read "
+     r"by the shape mechanism \('model.image.cgn.shape_feature'\)"),
+    (Features(("D", "C", "B", "T"), (10, 2, 2, 1)), {},
+     "no mechanism reads feature.s. T"),
+], ids=["unknown", "twice", "four_features"])
+def test_a_role_that_does_not_fit_the_features_is_one_line(layout, fields,
+                                                          match):
   with pytest.raises(MechanismError, match=match):
-    small_cgn(**fields)
+    small_cgn(layout, **fields)
 
 
 def variant_config(name: str) -> ml_collections.ConfigDict:

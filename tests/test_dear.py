@@ -3,8 +3,10 @@
 The SCM layer's density, abduction and interventions against hand
 computations and the linear-Gaussian closed form; an intervention changes
 the intervened factor's and its descendants' codes and leaves every other
-code bit-identical; the family trains a step through the ANCM on 2 fake
-devices as the `dear` variant of the comparison config.
+code bit-identical; the super-graph comes from the dataset's true diagram
+by default, or from a text over the features' names; the family trains a
+step through the ANCM on 2 fake devices as the `dear` variant of the
+comparison config.
 """
 
 import jax
@@ -15,13 +17,18 @@ from flax import nnx
 from jax.scipy.stats import multivariate_normal
 
 from ctfjax.ancm import fit
-from ctfjax.mechanisms import MechanismError, dear
+from ctfjax.causal.graph import Graph
+from ctfjax.mechanisms import Features, MechanismError, dear
 from test_cgn import features, variant_config
 
 # Colored MNIST's blocks D (10), C (2), B (2) and the backdoor super-graph
 # D -> B, C -> B.
 BLOCKS, EDGES = (10, 2, 2), ((0, 2), (1, 2))
 SLICES = (slice(0, 10), slice(10, 12), slice(12, 14))
+# The backdoor model as the comparison runs it: the edgeless diagram over
+# the true diagram D <-> C, D -> B, C -> B.
+LAYOUT = Features(("D", "C", "B"), BLOCKS, Graph.parse("D; C; B"),
+                  Graph.parse("D <-> C; D -> B; C -> B"))
 
 
 def random_scm(blocks=BLOCKS, edges=EDGES, seed=0):
@@ -100,7 +107,7 @@ def test_an_intervention_changes_exactly_the_descendants_codes(
 def small_dear():
   config = dear.DEAR.default_config()
   config.update({"rest_dim": 3, "decoder_convs": ((4, 3), (4, 3), (4, 3))})
-  return dear.DEAR.create((32, 32, 3), 14, config, rngs=nnx.Rngs(0))
+  return dear.DEAR.create((32, 32, 3), LAYOUT, config, rngs=nnx.Rngs(0))
 
 
 @pytest.mark.slow
@@ -125,6 +132,38 @@ def test_prediction_intervenes_on_the_changed_factors_only():
 def test_an_edge_against_the_feature_order_is_one_line():
   with pytest.raises(MechanismError, match=r"edge \(2, 0\)"):
     dear.SCMLayer(BLOCKS, ((2, 0),))
+
+
+def test_the_default_super_graph_is_the_true_diagrams_directed_edges():
+  # Not the edgeless diagram the model assumes: D <-> C has no counterpart.
+  assert dear.super_graph_edges(LAYOUT) == EDGES
+  frontdoor = Features(("D", "C", "B"), BLOCKS, Graph.parse("D; C; B"),
+                       Graph.parse("D -> C; C -> B; D <-> B"))
+  assert dear.super_graph_edges(frontdoor) == ((0, 1), (1, 2))
+  # No true diagram: the model's own; neither: no edge.
+  assert dear.super_graph_edges(Features(
+      ("D", "C", "B"), BLOCKS, Graph.parse("D -> C; C -> B"))) == (
+          (0, 1), (1, 2))
+  assert dear.super_graph_edges(Features(("D", "C", "B"), BLOCKS)) == ()
+  # A user's super-graph over the features' names.
+  assert dear.super_graph_edges(LAYOUT, "C -> B") == ((1, 2),)
+  assert dear.super_graph_edges(LAYOUT, "D -> C; D -> B") == ((0, 1),
+                                                             (0, 2))
+  assert small_dear().scm.edges == EDGES
+
+
+@pytest.mark.parametrize("text, match", [
+    ("D -> X", r"'model.image.dear.super_graph': unknown feature 'X'"),
+    ("B -> D", r"'model.image.dear.super_graph': edge B -> D goes against "
+     "the model's feature order D, C, B"),
+    ("D <-> C", "bidirected"),
+    ("D => C", r"'model.image.dear.super_graph': cannot parse"),
+], ids=["unknown", "order", "bidirected", "syntax"])
+def test_a_bad_super_graph_is_one_line(text, match):
+  config = dear.DEAR.default_config()
+  config.super_graph = text
+  with pytest.raises(MechanismError, match=match):
+    dear.DEAR.create((32, 32, 3), LAYOUT, config, rngs=nnx.Rngs(0))
 
 
 @pytest.mark.slow

@@ -52,8 +52,8 @@ class Tiny(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape, cond_dim, config, *, rngs):
-    return cls(image_shape, cond_dim, rngs=rngs,
+  def create(cls, image_shape, features, config, *, rngs):
+    return cls(image_shape, features.cond_dim, rngs=rngs,
                adversarial=config.adversarial)
 
   @classmethod

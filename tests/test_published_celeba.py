@@ -13,7 +13,8 @@ from configs import benchmark_celeba
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FAMILIES = ("do(Smiling)", "do(Eyeglasses)")
-NAMES = ("vae_fixed", "vae_learned", "hvae_cf", "gan_finetuned")
+NAMES = ("vae_fixed", "vae_learned", "hvae_cf", "gan_finetuned", "cgn",
+         "dear")
 
 
 def load(tmp_path, *overrides):
@@ -182,7 +183,7 @@ def test_models_that_failed_their_bars_are_flagged(tmp_path):
   # The CSV and JSON keep the plain labels.
   assert {r["model"] for r in published.long_rows(built)} == {
       "VAE (fixed sigma)", "VAE (learned sigma)", "HVAE (cf)",
-      "GAN fine-tuned"}
+      "GAN fine-tuned", "CGN", "DEAR"}
 
 
 def test_published_numbers_follow_the_seed_text():
@@ -200,12 +201,14 @@ def test_published_numbers_follow_the_seed_text():
   assert p["HVAE"]["realism"] == {"fid": 12.667}
   assert p["HVAE"]["minimality"] == (0.295, 0.0001, 0.999)
   assert p["GAN fine-tuned"]["minimality"] == (0.304, 0.046, 0.953)
-  # The four rows are run variants with the paper's labels.
+  # The rows are run variants with the paper's labels (CGN and DEAR, not
+  # in the paper, with no published numbers).
   rows = benchmark_celeba.ROWS
   assert tuple(rows) == NAMES
   assert [r["label"] for r in rows.values()] == [
       "VAE (fixed sigma)", "VAE (learned sigma)", "HVAE (cf)",
-      "GAN fine-tuned"]
+      "GAN fine-tuned", "CGN", "DEAR"]
+  assert rows["cgn"]["published"] is None and rows["dear"]["budget"] is None
   config = benchmark_celeba.get_config()
   assert config.data.name == "celeba/simple" and config.data.source == ""
   assert set(config.run.variants) == set(config.benchmark.rows) == set(

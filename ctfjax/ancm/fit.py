@@ -71,6 +71,7 @@ def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
   """The ANCM a config describes, and parameters initialised from `rng`."""
   dataset = dataset_of(config)
   graph, features_ = features(dataset)
+  true_graph = graph
   m = config.model
   if m.get("graph"):
     graph = Graph.parse(m.graph)
@@ -79,7 +80,7 @@ def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
                       f"dataset's features {', '.join(features_)}")
   shape = dataset.image_shape
   return ANCM.create(
-      graph, features_, shape, rng, image=m.image,
+      graph, features_, shape, rng, image=m.image, true_graph=true_graph,
       train_steps=config.train.steps,
       ncm_kwargs={"latent_dim": m.ncm_latent_dim,
                   "hidden": tuple(m.ncm_hidden),

@@ -135,6 +135,7 @@ class ANCM:
   def create(cls, graph: Graph | str, features: Mapping[str, Any],
              image_shape: Sequence[int], rng: Array | int, *,
              image: ml_collections.ConfigDict | None = None,
+             true_graph: Graph | str | None = None,
              train_steps: int = 1,
              ncm_kwargs: Mapping | None = None,
              num_particles: int = 256, faithful_weight: float = 1.0,
@@ -148,6 +149,9 @@ class ANCM:
       rng: PRNG key or int seed.
       image: the `model.image` config section (`mechanisms.image_config`);
         None for the default VAE.
+      true_graph: the dataset's true diagram over the same features, when
+        known and `graph` is another (the image mechanism may use it as
+        prior knowledge: DEAR's super-graph); None: unknown.
       train_steps: the run's `train.steps` (the stages' step counts).
       ncm_kwargs: `latent_dim`, `hidden`, `latent_prior` of the NCM, and
         `code_dim`: 0 (default) for the NCM whose image condition is the
@@ -170,8 +174,14 @@ class ANCM:
                                        code_dim=code_dim, **ncm_kwargs)
     else:
       ncm, ncm_params = NCM.create(graph, features, k_ncm, **ncm_kwargs)
+    if isinstance(true_graph, str):
+      true_graph = Graph.parse(true_graph)
+    # Each feature's slice of the image condition: its code or encoding.
+    widths = tuple(code_dim or ncm.features[k].width for k in ncm.order)
+    assert sum(widths) == ncm.condition_dim, (widths, ncm.condition_dim)
+    layout = mechanisms.Features(ncm.order, widths, ncm.graph, true_graph)
     image_def, image_params = nnx.split(mechanisms.create(
-        image, image_shape, ncm.condition_dim, nnx.Rngs(k_img)))
+        image, image_shape, layout, nnx.Rngs(k_img)))
     heads = [ncm.features[k].head_size for k in ncm.order]
     reader_def, reader_params = nnx.split(ConvClassifier(
         image_shape, heads, rngs=nnx.Rngs(k_reader)))

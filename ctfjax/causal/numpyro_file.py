@@ -4,10 +4,9 @@ launch.bounds)."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 from typing import Sequence
 
+from ctfjax import files
 from ctfjax.causal.discrete import DiscreteSCM
 from ctfjax.causal.table import SCMError
 from ctfjax.errors import UserError
@@ -39,19 +38,7 @@ def load_model(spec: str, domains: Sequence[str] = ()) -> DiscreteSCM:
     raise UserError(f"--model must be path/to/model.py:function, got "
                     f"{spec!r}")
   sizes = _parse_domains(domains)
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise UserError(f"model file {path} does not exist")
-  if file.suffix != ".py":
-    raise UserError(f"model file {path} is not a Python file (.py)")
-  loader = importlib.util.spec_from_file_location(
-      f"_ctfjax_model_{file.stem}", file)
-  module = importlib.util.module_from_spec(loader)
-  try:
-    loader.loader.exec_module(module)
-  except Exception as e:  # A broken file is the user's, not a bug here.
-    raise UserError(f"model file {path} fails to load: "
-                    f"{type(e).__name__}: {e}") from None
+  module = files.python_module(path, "model file")
   fn = getattr(module, name, None)
   if fn is None:
     raise UserError(f"model file {path} has no function {name!r}")

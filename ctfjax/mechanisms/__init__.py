@@ -22,7 +22,7 @@ from ctfjax.mechanisms import gan
 from ctfjax.mechanisms import hvae
 from ctfjax.mechanisms import vae
 from ctfjax.mechanisms import vae_ddpm
-from ctfjax.mechanisms.base import Context, Group, ImageMechanism
+from ctfjax.mechanisms.base import Context, Features, Group, ImageMechanism
 from ctfjax.mechanisms.base import MechanismError
 from ctfjax.mechanisms.base import Stage, path_names, sampler_settings
 from ctfjax.mechanisms.base import compiler_options
@@ -64,18 +64,26 @@ def image_config(kind: str = "vae") -> ml_collections.ConfigDict:
 
 
 def settings(image: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The chosen family's settings: its defaults updated by the config's."""
+  """The chosen family's settings: its defaults updated by the config's.
+
+  The family's `RETIRED` settings (removed ones, still in the config.json
+  of a run written before) are left out: they configure nothing, and such
+  a run still loads and resumes.
+  """
   cls = family(image.kind)
   out = cls.default_config()
   if image.kind in image:
-    out.update(image[image.kind])
+    retired = getattr(cls, "RETIRED", ())
+    out.update({k: v for k, v in image[image.kind].items()
+                if k not in retired})
   return out
 
 
 def create(image: ml_collections.ConfigDict, image_shape: Sequence[int],
-           cond_dim: int, rngs: nnx.Rngs) -> ImageMechanism:
-  """A freshly initialised mechanism from the `model.image` config section."""
-  return family(image.kind).create(image_shape, cond_dim, settings(image),
+           features: Features | int, rngs: nnx.Rngs) -> ImageMechanism:
+  """A freshly initialised mechanism from the `model.image` config section,
+  for the features `features` (`Features`; an int: `Features.of`)."""
+  return family(image.kind).create(image_shape, features, settings(image),
                                    rngs=rngs)
 
 
@@ -85,7 +93,7 @@ def stages(image: ml_collections.ConfigDict,
   return family(image.kind).stages(settings(image), steps)
 
 
-__all__ = ["Context", "Group", "ImageMechanism", "MechanismError",
+__all__ = ["Context", "Features", "Group", "ImageMechanism", "MechanismError",
            "REGISTRY", "Stage", "create", "family", "image_config",
            "path_names", "sampler_settings", "settings", "stages",
            "compiler_options"]

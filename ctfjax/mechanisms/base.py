@@ -15,7 +15,14 @@ Conventions:
   (`ctfjax.causal.kinds.encode`), the same for every family, or the
   values' learned codes when the feature model has them
   (`ctfjax.ncm.codes.CodeNCM`; the ANCM asks `NCM.condition`);
-* `u` (U_I) is any pytree whose leaves have the leading batch axis B.
+* `u` (U_I) is any pytree whose leaves have the leading batch axis B;
+* `features` (`Features`, given to `create`) says what `cond` holds: the
+  features' names in the model's (topological) order, each one's width
+  and so its slice of `cond`, the diagram the model assumes and the
+  dataset's true diagram when known. Most families read only its
+  `cond_dim`; a family whose networks are wired per feature (CGN's three
+  mechanisms, DEAR's SCM over the factors' codes) reads the rest, so no
+  config restates a dataset's layout.
 
 What differs between families and is therefore owned by the mechanism:
 
@@ -51,12 +58,94 @@ import jax
 import ml_collections
 import optax
 
+from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
 
 Array = jax.Array
 # A parameter's path inside the mechanism's nnx state, e.g.
 # ("decoder", "head", "kernel").
 ParamPath = tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+  """The features as an image mechanism sees them: the layout of `cond`
+  and the diagrams over them.
+
+  `ANCM.create` builds it from its feature NCM (and the dataset's diagram);
+  `Features.of(width)` is a layout known only by its width, for a
+  mechanism built alone (a unit test, a speed benchmark).
+
+  Attributes:
+    names: the features in the order of their encodings in `cond`: the
+      model's topological order.
+    widths: each feature's encoding width (one-hot size of a categorical
+      feature, 1 for a continuous one), in `names` order.
+    graph: the diagram the model assumes over `names` (directed parents,
+      bidirected pairs); None when unknown.
+    true_graph: the dataset's true diagram; None when unknown. It differs
+      from `graph` for a model run under another diagram (the edgeless
+      `cvae_noncausal`), where prior knowledge of the true causal order is
+      still the dataset's (DEAR's super-graph).
+  """
+
+  names: tuple[str, ...]
+  widths: tuple[int, ...]
+  graph: Graph | None = None
+  true_graph: Graph | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "names", tuple(self.names))
+    object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+    if len(self.names) != len(self.widths):
+      raise MechanismError(f"features {self.names} have {len(self.widths)} "
+                           "widths; one each is needed")
+    for graph in (self.graph, self.true_graph):
+      if graph is not None and set(graph.nodes) != set(self.names):
+        raise MechanismError(f"diagram {graph} is not over the features "
+                             f"{', '.join(self.names)}")
+
+  @classmethod
+  def of(cls, features: Features | int) -> Features:
+    """`features` itself, or for an int D one unnamed feature "cond" of
+    width D and no diagram."""
+    if isinstance(features, Features):
+      return features
+    return cls(("cond",), (int(features),))
+
+  @property
+  def cond_dim(self) -> int:
+    """D, the width of `cond`: the sum of the widths."""
+    return sum(self.widths)
+
+  @property
+  def slices(self) -> tuple[slice, ...]:
+    """Each feature's slice of `cond`, in `names` order."""
+    return block_slices(self.widths)
+
+  def index(self, name: str, key: str) -> int:
+    """The position of feature `name` in `names`.
+
+    Args:
+      name: a feature's name.
+      key: the config key that gave it, for the error.
+
+    Raises:
+      MechanismError: no feature has that name.
+    """
+    if name not in self.names:
+      raise MechanismError(f"config key '{key}': unknown feature {name!r}; "
+                           f"the features are {', '.join(self.names)}")
+    return self.names.index(name)
+
+
+def block_slices(widths: Sequence[int]) -> tuple[slice, ...]:
+  """Consecutive slices of the given widths: each block's slice of `cond`."""
+  out, start = [], 0
+  for width in widths:
+    out.append(slice(start, start + int(width)))
+    start += int(width)
+  return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +231,8 @@ class ImageMechanism(Protocol):
     SAMPLER: {setting: default} of `predict` ({} when it has none).
     COMPILER_OPTIONS: optional; {backend: {XLA option: value}} to compile
       the family's computations with (`compiler_options`).
+    RETIRED: optional; names of settings the family no longer has, which
+      `mechanisms.settings` drops from older runs' configs.
     accelerator_config(image_shape=None): optional classmethod; the family
       section of the `accel` size preset for images of that shape
       (`celeba_sized` picks the paper's CelebA or MorphoMNIST network).
@@ -154,10 +245,12 @@ class ImageMechanism(Protocol):
     """The family's `model.image.<kind>` section, every field commented."""
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *, rngs) -> ImageMechanism:
     """A freshly initialised mechanism from its config section; every
-    family builds its defaults for 32x32 and 64x64 images alike."""
+    family builds its defaults for 32x32 and 64x64 images alike.
+    `features` is a `Features` (an int: `Features.of`); most families
+    read only its `cond_dim`."""
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,

@@ -22,24 +22,26 @@ as `vae`), so the family fits the `ImageMechanism` protocol: a one-pass
 `predict`, an exact prior N(0, I) independent of the features and a cheap
 `relabel`.
 
-The mechanism sees the features only as their concatenated encoding
-`cond`; `blocks` (the widths of the features' encodings in the model's
-feature order) and the `shape`, `texture` and `background` block indices
-say which slice each mechanism reads. Causally, CGN ignores every edge
-between attributes: it runs under the edgeless diagram (`cvae_noncausal`),
-so an edit changes the intervened attribute's mechanism only.
+Each mechanism reads its feature's slice of `cond`, found by the feature's
+name in the model's layout (`base.Features`): `shape_feature`,
+`texture_feature` and `background_feature` name them; a role left empty
+takes the next feature no role names, in the model's order (Colored MNIST:
+D, C, B), or none when none is left (its layer then depends on its latent
+alone). Causally, CGN ignores every edge between attributes: it runs under
+the edgeless diagram (`cvae_noncausal`), so an edit changes the intervened
+attribute's mechanism only.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from ctfjax.mechanisms.base import MechanismError, Stage
+from ctfjax.mechanisms.base import Features, MechanismError, Stage
 from ctfjax.mechanisms.vae import FIXED_LOG_STD
 from ctfjax.nn import gaussian
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder, block_scales
@@ -47,6 +49,8 @@ from ctfjax.nn.conv import ConvDecoder, ConvEncoder, block_scales
 # The three mechanisms, in the order their latents sit in the encoder's
 # output.
 MECHANISMS = ("shape", "texture", "background")
+# Each mechanism's config key: the name of the feature it reads.
+ROLE_KEYS = {name: f"{name}_feature" for name in MECHANISMS}
 
 
 def compose(mask, foreground, background):
@@ -62,42 +66,75 @@ def compose(mask, foreground, background):
   return mask * foreground + (1.0 - mask) * background
 
 
-def block_slices(blocks: Sequence[int]) -> tuple[slice, ...]:
-  """Each feature's slice of `cond` from the widths of the encodings."""
-  out, start = [], 0
-  for width in blocks:
-    out.append(slice(start, start + width))
-    start += width
-  return tuple(out)
+def assign_roles(features: Features, names: Mapping[str, str]
+                 ) -> tuple[str | None, ...]:
+  """The feature each mechanism reads, in `MECHANISMS` order.
+
+  Args:
+    features: the model's features.
+    names: {mechanism: feature name, or "" to take the next feature that no
+      mechanism names, in the model's order}.
+
+  Returns:
+    A feature name, or None where no feature is left, per mechanism.
+
+  Raises:
+    MechanismError: an unknown name, a feature named by two mechanisms, or
+      a feature no mechanism reads (more than three features).
+  """
+  given = {}
+  for mechanism in MECHANISMS:
+    name = names.get(mechanism) or ""
+    if not name:
+      continue
+    key = f"model.image.cgn.{ROLE_KEYS[mechanism]}"
+    features.index(name, key)
+    if name in given.values():
+      other = [m for m, n in given.items() if n == name][0]
+      raise MechanismError(
+          f"config key '{key}': feature {name!r} is already read by the "
+          f"{other} mechanism ('model.image.cgn.{ROLE_KEYS[other]}'); each "
+          "feature drives one mechanism")
+    given[mechanism] = name
+  rest = [n for n in features.names if n not in given.values()]
+  out = tuple(given[m] if m in given else (rest.pop(0) if rest else None)
+              for m in MECHANISMS)
+  if rest:
+    raise MechanismError(
+        f"model.image.cgn: no mechanism reads feature(s) {', '.join(rest)}; "
+        f"CGN has three ({', '.join(ROLE_KEYS.values())}) and the model "
+        f"{len(features.names)} features")
+  return out
 
 
 class CGN(nnx.Module):
   """Shape, texture and background mechanisms composed into the image."""
 
   SAMPLER = {}
+  # The hand-written layout of configs before the features' layout came
+  # from the model (block widths, block indices of the three roles).
+  RETIRED = ("blocks", "shape", "texture", "background")
 
-  def __init__(self, image_shape, cond_dim: int, *, rngs: nnx.Rngs,
-               blocks: Sequence[int] = (10, 2, 2), shape: int = 0,
-               texture: int = 1, background: int = 2, latent_dim: int = 8,
+  def __init__(self, image_shape, features: Features | int, *,
+               rngs: nnx.Rngs, shape_feature: str = "",
+               texture_feature: str = "", background_feature: str = "",
+               latent_dim: int = 8,
                decoder_convs=((24, 3), (24, 3), (16, 3)), hidden: int = 128,
                beta: float = 1.0):
-    blocks = tuple(int(w) for w in blocks)
-    roles = (shape, texture, background)
-    if sum(blocks) != cond_dim:
-      raise MechanismError(
-          f"model.image.cgn.blocks {blocks} sum to {sum(blocks)}, but the "
-          f"features' encoding has width {cond_dim}")
-    if sorted(roles) != list(range(len(blocks))):
-      raise MechanismError(
-          f"model.image.cgn: shape, texture and background {roles} must "
-          f"name each of the {len(blocks)} feature blocks exactly once")
+    features = Features.of(features)
+    cond_dim = features.cond_dim
     self.image_shape = tuple(image_shape)
     self.latent_dim = latent_dim
     self.beta = beta
-    slices = block_slices(blocks)
-    # Each mechanism's (start, stop) in cond, in `MECHANISMS` order (a
-    # tuple: static structure, not state).
-    self.reads = tuple((slices[i].start, slices[i].stop) for i in roles)
+    # The feature each mechanism reads (None: none), in `MECHANISMS` order,
+    # and its (start, stop) in cond (tuples: static structure, not state).
+    self.roles = assign_roles(features, {
+        "shape": shape_feature, "texture": texture_feature,
+        "background": background_feature})
+    slices = dict(zip(features.names, features.slices))
+    self.reads = tuple(
+        (0, 0) if name is None else (slices[name].start, slices[name].stop)
+        for name in self.roles)
     self.encoder = ConvEncoder(image_shape, cond_dim,
                                len(MECHANISMS) * latent_dim, rngs=rngs,
                                hidden=hidden)
@@ -123,13 +160,12 @@ class CGN(nnx.Module):
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    # Widths of the features' encodings in cond, in the model's feature
-    # order (one-hot width of a categorical feature, 1 for a continuous
-    # one). Colored MNIST: D (10), C (2), B (2).
-    c.blocks = (10, 2, 2)
-    c.shape = 0  # Block the shape (mask) mechanism reads: D.
-    c.texture = 1  # Block the texture (foreground) mechanism reads: C.
-    c.background = 2  # Block the background mechanism reads: B.
+    # The feature each mechanism reads, by name; "" takes the next feature
+    # no mechanism names, in the model's order (none when none is left).
+    # Colored MNIST by default: D (shape), C (texture), B (background).
+    c.shape_feature = ""  # The shape (mask) mechanism's feature.
+    c.texture_feature = ""  # The texture (foreground) mechanism's feature.
+    c.background_feature = ""  # The background mechanism's feature.
     c.latent_dim = 8  # Latent width of each mechanism (3 x this in U_I).
     # Decoder (features, kernel) blocks of each mechanism, each after a 2x
     # upsampling, from a map of side (image side) / 2^(blocks).
@@ -138,11 +174,13 @@ class CGN(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> CGN:
-    return cls(image_shape, cond_dim, rngs=rngs, blocks=config.blocks,
-               shape=config.shape, texture=config.texture,
-               background=config.background, latent_dim=config.latent_dim,
+    return cls(image_shape, features, rngs=rngs,
+               shape_feature=config.shape_feature,
+               texture_feature=config.texture_feature,
+               background_feature=config.background_feature,
+               latent_dim=config.latent_dim,
                decoder_convs=config.decoder_convs, beta=config.beta)
 
   @classmethod

@@ -40,9 +40,14 @@ Mapped onto the `ImageMechanism` protocol:
   the rest in one group (DEAR uses separate optimizers for A and the
   elementwise maps).
 
-`blocks` are the widths of the features' encodings in the model's feature
-order (which is topological) and `edges` the super-graph as (parent, child)
-block indices with parent < child.
+The factors are the model's features (`base.Features`): each code has its
+feature's encoding width, in the model's (topological) order. The
+super-graph is `super_graph` (text over the features' names, "D -> B;
+C -> B"), by default the directed edges of the dataset's true diagram:
+DEAR assumes a known super-graph of the true causal structure, prior
+knowledge that holds whatever diagram the feature model assumes (it runs
+under the edgeless one, so its SCM is the only propagation). Without a
+known true diagram, the model's own diagram's directed edges.
 """
 
 from __future__ import annotations
@@ -55,13 +60,60 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ctfjax.mechanisms.base import MechanismError, Stage
-from ctfjax.mechanisms.cgn import block_slices
+from ctfjax.causal.graph import Graph, GraphError
+from ctfjax.mechanisms.base import Features, MechanismError, Stage
+from ctfjax.mechanisms.base import block_slices
 from ctfjax.mechanisms.vae import FIXED_LOG_STD
 from ctfjax.nn import gaussian
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder, block_scales
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+SUPER_GRAPH_KEY = "model.image.dear.super_graph"
+
+
+def super_graph_edges(features: Features, text: str = ""
+                      ) -> tuple[tuple[int, int], ...]:
+  """DEAR's super-graph as (parent, child) positions in `features.names`.
+
+  Args:
+    features: the model's features, in its topological order.
+    text: directed edges over the features' names ("D -> B; C -> B"); ""
+      for the directed edges of `features.true_graph`, or of
+      `features.graph` where the true diagram is unknown (none if neither
+      is known).
+
+  Returns:
+    The edges, sorted, each with parent < child.
+
+  Raises:
+    MechanismError: the text does not parse, names an unknown feature or
+      has a bidirected edge (DEAR's exogenous codes are independent), or
+      an edge goes against the model's feature order.
+  """
+  if text:
+    try:
+      graph = Graph.parse(text)
+    except GraphError as e:
+      raise MechanismError(f"config key '{SUPER_GRAPH_KEY}': {e}") from None
+    if graph.bidirected:
+      raise MechanismError(
+          f"config key '{SUPER_GRAPH_KEY}': {text!r} has a bidirected edge; "
+          "DEAR's SCM has independent exogenous codes, so only directed "
+          "edges are allowed")
+    for name in graph.nodes:
+      features.index(name, SUPER_GRAPH_KEY)
+  else:
+    graph = features.true_graph or features.graph
+  edges = sorted((features.names.index(a), features.names.index(b))
+                 for a, b in (graph.directed if graph else ()))
+  for i, j in edges:
+    if i > j:
+      raise MechanismError(
+          f"config key '{SUPER_GRAPH_KEY}': edge {features.names[i]} -> "
+          f"{features.names[j]} goes against the model's feature order "
+          f"{', '.join(features.names)} (DEAR's SCM sets parents before "
+          "children)")
+  return tuple(edges)
 
 
 class SCMLayer(nnx.Module):
@@ -81,9 +133,9 @@ class SCMLayer(nnx.Module):
     for i, j in self.edges:
       if not 0 <= i < j < len(self.blocks):
         raise MechanismError(
-            f"model.image.dear.edges: edge {(i, j)} must be (parent, "
-            f"child) block indices with parent < child < {len(self.blocks)}"
-            " (blocks in topological order)")
+            f"DEAR's SCM: edge {(i, j)} must be (parent, child) block "
+            f"indices with parent < child < {len(self.blocks)} (blocks in "
+            "topological order)")
     d = sum(self.blocks)
     self.adjacency = nnx.Param(jnp.zeros((d, d)))
     self.log_scale = nnx.Param(jnp.zeros((d,)))
@@ -164,23 +216,24 @@ class DEAR(nnx.Module):
   """Encoder, SCM prior over the factors' codes, generator G(z)."""
 
   SAMPLER = {}
+  # The hand-written layout of configs before the features' layout came
+  # from the model (block widths, the super-graph as block indices).
+  RETIRED = ("blocks", "edges")
 
-  def __init__(self, image_shape, cond_dim: int, *, rngs: nnx.Rngs,
-               blocks: Sequence[int] = (10, 2, 2),
-               edges: Sequence[tuple[int, int]] = ((0, 2), (1, 2)),
-               rest_dim: int = 8, sup_coef: float = 100.0,
+  def __init__(self, image_shape, features: Features | int, *,
+               rngs: nnx.Rngs, super_graph: str = "", rest_dim: int = 8,
+               sup_coef: float = 100.0,
                decoder_convs=((24, 3), (24, 3), (16, 3)), hidden: int = 128,
                beta: float = 1.0):
-    if sum(blocks) != cond_dim:
-      raise MechanismError(
-          f"model.image.dear.blocks {tuple(blocks)} sum to {sum(blocks)}, "
-          f"but the features' encoding has width {cond_dim}")
+    features = Features.of(features)
+    cond_dim = features.cond_dim
     self.image_shape = tuple(image_shape)
     self.code_dim = cond_dim
     self.rest_dim = rest_dim
     self.sup_coef = sup_coef
     self.beta = beta
-    self.scm = SCMLayer(blocks, edges)
+    self.scm = SCMLayer(features.widths,
+                        super_graph_edges(features, super_graph))
     latent = cond_dim + rest_dim
     # DEAR's encoder and generator read the image and z only.
     self.encoder = ConvEncoder(image_shape, 0, latent, rngs=rngs,
@@ -200,14 +253,12 @@ class DEAR(nnx.Module):
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    # Widths of the features' encodings in cond, in the model's feature
-    # order (topological); each factor's code has its encoding's width.
-    # Colored MNIST: D (10), C (2), B (2).
-    c.blocks = (10, 2, 2)
-    # The SCM's super-graph over the codes: (parent, child) block indices,
-    # parent < child. Colored MNIST backdoor: D -> B, C -> B (D <-> C has
-    # no directed edge; DEAR's exogenous codes are independent).
-    c.edges = ((0, 2), (1, 2))
+    # The SCM's super-graph over the factors' codes: directed edges over
+    # the features' names ("D -> B; C -> B"), parents before children in
+    # the model's order; "" = the dataset's true diagram's directed edges
+    # (Colored MNIST backdoor: D -> B, C -> B; D <-> C has no counterpart,
+    # DEAR's exogenous codes being independent).
+    c.super_graph = ""
     c.rest_dim = 8  # Width of the unsupervised part of z.
     # Weight of the l2 supervision of the code means (nats per image).
     c.sup_coef = 100.0
@@ -217,10 +268,10 @@ class DEAR(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> DEAR:
-    return cls(image_shape, cond_dim, rngs=rngs, blocks=config.blocks,
-               edges=config.edges, rest_dim=config.rest_dim,
+    return cls(image_shape, features, rngs=rngs,
+               super_graph=config.super_graph, rest_dim=config.rest_dim,
                sup_coef=config.sup_coef, decoder_convs=config.decoder_convs,
                beta=config.beta)
 

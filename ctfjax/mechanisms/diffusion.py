@@ -58,7 +58,7 @@ import numpy as np
 from flax import nnx
 
 from ctfjax import compiler
-from ctfjax.mechanisms.base import MechanismError, Stage
+from ctfjax.mechanisms.base import Features, MechanismError, Stage
 from ctfjax.nn.unet import UNet
 
 Array = jax.Array
@@ -381,13 +381,14 @@ class Diffusion(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *,
              rngs: nnx.Rngs) -> Diffusion:
     if not 0.0 <= config.cond_dropout < 1.0:
       raise MechanismError(f"diffusion cond_dropout must be in [0, 1), got "
                            f"{config.cond_dropout}")
-    return cls(image_shape, cond_dim, rngs=rngs, **mechanism_kwargs(config))
+    return cls(image_shape, Features.of(features).cond_dim, rngs=rngs,
+               **mechanism_kwargs(config))
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,

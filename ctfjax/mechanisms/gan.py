@@ -63,7 +63,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ctfjax.mechanisms.base import Group, MechanismError, Stage
+from ctfjax.mechanisms.base import Features, Group, MechanismError, Stage
 from ctfjax.mechanisms.base import celeba_sized
 from ctfjax.nn.conv import transpose_conv2x
 
@@ -353,12 +353,13 @@ class GAN(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> GAN:
     if not 0.0 <= config.discriminator_dropout < 1.0:
       raise MechanismError("model.image.gan.discriminator_dropout must be in "
                            f"[0, 1), got {config.discriminator_dropout}")
-    return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,
+    return cls(image_shape, Features.of(features).cond_dim,
+               config.latent_dim, rngs=rngs,
                encoder_convs=tuple(config.encoder_convs),
                encoder_hidden=config.encoder_hidden,
                generator_base=config.generator_base,

@@ -71,7 +71,7 @@ import ml_collections
 import optax
 from flax import nnx
 
-from ctfjax.mechanisms.base import Group, MechanismError, Stage
+from ctfjax.mechanisms.base import Features, Group, MechanismError, Stage
 from ctfjax.mechanisms.base import celeba_sized
 from ctfjax.mechanisms.vae import FIXED_LOG_STD, MIN_LOG_STD
 from ctfjax.nn import conv, gaussian
@@ -261,13 +261,13 @@ class HVAE(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> HVAE:
     if config.cf_multiplier_init <= 0:
       raise MechanismError("model.image.hvae.cf_multiplier_init must be > 0 "
                            f"(lambda = softplus(rho)), got "
                            f"{config.cf_multiplier_init}")
-    return cls(image_shape, cond_dim, rngs=rngs,
+    return cls(image_shape, Features.of(features).cond_dim, rngs=rngs,
                resolutions=tuple(config.resolutions),
                widths=tuple(config.widths),
                enc_blocks=tuple(config.enc_blocks),

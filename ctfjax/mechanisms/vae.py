@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from ctfjax.mechanisms.base import MechanismError, Stage, celeba_sized
+from ctfjax.mechanisms.base import Features, MechanismError, Stage
+from ctfjax.mechanisms.base import celeba_sized
 from ctfjax.nn import gaussian
 from ctfjax.nn.conv import ConvDecoder, ConvEncoder, MORPHO_ENCODER_CONVS
 from ctfjax.nn.conv import block_scales
@@ -155,10 +156,11 @@ class VAE(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> VAE:
     network = {k: config.get(k, v) for k, v in NETWORK_DEFAULTS.items()}
-    return cls(image_shape, cond_dim, config.latent_dim, rngs=rngs,
+    return cls(image_shape, Features.of(features).cond_dim,
+               config.latent_dim, rngs=rngs,
                learned_sigma=config.learned_sigma,
                pixel_noise=config.pixel_noise, beta=config.beta,
                likelihood=config.likelihood, mean=config.mean,

@@ -30,7 +30,7 @@ from flax import nnx
 
 from ctfjax.mechanisms import diffusion
 from ctfjax.mechanisms import vae
-from ctfjax.mechanisms.base import Group, Stage
+from ctfjax.mechanisms.base import Features, Group, Stage
 
 
 class VAEDDPM(nnx.Module):
@@ -39,12 +39,12 @@ class VAEDDPM(nnx.Module):
   SAMPLER = dict(diffusion.Diffusion.SAMPLER)
   COMPILER_OPTIONS = diffusion.Diffusion.COMPILER_OPTIONS  # the refiner's U-Net
 
-  def __init__(self, image_shape: Sequence[int], cond_dim: int,
+  def __init__(self, image_shape: Sequence[int], features: Features | int,
                config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     self.image_shape = tuple(image_shape)
-    self.vae = vae.VAE.create(image_shape, cond_dim, config.vae, rngs=rngs)
+    self.vae = vae.VAE.create(image_shape, features, config.vae, rngs=rngs)
     self.refiner = diffusion.Diffusion(
-        image_shape, cond_dim, rngs=rngs,
+        image_shape, Features.of(features).cond_dim, rngs=rngs,
         extra_channels=self.image_shape[-1],
         **diffusion.mechanism_kwargs(config.refiner))
 
@@ -73,10 +73,10 @@ class VAEDDPM(nnx.Module):
     return c
 
   @classmethod
-  def create(cls, image_shape: Sequence[int], cond_dim: int,
+  def create(cls, image_shape: Sequence[int], features: Features | int,
              config: ml_collections.ConfigDict, *,
              rngs: nnx.Rngs) -> VAEDDPM:
-    return cls(image_shape, cond_dim, config, rngs=rngs)
+    return cls(image_shape, features, config, rngs=rngs)
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,

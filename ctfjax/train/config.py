@@ -19,15 +19,14 @@ model, data or evaluation code, so configs and launchers stay light.
 
 import ast
 import difflib
-import importlib.util
 import inspect
 import os
-import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
+from ctfjax import files
 from ctfjax.errors import UserError
 
 # (dotted key, type) of every field `train_and_evaluate` reads.
@@ -314,20 +313,8 @@ def load_config(path: str | os.PathLike,
   head, colon, tail = path.rpartition(":")
   if colon and head.endswith(".py") and "/" not in tail:
     path, arg = head, tail
-  file = pathlib.Path(path)
-  if not file.exists():
-    raise UserError(f"config file {path} does not exist")
-  if not file.is_file() or file.suffix != ".py":
-    raise UserError(f"config file {path} is not a Python file (.py) with a "
-                    "get_config()")
-  spec = importlib.util.spec_from_file_location(
-      f"_ctfjax_config_{file.stem}", file)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except Exception as e:  # A broken file is the user's, not a bug here.
-    raise UserError(f"config file {path} fails to load: "
-                    f"{type(e).__name__}: {e}") from None
+  module = files.python_module(path, "config file",
+                               " with a get_config()")
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise UserError(f"config file {path} has no get_config()")
