@@ -83,7 +83,10 @@ def build(config: ml_collections.ConfigDict, rng=0) -> tuple[ANCM, Any]:
       graph, features_, shape, rng, image=m.image, true_graph=true_graph,
       train_steps=config.train.steps,
       ncm_kwargs={"latent_dim": m.ncm_latent_dim,
-                  "hidden": tuple(m.ncm_hidden)},
+                  "hidden": tuple(m.ncm_hidden),
+                  # Sardesai's high-dimensional variables: a config without
+                  # the key (every config before them) has one-hots.
+                  "code_dim": m.get("ncm_code_dim", 0)},
       num_particles=m.num_particles, faithful_weight=m.faithful_weight,
       likelihood_particles=m.likelihood_particles)
 

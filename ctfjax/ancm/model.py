@@ -66,6 +66,7 @@ from ctfjax.causal import kinds
 from ctfjax.causal.graph import Graph
 from ctfjax.errors import UserError
 from ctfjax.mechanisms import Stage
+from ctfjax.ncm.codes import CodeNCM
 from ctfjax.ncm.model import NCM
 from ctfjax.nn.conv import ConvClassifier
 from ctfjax.train.state import make_optimizer
@@ -152,7 +153,10 @@ class ANCM:
         known and `graph` is another (the image mechanism may use it as
         prior knowledge: DEAR's super-graph); None: unknown.
       train_steps: the run's `train.steps` (the stages' step counts).
-      ncm_kwargs: `latent_dim`, `hidden`, `latent_prior` of the NCM.
+      ncm_kwargs: `latent_dim`, `hidden`, `latent_prior` of the NCM, and
+        `code_dim`: 0 (default) for the NCM whose image condition is the
+        features' fixed encodings, k > 0 for the NCM of learned codes of
+        width k (`ctfjax.ncm.codes.CodeNCM`, Sardesai's diffusion NCM).
       num_particles: prior particles for feature-level abduction.
       faithful_weight: weight of the label-faithfulness term (0 disables).
       likelihood_particles: Monte-Carlo latents for -log P^(v) in training.
@@ -163,12 +167,19 @@ class ANCM:
     image = image if image is not None else mechanisms.image_config()
     key = jax.random.key(rng) if isinstance(rng, int) else rng
     k_ncm, k_img, k_reader = jax.random.split(key, 3)
-    ncm, ncm_params = NCM.create(graph, features, k_ncm, **(ncm_kwargs or {}))
+    ncm_kwargs = dict(ncm_kwargs or {})
+    code_dim = int(ncm_kwargs.pop("code_dim", 0) or 0)
+    if code_dim:
+      ncm, ncm_params = CodeNCM.create(graph, features, k_ncm,
+                                       code_dim=code_dim, **ncm_kwargs)
+    else:
+      ncm, ncm_params = NCM.create(graph, features, k_ncm, **ncm_kwargs)
     if isinstance(true_graph, str):
       true_graph = Graph.parse(true_graph)
-    layout = mechanisms.Features(
-        ncm.order, tuple(ncm.features[k].width for k in ncm.order),
-        ncm.graph, true_graph)
+    # Each feature's slice of the image condition: its code or encoding.
+    widths = tuple(code_dim or ncm.features[k].width for k in ncm.order)
+    assert sum(widths) == ncm.condition_dim, (widths, ncm.condition_dim)
+    layout = mechanisms.Features(ncm.order, widths, ncm.graph, true_graph)
     image_def, image_params = nnx.split(mechanisms.create(
         image, image_shape, layout, nnx.Rngs(k_img)))
     heads = [ncm.features[k].head_size for k in ncm.order]
@@ -187,10 +198,12 @@ class ANCM:
 
   # Encodings ----------------------------------------------------------------
 
-  def encode(self, v: Mapping[str, Array]) -> Array:
-    """Features as the image mechanism's condition [B, D] (one-hots for
-    categorical features, standardised values for continuous ones)."""
-    return self.ncm.encode(v)
+  def encode(self, v: Mapping[str, Array], params=None) -> Array:
+    """Features as the image mechanism's condition [B, D]: one-hots for
+    categorical features, standardised values for continuous ones, or the
+    values' learned codes of a code NCM (which reads them from `params`,
+    the model's parameters; `ctfjax.ncm.codes`)."""
+    return self.ncm.condition(None if params is None else params["ncm"], v)
 
   def _split_heads(self, heads: Array) -> dict[str, Array]:
     out, start = {}, 0
@@ -235,7 +248,7 @@ class ANCM:
     images = to_unit(batch["image"])
     v = {k: batch[k] for k in self.order}
     image = self.image_module(params)
-    cond = self.encode(v)
+    cond = self.encode(v, params)
     groups = self.stages[stage].groups
     losses, parts = image.loss(images, cond, k_img, self.stages[stage].name,
                                self.context(params, v, step))
@@ -259,7 +272,8 @@ class ANCM:
       # content: the frozen reader must see the requested features.
       v_new = self.ncm.sample(jax.lax.stop_gradient(params["ncm"]), k_sample,
                               images.shape[0])
-      fake = image.relabel(images, cond, self.encode(v_new), k_relabel)
+      fake = image.relabel(images, cond, self.encode(v_new, params),
+                           k_relabel)
       if fake is not None:
         faithful = self._reader_nll(
             jax.lax.stop_gradient(params["reader"]), fake, v_new)
@@ -301,7 +315,7 @@ class ANCM:
         return -sum(self.features[k].log_prob(heads[k], new[k])
                     for k in self.order)
 
-      return self.encode(new), score
+      return self.encode(new, {"ncm": ncm_params}), score
 
     return mechanisms.Context(counterfactual=counterfactual,
                               embed=reader.features, step=step)
@@ -590,12 +604,12 @@ def _read_labels(model: ANCM, params, images):
 
 
 def _abduct_image(model: ANCM, params, images, v, rng, sampler):
-  return model.image_module(params).abduct(images, model.encode(v), rng,
-                                           **dict(sampler))
+  return model.image_module(params).abduct(images, model.encode(v, params),
+                                           rng, **dict(sampler))
 
 
 def _predict_image(model: ANCM, params, v, u, rng, sampler):
-  return model.image_module(params).predict(model.encode(v), u, rng,
+  return model.image_module(params).predict(model.encode(v, params), u, rng,
                                             **dict(sampler))
 
 

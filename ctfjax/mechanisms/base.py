@@ -12,7 +12,9 @@ Conventions:
 * `images` are float32 [B, H, W, C] in [0, 1];
 * `cond` is the features' encoding [B, D]: one-hots for categorical
   features, standardised values for continuous ones
-  (`ctfjax.causal.kinds.encode`), the same for every family;
+  (`ctfjax.causal.kinds.encode`), the same for every family, or the
+  values' learned codes when the feature model has them
+  (`ctfjax.ncm.codes.CodeNCM`; the ANCM asks `NCM.condition`);
 * `u` (U_I) is any pytree whose leaves have the leading batch axis B;
 * `features` (`Features`, given to `create`) says what `cond` holds: the
   features' names in the model's (topological) order, each one's width

@@ -188,7 +188,7 @@ class NCM:
             self.hidden, self.latent_prior)
 
   def __eq__(self, other):
-    return isinstance(other, NCM) and self._key() == other._key()
+    return type(other) is type(self) and self._key() == other._key()
 
   def __hash__(self):
     return hash(self._key())
@@ -212,11 +212,14 @@ class NCM:
       (model, params): the static model and its nnx.State parameters.
     """
     model = cls(graph, features, **kwargs)
-    mech = Mechanisms(model._input_dims(),
-                      {v: k.head_size for v, k in model.features.items()},
-                      model.hidden, rngs=nnx.Rngs(rng))
-    model.graphdef, params = nnx.split(mech)
+    model.graphdef, params = nnx.split(model._mechanisms(nnx.Rngs(rng)))
     return model, params
+
+  def _mechanisms(self, rngs: nnx.Rngs) -> nnx.Module:
+    """The freshly initialised mechanism networks (`module`'s type)."""
+    return Mechanisms(self._input_dims(),
+                      {v: k.head_size for v, k in self.features.items()},
+                      self.hidden, rngs=rngs)
 
   # Structure -----------------------------------------------------------------
 
@@ -251,11 +254,7 @@ class NCM:
     """
     parts = [parents[p] for p in self.graph.parents(node)]
     parts += [latents[n] for n in self._latents_of[node]]
-    shape = jnp.broadcast_shapes(*(x.shape[:-1] for x in parts))
-    x = jnp.concatenate(
-        [jnp.broadcast_to(x, shape + x.shape[-1:]).astype(jnp.float32)
-         for x in parts], axis=-1)
-    return mech(node, x)
+    return mech(node, broadcast_concat(parts))
 
   def scm(self, params: Params | None) -> engine.SCM:
     """The model as a world-engine SCM (heads are the MLPs at `params`).
@@ -277,8 +276,22 @@ class NCM:
 
   def encode(self, values: Mapping[str, Array]) -> Array:
     """Encodings [..., sum of widths] of every node's values, in `order`
-    (one-hots and standardised values: the image mechanisms' condition)."""
+    (one-hots and standardised values)."""
     return kinds_lib.encode(self.features, values, self.order)
+
+  @property
+  def condition_dim(self) -> int:
+    """Width of `condition`."""
+    return sum(k.width for k in self.features.values())
+
+  def condition(self, params: Params | None, values: Mapping[str, Array]
+                ) -> Array:
+    """What an image mechanism conditioned on these features reads
+    [..., condition_dim]: here the fixed encodings (`encode`; `params`
+    unused); a model with learned codes of its values
+    (`ctfjax.ncm.codes.CodeNCM`) reads them from `params`."""
+    del params
+    return self.encode(values)
 
   # Validation (at the boundary, in Python) ------------------------------------
 
@@ -563,6 +576,15 @@ class NCM:
     plan = query if isinstance(query, QueryPlan) else QueryPlan.build(
         self, query)
     return query_value(self, params, plan, rng, int(n), temperature)[0]
+
+
+def broadcast_concat(parts: Sequence[Array]) -> Array:
+  """[..., w_j] arrays broadcast over their leading axes and concatenated
+  along the last, as float32: a mechanism network's input."""
+  shape = jnp.broadcast_shapes(*(x.shape[:-1] for x in parts))
+  return jnp.concatenate(
+      [jnp.broadcast_to(x, shape + x.shape[-1:]).astype(jnp.float32)
+       for x in parts], axis=-1)
 
 
 def _latent_name(nodes: Sequence[str]) -> str:
