@@ -113,3 +113,19 @@ def test_the_printed_summary_leads_with_the_verdict():
   assert report["models"][1]["verdict"]["ok"] is False
   md = tables.markdown(report)
   assert md.index("## Verdict") < md.index("## Models")
+
+
+def test_the_blobs_fail_the_verdict_with_the_independent_reader_too():
+  """The same grid rows re-evaluated by a digit CNN of its own architecture
+  (benchmarks/results/cpu_grid_v4): that reader, too, reads the fine-tuned
+  HVAE's blobs as the intended digit, and every row passes; realism on its
+  embedding still fails them, and the VAE-ANCM stays good."""
+  grid = grid_verdicts.entries(
+      grid_verdicts.GRID.parent / "cpu_grid_v4" / "benchmark.csv")
+  blobs = verdict.verdict(grid["ancm_hvae_cf"])
+  assert grid["ancm_hvae_cf"]["effectiveness"]["do(D)"]["D"] == 0.990
+  assert blobs["checks"]["ctf_consistency"] == {"judged": 74, "failed": 0}
+  assert not blobs["ok"]
+  assert len(blobs["reasons"]) == 2 and all(
+      r.startswith("realism: FD[digit_cnn] of do(") for r in blobs["reasons"])
+  assert verdict.verdict(grid["ancm_vae"])["ok"]
