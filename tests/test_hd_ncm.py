@@ -206,7 +206,7 @@ def test_ddim_inversion_then_decoding_under_the_same_codes():
     u = model.abduct_image(params, images, v, jax.random.key(1), sampler)
     out = model.predict_image(params, v, u, jax.random.key(2), sampler)
     # The ANCM's prediction is the mechanism's under the codes.
-    direct = jax.jit(lambda c, x: mech.predict(c, {"x_T": x}, steps=steps))(
+    direct = jax.jit(lambda c, x: mech.predict(c, {"x_T": x}, steps=steps))(  # noqa: B023
         cond, u["x_T"])
     np.testing.assert_allclose(out, direct, atol=1e-3)  # XLA options
     err[steps] = float(np.abs(out - images).mean()) * 255
