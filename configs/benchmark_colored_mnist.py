@@ -2,7 +2,7 @@ r"""Benchmark grid: every Colored MNIST family on both graphs.
 
     python -m launch.benchmark --config=configs/benchmark_colored_mnist.py
 
-Six main-job runs, then tables shaped like those of Melistas et al.,
+Eight main-job runs, then tables shaped like those of Melistas et al.,
 "Benchmarking Counterfactual Image Generation" (2024) (composition,
 effectiveness, realism) plus the models' budgets, ctf-consistency and
 ground-truth error, as markdown and CSV in benchmark.out:
@@ -28,10 +28,14 @@ ground-truth error, as markdown and CSV in benchmark.out:
   NCM"), `diffusion_ncm` of configs/compare_ddpm_colored_mnist_frontdoor.py,
   at the 3,000 U-Net steps with which every training passed all
   ctf-consistency rows; at the config's 1,000 steps the result depends on
-  the training's draw (docs/results/diffusion.md).
+  the training's draw (docs/results/diffusion.md);
+* back door and front door: Pan & Bareinboim's comparison models, Sauer &
+  Geiger's CGN and Shen et al.'s DEAR (`cgn`, `dear` of
+  configs/compare_cgn_dear_colored_mnist.py, 1,500 steps each).
 
-The last four runs train only their new models (`benchmark.models`; the
-VAE-ANCM row of each dataset is the quickstart's); the two sampler-based
+The runs after the first two train only their new models
+(`benchmark.models`, or all of a comparison config's; the VAE-ANCM row of
+each dataset is the quickstart's); the two sampler-based
 ones evaluate at their configs' smaller sizes (configs/ancm.py
 `SAMPLER_EVAL`). From nothing the grid takes well over an hour on 2 CPU
 cores (docs/results/grid.md); reruns reuse every current report.
@@ -59,21 +63,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (empty: the config's run.models). `configs`, `overrides` and `models`
   # are optional (empty tuples: this config as it is, all its models, for
   # every run).
-  b.datasets = (BACK, FRONT, BACK, BACK, BACK, FRONT)
+  cgn_dear = "configs/compare_cgn_dear_colored_mnist.py"
+  b.datasets = (BACK, FRONT, BACK, BACK, BACK, FRONT, BACK, FRONT)
   b.workdirs = ("runs/quickstart", "runs/quickstart_frontdoor",
                 "runs/benchmark_hvae", "runs/benchmark_gan",
                 "runs/benchmark_two_stage",
-                "runs/benchmark_diffusion_frontdoor_3000")
+                "runs/benchmark_diffusion_frontdoor_3000",
+                "runs/compare_cgn_dear_backdoor",
+                "runs/compare_cgn_dear_frontdoor")
   b.configs = ("", "", "configs/compare_hvae_colored_mnist_backdoor.py",
                "configs/compare_gan_colored_mnist_backdoor.py",
                "configs/compare_vae_ddpm_colored_mnist_backdoor.py",
-               "configs/compare_ddpm_colored_mnist_frontdoor.py")
+               "configs/compare_ddpm_colored_mnist_frontdoor.py",
+               cgn_dear, cgn_dear)
   # Config overrides of each run ("key=value" strings, as on the command
   # line; empty: none).
   b.overrides = ((), (), (), (), (), (
-      "run.variants.diffusion_ncm.overrides.train.steps=3000",))
+      "run.variants.diffusion_ncm.overrides.train.steps=3000",), (), ())
   b.models = ((), (), ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"),
-              ("ancm_gan",), ("vae_ddpm",), ("diffusion_ncm",))
+              ("ancm_gan",), ("vae_ddpm",), ("diffusion_ncm",), (), ())
   # Tables, in order: models | ctf_consistency | effectiveness |
   # composition | reversibility | realism | minimality | ground_truth.
   b.tables = ("models", "ctf_consistency", "effectiveness", "composition",

@@ -463,16 +463,17 @@ def _current_reports(config):
 
 
 def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
-  workdirs = tuple(str(tmp_path / n) for n in ("back", "front", "hvae",
-                                               "gan", "two", "diff"))
+  workdirs = tuple(str(tmp_path / n) for n in (
+      "back", "front", "hvae", "gan", "two", "diff", "cgn_back", "cgn_front"))
   hvae = ROOT / "configs" / "compare_hvae_colored_mnist_backdoor.py"
   gan = ROOT / "configs" / "compare_gan_colored_mnist_backdoor.py"
   two_stage = ROOT / "configs" / "compare_vae_ddpm_colored_mnist_backdoor.py"
   diffusion = ROOT / "configs" / "compare_ddpm_colored_mnist_frontdoor.py"
+  cgn_dear = ROOT / "configs" / "compare_cgn_dear_colored_mnist.py"
   config = train.load_config(ROOT / "configs" / "benchmark_colored_mnist.py", [
       f"benchmark.workdirs={workdirs}",
       f"benchmark.configs=('', '', '{hvae}', '{gan}', '{two_stage}', "
-      f"'{diffusion}')",
+      f"'{diffusion}', '{cgn_dear}', '{cgn_dear}')",
       f"benchmark.out={tmp_path / 'out'}", "train.steps=100",
       "run.models=('ancm_vae', 'cvae_noncausal')"])
   runs = grid.runs(config)
@@ -482,13 +483,19 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert [run.config.run.models for run in runs] == [
       ("ancm_vae", "cvae_noncausal"), ("ancm_vae", "cvae_noncausal"),
       ("ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"), ("ancm_gan",),
-      ("vae_ddpm",), ("diffusion_ncm",)]
-  assert [run.config.train.steps for run in runs] == [100, 100, 1500, 1500,
-                                                     1500, 15000]
-  assert [run.config.eval.test_size for run in runs] == [500] * 6
+      ("vae_ddpm",), ("diffusion_ncm",), ("cgn", "dear"), ("cgn", "dear")]
+  assert [run.config.train.steps for run in runs] == [
+      100, 100, 1500, 1500, 1500, 15000, 1500, 1500]
+  assert [run.config.eval.test_size for run in runs] == [500] * 8
   assert [run.config.eval.composition_size for run in runs] == [
-      200, 200, 200, 200, 32, 32]
+      200, 200, 200, 200, 32, 32, 200, 200]
   assert runs[5].config.data.name == "colored_mnist_bars/frontdoor"
+  # One comparison config gives CGN and DEAR on both graphs: the grid
+  # sets the dataset, the models read their layout from it.
+  assert [run.config.data.name for run in runs[6:]] == [
+      "colored_mnist_bars/backdoor", "colored_mnist_bars/frontdoor"]
+  assert runs[7].config.to_dict() == train.load_config(
+      cgn_dear, ["data.name=colored_mnist_bars/frontdoor"]).to_dict()
   # The diffusion run's override reaches its variant's training steps.
   assert job.model_config(runs[5].config, "diffusion_ncm").train.steps == 3000
   assert job.model_config(
@@ -515,6 +522,7 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert (f"* `{workdirs[4]}` (colored_mnist_bars/backdoor; {two_stage}): "
           "vae_ddpm") in md
   assert "| colored_mnist_bars/backdoor | ancm_gan |" in md
+  assert "| colored_mnist_bars/frontdoor | dear |" in md
   assert (f"* `{workdirs[0]}` (colored_mnist_bars/backdoor; the benchmark "
           "config): ancm_vae, cvae_noncausal") in md
   assert (f"* `{workdirs[5]}` (colored_mnist_bars/frontdoor; {diffusion}; "
@@ -528,21 +536,21 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
   assert [[e["model"] for e in r["models"]] for r in result["reports"]] == [
       ["ancm_vae", "cvae_noncausal"], ["ancm_vae", "cvae_noncausal"],
       ["ancm_hvae_elbo", "ancm_hvae", "ancm_hvae_cf"], ["ancm_gan"],
-      ["vae_ddpm"], ["diffusion_ncm"]]
+      ["vae_ddpm"], ["diffusion_ncm"], ["cgn", "dear"], ["cgn", "dear"]]
 
 
 @pytest.mark.parametrize("override, message", [
     ("benchmark.workdirs=('a',)",
-     r"'benchmark.datasets' \(6\) and 'benchmark.workdirs' \(1\) must "
+     r"'benchmark.datasets' \(8\) and 'benchmark.workdirs' \(1\) must "
      "have the same length"),
     ("benchmark.configs=('', '')",
-     r"'benchmark.datasets' \(6\) and 'benchmark.configs' \(2\)"),
+     r"'benchmark.datasets' \(8\) and 'benchmark.configs' \(2\)"),
     ("benchmark.overrides=((), ())",
-     r"'benchmark.datasets' \(6\) and 'benchmark.overrides' \(2\)"),
-    ("benchmark.overrides=((), (), ('train.stepz=3',), (), (), ())",
+     r"'benchmark.datasets' \(8\) and 'benchmark.overrides' \(2\)"),
+    ("benchmark.overrides=((), (), ('train.stepz=3',), (), (), (), (), ())",
      "benchmark run runs/benchmark_hvae: unknown config key 'train.stepz'"),
     ("benchmark.models=((), ('vae_ddpm',))",
-     r"'benchmark.datasets' \(6\) and 'benchmark.models' \(2\)"),
+     r"'benchmark.datasets' \(8\) and 'benchmark.models' \(2\)"),
     ("benchmark.tables=('minimality', 'speed')",
      "unknown table 'speed'; known: verdict, models, ctf_consistency, "
      "ctf_by_diagram, effectiveness, composition, reversibility, minimality, "
@@ -550,13 +558,14 @@ def test_benchmark_tables_from_current_reports(tmp_path, monkeypatch):
     # The comparison config's own VAE-ANCM would give the back door's
     # ancm_vae row a second time.
     ("benchmark.models=((), (), (), ('ancm_gan',), ('vae_ddpm',), "
-     "('diffusion_ncm',))",
+     "('diffusion_ncm',), (), ())",
      "the row ancm_vae on colored_mnist_bars/backdoor would come from two "
      "runs"),
     ("benchmark.models=((), (), ('ancm_hvae_cf',), ('diffusion_ncm',), "
-     "('vae_ddpm',), ('diffusion_ncm',))",
+     "('vae_ddpm',), ('diffusion_ncm',), (), ())",
      "config key 'run.models': unknown model 'diffusion_ncm'"),
-    ("benchmark.configs=('', '', 'configs/nowhere.py', '', '', '')",
+    ("benchmark.configs=('', '', 'configs/nowhere.py', '', '', '', '', "
+     "'')",
      "config file configs/nowhere.py does not exist"),
 ])
 def test_benchmark_grid_checks_before_training(override, message,

@@ -76,8 +76,9 @@ def built_image(config):
     ("cgn", True), ("dear", True), ("ancm_vae", False)])
 def test_colored_mnist_layout_is_the_hand_written_one(
     dataset, name, edgeless, monkeypatch):
-  config = experiment.model_config(compare.get_config(f"{dataset},tiny"),
-                                   name)
+  run = compare.get_config("tiny")
+  run.data.name = f"colored_mnist_bars/{dataset}"
+  config = experiment.model_config(run, name)
   got = layout_of(config, monkeypatch)
   assert got.names == NAMES and got.widths == WIDTHS
   assert got.slices == SLICES and got.cond_dim == 14
