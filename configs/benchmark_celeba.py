@@ -215,26 +215,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ckpt.every = 500
   config.eval.num_examples = 250
   config.eval.update(base_eval_config())
-
-  config.run = ml_collections.ConfigDict()
-  config.run.variants = ml_collections.ConfigDict()
-  for name, spec in ROWS.items():
-    config.run.variants[name] = ml_collections.ConfigDict(
-        {"diagram": spec["diagram"], "overrides": spec["overrides"]})
-  config.run.models = tuple(ROWS)
-
-  config.benchmark = b = ml_collections.ConfigDict()
-  b.rows = ml_collections.ConfigDict()
-  for name, spec in ROWS.items():
-    b.rows[name] = ml_collections.ConfigDict(
-        {"label": spec["label"], "published": spec["published"],
-         "budget": spec["budget"]})
-  b.reference = "Melistas et al. 2024 (CelebA, GPU)"
-  # The run's workdir (models, report).
-  b.workdir = "runs/benchmark_celeba"
-  # Folder of benchmark.md / .csv / .json.
-  b.out = "runs/benchmark_celeba"
-  # Take the workdir's report.json as it is when it matches this config;
-  # False re-evaluates.
-  b.reuse_reports = True
+  morpho.with_rows(config, ROWS, "Melistas et al. 2024 (CelebA, GPU)",
+                   "runs/benchmark_celeba")
   return ancm.sized(config, arg)

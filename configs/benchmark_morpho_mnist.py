@@ -183,26 +183,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ckpt.every = 500
   config.eval.num_examples = 250
   config.eval.update(base_eval_config())
+  with_rows(config, ROWS, "Melistas et al. 2024 (MorphoMNIST, GPU)",
+            "runs/benchmark_morpho_mnist")
+  return ancm.sized(config, arg)
 
+
+def with_rows(config: ml_collections.ConfigDict, rows: dict[str, dict],
+              reference: str, workdir: str) -> None:
+  """Sets the `run` (one variant per row) and `benchmark` sections of a
+  published-table benchmark (`ctfjax.experiment.published`): `rows` as
+  `row()` writes them, the paper's numbers labelled `reference`, and the
+  one run's `workdir`, which also holds the tables."""
   config.run = ml_collections.ConfigDict()
   config.run.variants = ml_collections.ConfigDict()
-  for name, spec in ROWS.items():
+  for name, spec in rows.items():
     config.run.variants[name] = ml_collections.ConfigDict(
         {"diagram": spec["diagram"], "overrides": spec["overrides"]})
-  config.run.models = tuple(ROWS)
+  config.run.models = tuple(rows)
 
   config.benchmark = b = ml_collections.ConfigDict()
   b.rows = ml_collections.ConfigDict()
-  for name, spec in ROWS.items():
+  for name, spec in rows.items():
     b.rows[name] = ml_collections.ConfigDict(
         {"label": spec["label"], "published": spec["published"],
          "budget": spec["budget"]})
-  b.reference = "Melistas et al. 2024 (MorphoMNIST, GPU)"
-  # The run's workdir (models, report).
-  b.workdir = "runs/benchmark_morpho_mnist"
-  # Folder of benchmark.md / .csv / .json.
-  b.out = "runs/benchmark_morpho_mnist"
+  b.reference = reference
+  b.workdir = workdir  # The run's workdir (models, report).
+  b.out = workdir  # Folder of benchmark.md / .csv / .json.
   # Take the workdir's report.json as it is when it matches this config;
   # False re-evaluates.
   b.reuse_reports = True
-  return ancm.sized(config, arg)
