@@ -1,7 +1,7 @@
 """How single-feature edits read back: the effect sweep's counting.
 
-Flag-free helpers of `benchmarks.diffusion` (importable by tests and
-other launchers without defining its flags).
+Flag-free helpers of `benchmarks.diffusion` and `benchmarks.fixed_edits`
+(importable by tests and other launchers without defining their flags).
 """
 
 import math
@@ -82,3 +82,16 @@ def by_others(model, k, read, drawn, labels) -> dict[str, dict]:
                    agreement(model, read_part, labels_part).items()})
     out[name] = part
   return out
+
+
+def shares(read, do, drawn, features) -> dict:
+  """"set": share of edits read with the intervened values; "follows":
+  per other feature, share read with the value drawn for it."""
+  n = len(next(iter(read.values())))
+  set_ = np.ones(n, bool)
+  for k, v in do.items():
+    set_ &= np.asarray(read[k]) == v
+  return {"set": float(set_.mean()),
+          "follows": {k: float(np.mean(np.asarray(read[k]) ==
+                                       np.asarray(drawn[k])))
+                      for k in features if k not in do}}

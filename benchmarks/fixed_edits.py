@@ -32,6 +32,7 @@ import pathlib
 import numpy as np
 from absl import flags
 
+from benchmarks import edit_effect
 from launch import cli
 from launch import edit_inputs
 from launch import host_memory
@@ -47,30 +48,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the edits' abduction draws.")
 FLAGS = flags.FLAGS
 
 
-def interventions(text: str, domains) -> list[dict]:
-  """'C=1;D=8' -> [{'C': 1}, {'D': 8}], each checked against `domains`."""
-  out = [edit_inputs.typed(edit_inputs.parse_assignments(part, "--do"), domains,
-                        "--do") for part in text.split(";") if part.strip()]
-  if not out:
-    cli.fail("--do names no intervention, e.g. --do='C=1;D=8'")
-  return out
-
-
 def label(do: dict) -> str:
   return "do(" + ", ".join(f"{k}={v}" for k, v in do.items()) + ")"
-
-
-def shares(read, do, drawn, features) -> dict:
-  """"set": share of edits read with the intervened values; "follows":
-  per other feature, share read with the value drawn for it."""
-  n = len(next(iter(read.values())))
-  set_ = np.ones(n, bool)
-  for k, v in do.items():
-    set_ &= np.asarray(read[k]) == v
-  return {"set": float(set_.mean()),
-          "follows": {k: float(np.mean(np.asarray(read[k]) ==
-                                       np.asarray(drawn[k])))
-                      for k in features if k not in do}}
 
 
 def main():
@@ -94,7 +73,7 @@ def main():
   dataset = fit.dataset_of(config)
   _, domains = fit.features(dataset)
   features = list(domains)
-  dos = interventions(cli.require("do"), domains)
+  dos = edit_inputs.interventions(cli.require("do"), domains)
   for path in (out.with_suffix(".png"), out.with_suffix(".json")):
     files.writable_file(str(path), "--out")
   ev = datasets.evaluator(config.data)
@@ -124,7 +103,7 @@ def main():
       caps.append(["no ground truth"] * FLAGS.rows)
       continue
     read = reader.read(np.asarray(t["image"]))
-    result["true counterfactual"][fam] = shares(
+    result["true counterfactual"][fam] = edit_effect.shares(
         read, dos[list(families).index(fam)], t, features)
     cols.append(np.asarray(t["image"])[:FLAGS.rows])
     caps.append([ev.caption(read, i) for i in rows])
@@ -145,7 +124,8 @@ def main():
       drawn = {k: np.concatenate([np.asarray(p[k][:, 0]) for p in parts])
                for k in features}
       read = reader.read(edits)
-      result["models"][name][fam] = shares(read, dos[j], drawn, features)
+      result["models"][name][fam] = edit_effect.shares(read, dos[j], drawn,
+                                                       features)
       cols.append(edits[:FLAGS.rows])
       caps.append([ev.caption(read, i) for i in rows])
       print(json.dumps({"model": name, "intervention": fam,

@@ -82,3 +82,12 @@ def model_dir(workdir: str, model: str, model_given: bool) -> pathlib.Path:
                     f"{', '.join(known)}")
   raise UserError(f"{workdir} is not a trained run: it has no "
                   f"{fit.CONFIG_FILE} and no models/")
+
+
+def interventions(text: str, domains) -> list[dict]:
+  """'C=1;D=8' -> [{'C': 1}, {'D': 8}], each checked against `domains`."""
+  out = [typed(parse_assignments(part, "--do"), domains, "--do")
+         for part in text.split(";") if part.strip()]
+  if not out:
+    raise UserError("--do names no intervention, e.g. --do='C=1;D=8'")
+  return out
