@@ -21,9 +21,10 @@ classifier-free guidance 3, the luma/chroma basis, 1,000 steps of batch
 The two cost the same per step (the U-Net dominates; the codes widen its
 condition from 14 to 48 inputs and add three small MLPs): the one-hot
 model's 1,000 steps took 616 s on 2 cores (docs/results/diffusion.md, "At
-the config's 1,000 steps"). No run of this config is committed yet. The
-run evaluates at configs/ancm.py's SAMPLER_EVAL sizes (500 test images
-per intervention family, 32 in the cycles; `--config.eval.test_size=128`
+the config's 1,000 steps"). Its trainings are committed
+(docs/results/hd_ncm.md), not yet its evaluation. The run evaluates at
+configs/ancm.py's SAMPLER_EVAL sizes (500 test images per intervention
+family, 32 in the cycles; `--config.eval.test_size=128`
 for the size of the committed diffusion reports). Back door:
 `--config.data.name=colored_mnist_bars/backdoor`. `:tiny` shrinks both
 models to seconds (tests).
