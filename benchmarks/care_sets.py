@@ -34,6 +34,7 @@ from ctfjax import files
 from ctfjax import metrics
 from ctfjax import train
 from ctfjax.ancm import fit
+from ctfjax.evaluate import core
 from ctfjax.evaluate.datasets import colored_mnist
 
 flags.DEFINE_string("workdir", "runs/quickstart",
@@ -80,7 +81,8 @@ def evaluate_care(model, params, test, care, rng) -> dict:
   """One care set's edits of the test images, its rows and change rates."""
   labels = {k: np.asarray(test[k]) for k in model.order}
   do = {X: 1 - labels[X]}
-  edited, drawn = _edit(model, params, test["image"], labels, do, rng, care)
+  edited, drawn = core.edit_images(model, params, test["image"], labels, do,
+                                   rng, chunk=100, care=care)
   ref = colored_mnist.reference(DATASET, care)
   rows = metrics.ctf_consistency(labels, drawn, do, ref.queries[f"do({X})"],
                                  bounds=ref.bounds, truth=ref.truth)
@@ -94,22 +96,6 @@ def evaluate_care(model, params, test, care, rng) -> dict:
       "rows": [{k: r[k] for k in keep} for r in rows],
       "all_consistent": all(r["consistent"] for r in rows),
   }, edited
-
-
-def _edit(model, params, images, labels, do, rng, care, chunk=100):
-  """One edit per image in fixed-size calls (each compiles once)."""
-  n = len(images)
-  parts = []
-  for call, start in enumerate(range(0, n, chunk)):
-    idx = np.minimum(np.arange(start, start + chunk), n - 1)
-    res = model.edit(params, images[idx], {k: v[idx] for k, v in do.items()},
-                     jax.random.fold_in(rng, call), num_samples=1,
-                     labels={k: v[idx] for k, v in labels.items()},
-                     care=care)
-    parts.append({k: np.asarray(res[k])[:n - start, 0]
-                  for k in ("image", *model.order)})
-  out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  return out.pop("image"), out
 
 
 def figure(model, params, test, rng, path: pathlib.Path):

@@ -114,15 +114,10 @@ def main():
     _, model, params = fit.load(run)
     cols, caps, result["models"][name] = [], [], {}
     for j, (fam, do) in enumerate(families.items()):
-      parts = [model.edit(params, images[s:s + FLAGS.chunk],
-                          {k: v[s:s + FLAGS.chunk] for k, v in do.items()},
-                          jax.random.key(FLAGS.seed + j),
-                          labels={k: v[s:s + FLAGS.chunk]
-                                  for k, v in labels.items()})
-               for s in range(0, n, FLAGS.chunk)]
-      edits = np.concatenate([np.asarray(p["image"][:, 0]) for p in parts])
-      drawn = {k: np.concatenate([np.asarray(p[k][:, 0]) for p in parts])
-               for k in features}
+      # One key per intervention, folded per chunk by edit_images.
+      edits, drawn = core.edit_images(model, params, images, labels, do,
+                                      jax.random.key(FLAGS.seed + j),
+                                      FLAGS.chunk)
       read = reader.read(edits)
       result["models"][name][fam] = edit_effect.shares(read, dos[j], drawn,
                                                        features)

@@ -264,10 +264,11 @@ class FakeModel:
   graph = "C; B"
 
   def __init__(self):
-    self.calls = []
+    self.calls, self.keys = [], []
 
   def edit(self, params, images, do, rng, num_samples=1, labels=None):
-    del params, rng
+    del params
+    self.keys.append(tuple(np.asarray(jax.random.key_data(rng)).tolist()))
     self.calls.append((len(images), {k: np.asarray(v).tolist()
                                      for k, v in do.items()}))
     out = np.asarray(images).copy()
@@ -296,6 +297,8 @@ def test_edit_images_passes_per_image_values_in_padded_chunks():
   np.testing.assert_array_equal(out[:, 1, 1, 1], np.arange(7))
   np.testing.assert_array_equal(drawn["D"], do["D"])
   np.testing.assert_array_equal(drawn["C"], labels["C"])
+  # Each chunk draws from its own key: chunks of equal images differ.
+  assert len(set(model.keys)) == 3
   model.calls.clear()
   evaluate.edit_images(model, None, images, labels, {}, jax.random.key(0),
                        chunk=4)
