@@ -101,6 +101,25 @@ def test_prediction_is_the_blend_of_the_three_layers():
                              atol=1e-6)
 
 
+def test_abduction_is_a_posterior_draw_and_the_mean_without_a_key():
+  model = small_cgn()
+  images = jax.random.uniform(jax.random.key(0), (3, 32, 32, 3))
+  cond = features([1, 2, 3], [0, 1, 0], [1, 1, 0])
+  mean, logvar = model.encoder(images, cond)
+  key = jax.random.key(4)
+  # The draw by hand: mean + sd * eps, eps the key's standard normals.
+  by_hand = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+  drawn = model.abduct(images, cond, key)
+  np.testing.assert_allclose(
+      jnp.concatenate([drawn[m] for m in cgn.MECHANISMS], -1), by_hand,
+      rtol=1e-6)
+  other = model.abduct(images, cond, jax.random.key(5))
+  assert not np.allclose(other["shape"], drawn["shape"])
+  at_mean = model.abduct(images, cond)
+  np.testing.assert_array_equal(
+      jnp.concatenate([at_mean[m] for m in cgn.MECHANISMS], -1), mean)
+
+
 @pytest.mark.slow
 def test_each_mechanism_reads_the_feature_its_config_names():
   # Shape and texture swapped: the mask follows the colour C, the
