@@ -223,10 +223,9 @@ class CGN(nnx.Module):
     """U_I ~ q(u | i, v): a posterior draw of each mechanism's latent.
 
     A draw, not the posterior mean (as `vae` takes): at the CPU budget
-    CGN's posterior stays near the prior (KL about 7 nats over 24
-    dimensions), the decoders never see latents near 0, and decoding the
-    mean gave null edits 22.7 from the image (L1 on 0-255) against 8.8 for
-    a posterior draw (docs/models.md, "CGN"). Without `rng`, the mean.
+    CGN's posterior stays near the prior, its decoders are trained on
+    latents of norm about sqrt(dim) and are off-manifold at the mean
+    (docs/models.md, "CGN"). Without `rng`, the mean.
     """
     mean, logvar = self.encoder(images, cond)
     if rng is None:
@@ -244,7 +243,7 @@ class CGN(nnx.Module):
             for name, k in zip(MECHANISMS, keys)}
 
   def relabel(self, images, cond, new_cond, rng):
-    """Abduct then predict under `new_cond`: one encoder and decoder pass
-    (through the posterior mean: the label-faithfulness term of training
-    stays deterministic in the image)."""
-    return self.predict(new_cond, self.abduct(images, cond), rng)
+    """Abduct then predict under `new_cond`: one encoder and decoder pass,
+    through the same posterior draw as an edit, so that the training's
+    label-faithfulness term shapes the decodes an edit makes."""
+    return self.predict(new_cond, self.abduct(images, cond, rng), rng)
