@@ -22,7 +22,7 @@ The two cost the same per step (the U-Net dominates; the codes widen its
 condition from 14 to 48 inputs and add three small MLPs): the one-hot
 model's 1,000 steps took 616 s on 2 cores (docs/results/diffusion.md, "At
 the config's 1,000 steps"). Its trainings are committed
-(docs/results/hd_ncm.md), not yet its evaluation. The run evaluates at
+and evaluated (docs/results/hd_ncm.md). The run evaluates at
 configs/ancm.py's SAMPLER_EVAL sizes (500 test images per intervention
 family, 32 in the cycles; `--config.eval.test_size=128`
 for the size of the committed diffusion reports). Back door:
