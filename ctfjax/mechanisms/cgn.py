@@ -222,10 +222,9 @@ class CGN(nnx.Module):
   def abduct(self, images, cond, rng=None):
     """U_I ~ q(u | i, v): a posterior draw of each mechanism's latent.
 
-    A draw, not the posterior mean (as `vae` takes): at the CPU budget
-    CGN's posterior stays near the prior, its decoders are trained on
-    latents of norm about sqrt(dim) and are off-manifold at the mean
-    (docs/models.md, "CGN"). Without `rng`, the mean.
+    A draw, not the posterior mean (as `vae` takes): the decoders train on
+    draws of a wide posterior and are off their training manifold at its
+    mean (docs/models.md, "CGN"). Without `rng`, the mean.
     """
     mean, logvar = self.encoder(images, cond)
     if rng is None:
