@@ -189,9 +189,12 @@ ROWS = {
     # Not in the paper. Under the edgeless diagram, as in the comparison
     # (here it is also the true one). CGN: the glasses are the masked
     # object over the face, which reads Smiling; the texture mechanism has
-    # no attribute left. DEAR: the true diagram's super-graph (no edge).
+    # no attribute left; both layers at full resolution (the face is no
+    # coarse background, the glasses' look no one colour). DEAR: the true
+    # diagram's super-graph (no edge).
     "cgn": row("CGN", {"model": {"image": {"kind": "cgn", "cgn": {
-        "shape_feature": "Eyeglasses", "background_feature": "Smiling"}}}},
+        "shape_feature": "Eyeglasses", "background_feature": "Smiling",
+        "texture_size": 0, "background_size": 0}}}},
                diagram="cvae_noncausal"),
     "dear": row("DEAR", {"model": {"image": {"kind": "dear"}}},
                 diagram="cvae_noncausal"),

@@ -92,6 +92,46 @@ def test_composition_is_the_hand_computed_blend():
 
 
 @pytest.mark.slow
+def test_coarsening_is_the_block_mean_spread_over_the_block():
+  x = jnp.arange(32.0).reshape(1, 4, 4, 2)  # x[0, i, j, k] = 8i + 2j + k
+  out = np.asarray(cgn.coarsen(x, 2))
+  # The top-left 2x2 block of channel 0 holds 0, 2, 8, 10: mean 5; of
+  # channel 1, 1, 3, 9, 11: mean 6. Blocks to the right add 4, below 16.
+  for i in range(4):
+    for j in range(4):
+      base = 5.0 + 4.0 * (j // 2) + 16.0 * (i // 2)
+      np.testing.assert_allclose(out[0, i, j], [base, base + 1.0])
+  np.testing.assert_allclose(cgn.coarsen(x, 1),
+                             np.broadcast_to(x.mean((1, 2), keepdims=True),
+                                             x.shape))
+  np.testing.assert_array_equal(cgn.coarsen(x, 0), x)
+
+
+@pytest.mark.slow
+def test_the_foreground_is_one_colour_and_the_background_carries_no_stroke():
+  # Colored MNIST's defaults: the foreground one colour per image, the
+  # background constant on 4x4 blocks - fine enough for the bar (rows
+  # 0-3), too coarse for a stroke, so only the mask can draw the digit.
+  model = small_cgn()
+  assert (model.cells[1], model.cells[2]) == (1, 8)
+  u = model.prior(jax.random.key(5), 2)
+  _, fg, bg = (np.asarray(x) for x in model.layers(
+      features([3, 7], [0, 1], [1, 0]), u))
+  np.testing.assert_array_equal(fg, np.broadcast_to(fg[:, :1, :1], fg.shape))
+  blocks = bg.reshape(2, 8, 4, 8, 4, 3)
+  np.testing.assert_array_equal(blocks,
+                                np.broadcast_to(blocks[:, :, :1, :, :1],
+                                                blocks.shape))
+  assert np.ptp(bg) > 0  # not one flat colour either
+  assert not np.array_equal(fg[0, 0, 0], fg[1, 0, 0])
+  # 0 cells: full resolution, as the CelebA rows set it.
+  full = small_cgn(texture_size=0, background_size=0)
+  _, fg, bg = full.layers(features([3, 7], [0, 1], [1, 0]), u)
+  assert np.ptp(np.asarray(fg)[0, :, :, 0]) > 0
+  assert np.ptp(np.asarray(bg)[0, :4, :4, 0]) > 0
+
+
+@pytest.mark.slow
 def test_prediction_is_the_blend_of_the_three_layers():
   model = small_cgn()
   cond = features([4], [1], [1])
@@ -155,7 +195,11 @@ def test_empty_roles_take_the_features_no_role_names_in_order():
      r"by the shape mechanism \('model.image.cgn.shape_feature'\)"),
     (Features(("D", "C", "B", "T"), (10, 2, 2, 1)), {},
      "no mechanism reads feature.s. T"),
-], ids=["unknown", "twice", "four_features"])
+    (LAYOUT, {"background_size": 5},
+     r"'model.image.cgn.background_size': 5 cells per side do not divide "
+     r"the 32x32 image"),
+    (LAYOUT, {"texture_size": -1}, r"'model.image.cgn.texture_size': -1"),
+], ids=["unknown", "twice", "four_features", "cells", "negative"])
 def test_a_role_that_does_not_fit_the_features_is_one_line(layout, fields,
                                                           match):
   with pytest.raises(MechanismError, match=match):

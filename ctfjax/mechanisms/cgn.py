@@ -14,8 +14,19 @@ B only (the bar region). Each mechanism has its own slice of U_I (its own
 latent), so changing one attribute re-renders that mechanism alone and the
 other two layers stay bit-identical.
 
+What ties each layer to its role is the paper's device on its MNISTs: the
+foreground and background there are shuffled 2x2 patches, so they carry
+no shape and only the mask can draw the digit. Ours limits the detail
+instead (`coarsen`): the foreground is one colour per image
+(`texture_size` 1 cell) and the background a grid of 8 x 8 cells of 4
+pixels (`background_size`), which draws Colored MNIST's bar (its top 4
+rows) exactly and no digit stroke. Without it nothing identifies the
+layers: the background's latent drew the coloured digit and the texture
+mechanism painted a blob beside it, so do(C) changed no stroke.
+
 Where ours differs from the paper: no pretrained BigGAN and no
-ImageNet-specific losses (mask size prior, texture patch shuffling). The
+ImageNet-specific losses (mask size prior, the mask's binary loss: MNIST
+strokes are grey-level, so the mask carries their intensity). The
 three decoders train from scratch as one VAE with a single encoder
 q(u_shape, u_texture, u_background | i, v) for abduction (a posterior
 draw; `vae` takes the mean), so the family fits the `ImageMechanism`
@@ -64,6 +75,25 @@ def compose(mask, foreground, background):
     [B, H, W, C] in [0, 1].
   """
   return mask * foreground + (1.0 - mask) * background
+
+
+def coarsen(x, cells: int):
+  """Each channel's mean over a grid of `cells` x `cells` blocks, spread
+  back over the block: no detail finer than a block survives.
+
+  Args:
+    x: [B, H, W, C]; `cells` divides H and W.
+    cells: blocks per side; 0 leaves x as it is.
+
+  Returns:
+    [B, H, W, C].
+  """
+  if not cells:
+    return x
+  b, h, w, c = x.shape
+  blocks = x.reshape(b, cells, h // cells, cells, w // cells, c)
+  means = blocks.mean(axis=(2, 4), keepdims=True)
+  return jnp.broadcast_to(means, blocks.shape).reshape(x.shape)
 
 
 def assign_roles(features: Features, names: Mapping[str, str]
@@ -120,10 +150,21 @@ class CGN(nnx.Module):
                texture_feature: str = "", background_feature: str = "",
                latent_dim: int = 8,
                decoder_convs=((24, 3), (24, 3), (16, 3)), hidden: int = 128,
-               beta: float = 1.0):
+               beta: float = 1.0, texture_size: int = 1,
+               background_size: int = 8):
     features = Features.of(features)
     cond_dim = features.cond_dim
     self.image_shape = tuple(image_shape)
+    for key, cells in (("texture_size", texture_size),
+                       ("background_size", background_size)):
+      if cells < 0 or (cells and (image_shape[0] % cells
+                                  or image_shape[1] % cells)):
+        raise MechanismError(
+            f"config key 'model.image.cgn.{key}': {cells} cells per side "
+            f"do not divide the {image_shape[0]}x{image_shape[1]} image "
+            "(0: full resolution)")
+    # Cells per side of each layer (0: full resolution), `MECHANISMS` order.
+    self.cells = (0, texture_size, background_size)
     self.latent_dim = latent_dim
     self.beta = beta
     # The feature each mechanism reads (None: none), in `MECHANISMS` order,
@@ -171,6 +212,11 @@ class CGN(nnx.Module):
     # upsampling, from a map of side (image side) / 2^(blocks).
     c.decoder_convs = ((24, 3), (24, 3), (16, 3))
     c.beta = 1.0  # KL weight of the ELBO.
+    # Cells per side of the foreground and the background: each layer is
+    # constant on blocks of (side / cells) pixels, 0 = full resolution
+    # (`coarsen`). Colored MNIST: one colour, and the bar's 4-pixel rows.
+    c.texture_size = 1
+    c.background_size = 8
     return c
 
   @classmethod
@@ -181,7 +227,9 @@ class CGN(nnx.Module):
                texture_feature=config.texture_feature,
                background_feature=config.background_feature,
                latent_dim=config.latent_dim,
-               decoder_convs=config.decoder_convs, beta=config.beta)
+               decoder_convs=config.decoder_convs, beta=config.beta,
+               texture_size=config.texture_size,
+               background_size=config.background_size)
 
   @classmethod
   def stages(cls, config: ml_collections.ConfigDict,
@@ -198,10 +246,12 @@ class CGN(nnx.Module):
 
   def layers(self, cond, u):
     """The three layers: mask [B, H, W, 1], foreground and background
-    [B, H, W, C], each from its own attribute and latent only."""
+    [B, H, W, C], each from its own attribute and latent only, the latter
+    two coarsened to their cells."""
     return tuple(
-        jax.nn.sigmoid(getattr(self, name)(u[name], self._own(name, cond))[0])
-        for name in MECHANISMS)
+        coarsen(jax.nn.sigmoid(
+            getattr(self, name)(u[name], self._own(name, cond))[0]), cells)
+        for name, cells in zip(MECHANISMS, self.cells))
 
   def _split(self, z):
     return dict(zip(MECHANISMS, jnp.split(z, len(MECHANISMS), axis=-1)))
