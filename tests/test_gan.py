@@ -401,6 +401,7 @@ def test_a_fixed_seed_reproduces_the_run(runs):
   assert [r.get("train/loss") for r in a] == [r.get("train/loss") for r in b]
 
 
+@pytest.mark.slow  # the `runs` fixture trains for a minute
 def test_progress_bar_shows_both_losses(runs):
   *_, bar = runs
   assert "train/loss_generator" in bar
