@@ -24,9 +24,10 @@ rows) exactly and no digit stroke. Without it nothing identifies the
 layers: the background's latent drew the coloured digit and the texture
 mechanism painted a blob beside it, so do(C) changed no stroke.
 
-Where ours differs from the paper: no pretrained BigGAN and no
-ImageNet-specific losses (mask size prior, the mask's binary loss: MNIST
-strokes are grey-level, so the mask carries their intensity). The
+Where ours differs from the paper: no pretrained BigGAN, no
+ImageNet-specific losses (mask size prior) and no binary loss on the mask,
+which their MNISTs use (MNIST strokes are grey-level; our mask carries
+their intensity). The
 three decoders train from scratch as one VAE with a single encoder
 q(u_shape, u_texture, u_background | i, v) for abduction (a posterior
 draw; `vae` takes the mean), so the family fits the `ImageMechanism`
